@@ -1,0 +1,1 @@
+"""ai_trading: config-driven research-to-execution platform for systematic trading."""

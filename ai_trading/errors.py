@@ -1,0 +1,67 @@
+"""Typed exceptions raised on every fail-fast path of the package.
+
+Each error names what failed and where (symbol, timestamp, file, expected vs actual), so a
+log line alone is enough to find the bad input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AiTradingError(Exception):
+    """Base class of every error the package raises on purpose."""
+
+
+class ConfigError(AiTradingError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+class DataValidationError(AiTradingError):
+    """Bars broke a validation rule; names the rule, the symbol and the timestamp when known."""
+
+    def __init__(
+        self,
+        rule: str,
+        detail: str,
+        *,
+        symbol: str | None = None,
+        timestamp: Any = None,
+        source: str | None = None,
+    ) -> None:
+        self.rule = rule
+        self.symbol = symbol
+        self.timestamp = timestamp
+        self.source = source
+        where = [f"{k}={v}" for k, v in (("symbol", symbol), ("timestamp", timestamp), ("source", source)) if v]
+        super().__init__(f"[{rule}] {detail}" + (f" ({', '.join(where)})" if where else ""))
+
+
+class UnknownSymbolError(DataValidationError):
+    """A symbol was asked for that the data source does not hold."""
+
+
+class FeatureSchemaMismatch(AiTradingError):
+    """Features were built with another schema (or from other data) than the consumer expects."""
+
+    def __init__(self, what: str, expected: str, actual: str) -> None:
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{what} mismatch: expected {expected}, actual {actual}")
+
+
+class OrderValidationError(AiTradingError):
+    """An order is malformed: non-positive quantity, NaN price, unknown symbol, time outside the bars."""
+
+
+class ManifestVerificationError(AiTradingError):
+    """A model manifest's signature or hashes do not verify; nothing may be loaded."""
+
+
+class IllegalTransition(AiTradingError):
+    """An order event does not apply to the order's current state."""
+
+
+class EvaluationError(AiTradingError):
+    """Evaluation inputs are inconsistent (misaligned labels, too few observations, bad split settings)."""
