@@ -1,6 +1,7 @@
 """``dataset_fingerprint``: a full SHA-256 over a canonical serialization of validated bars.
 
-The digest covers a JSON header (index names, columns, dtypes, row count, the selection) and then
+The digest covers a JSON header (index names, columns, dtypes, row count and the selection the
+frame spans: symbols, first and last timestamp, bar frequency) and then
 every timestamp (int64 ns, little-endian), every symbol (UTF-8, NUL-separated) and every value
 (float64, little-endian, row-major). The frame is canonicalised first, so the input's row and
 column order do not matter, while any changed cell does.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,8 +25,32 @@ def canonical_json(payload: Any) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
-def dataset_fingerprint(frame: pd.DataFrame, selection: Mapping[str, Any] | None = None) -> str:
-    """Hex SHA-256 of the canonical bars frame plus the selection (symbols, range, frequency)."""
+def infer_frequency(frame: pd.DataFrame) -> str:
+    """Median bar spacing as ``"1d"`` or ``"<n>min"`` (``"unknown"`` for a single timestamp)."""
+    stamps = frame.index.get_level_values("timestamp").unique().sort_values()
+    if len(stamps) < 2:
+        return "unknown"
+    step = pd.Timedelta(pd.Series(stamps).diff().median())
+    return "1d" if step >= pd.Timedelta(hours=12) else f"{int(step.total_seconds() // 60)}min"
+
+
+def selection_of(frame: pd.DataFrame) -> dict[str, Any]:
+    """What a canonical frame spans: sorted symbols, first and last timestamp (ISO, UTC), frequency."""
+    stamps = frame.index.get_level_values("timestamp")
+    return {
+        "symbols": sorted(frame.index.get_level_values("symbol").unique().tolist()),
+        "start": stamps.min().isoformat(),
+        "end": stamps.max().isoformat(),
+        "frequency": infer_frequency(frame),
+    }
+
+
+def dataset_fingerprint(frame: pd.DataFrame) -> str:
+    """Hex SHA-256 of the canonical bars frame and the selection it spans.
+
+    The selection is derived from the data, so the same bars give the same fingerprint however
+    they were requested (bundled or a directory, with or without explicit dates).
+    """
     canon = canonicalize(frame)
     header = {
         "format": "ai_trading.bars/1",
@@ -34,11 +58,11 @@ def dataset_fingerprint(frame: pd.DataFrame, selection: Mapping[str, Any] | None
         "columns": list(canon.columns),
         "dtypes": [str(t) for t in canon.dtypes],
         "rows": len(canon),
-        "selection": dict(selection or {}),
+        "selection": selection_of(canon),
     }
     digest = hashlib.sha256()
     digest.update(canonical_json(header))
-    stamps = canon.index.get_level_values("timestamp").asi8
+    stamps = pd.DatetimeIndex(canon.index.get_level_values("timestamp")).asi8
     digest.update(np.ascontiguousarray(stamps, dtype="<i8").tobytes())
     symbols = canon.index.get_level_values("symbol")
     codes, uniques = pd.factorize(symbols)

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ai_trading.data.fingerprint import dataset_fingerprint
-from ai_trading.data.schema import canonicalize
+from ai_trading.data.fingerprint import dataset_fingerprint, selection_of
+from ai_trading.data.schema import canonicalize, symbols_of
 from ai_trading.data.sources import BUNDLED, DirectorySource, read_bundled
 from ai_trading.data.validation import validate_bars
 from ai_trading.errors import DataValidationError
@@ -31,10 +31,6 @@ class DataConfig:
     timestamp_format: str | None = None
     timezone: str = "UTC"
 
-    def selection(self) -> dict[str, Any]:
-        """The part of the config that identifies the data set; goes into the fingerprint."""
-        return {"symbols": sorted(self.symbols), "start": self.start, "end": self.end, "source": self.source}
-
 
 @dataclass(frozen=True)
 class Bars:
@@ -42,11 +38,14 @@ class Bars:
 
     frame: pd.DataFrame
     fingerprint: str
-    selection: Mapping[str, Any]
 
     @property
     def symbols(self) -> list[str]:
-        return sorted(self.frame.index.get_level_values("symbol").unique().tolist())
+        return symbols_of(self.frame)
+
+    @property
+    def selection(self) -> dict[str, Any]:
+        return selection_of(self.frame)
 
 
 def _bound(value: str | None, name: str) -> pd.Timestamp | None:
@@ -57,14 +56,6 @@ def _bound(value: str | None, name: str) -> pd.Timestamp | None:
     except ValueError as exc:
         raise DataValidationError("bad_range", f"{name}={value!r} is not a date") from exc
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
-
-
-def _infer_frequency(frame: pd.DataFrame) -> str:
-    stamps = frame.index.get_level_values("timestamp").unique()
-    if len(stamps) < 2:
-        return "unknown"
-    step = pd.Series(stamps).diff().median()
-    return "1d" if step >= pd.Timedelta(hours=12) else f"{int(step.total_seconds() // 60)}min"
 
 
 def load(config: DataConfig) -> Bars:
@@ -93,11 +84,10 @@ def load(config: DataConfig) -> Bars:
                                       symbol=symbol, source=config.source)
         parts.append(selected)
     frame = validate_bars(canonicalize(pd.concat(parts)), source=config.source)
-    selection = {**config.selection(), "frequency": _infer_frequency(frame)}
-    fingerprint = dataset_fingerprint(frame, selection)
+    fingerprint = dataset_fingerprint(frame)
     log.info("loaded bars rows=%d symbols=%s fingerprint=%s", len(frame), ",".join(sorted(set(config.symbols))),
              fingerprint[:12])
-    return Bars(frame=frame, fingerprint=fingerprint, selection=selection)
+    return Bars(frame=frame, fingerprint=fingerprint)
 
 
 def load_bars(

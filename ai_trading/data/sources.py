@@ -123,7 +123,7 @@ def read_csv_checked(
     """
     if isinstance(handle, Path):
         opener = gzip.open if handle.suffix == ".gz" else open
-        with opener(handle, "rt", newline="") as fh:  # type: ignore[operator]
+        with opener(handle, "rt", newline="") as fh:
             return read_csv_checked(io.StringIO(fh.read()), source, names=names, first_line=first_line)
     rows = list(csv.reader(handle))
     if names is None:

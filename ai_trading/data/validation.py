@@ -51,7 +51,7 @@ def validate_bars(frame: pd.DataFrame, *, source: str | None = None) -> pd.DataF
     o, h, low, c, v = (values[:, i] for i in range(5))
     prices = values[:, : len(PRICE_COLUMNS)]
     checks: list[tuple[str, np.ndarray, str]] = [
-        ("non_positive_price", (prices <= 0).any(axis=1), "a price is zero or negative"),
+        ("non_positive_price", np.asarray((prices <= 0).any(axis=1)), "a price is zero or negative"),
         ("negative_volume", v < 0, "volume is negative"),
         ("high_below_open_close", h < np.maximum(o, c), "high is below max(open, close)"),
         ("low_above_open_close", low > np.minimum(o, c), "low is above min(open, close)"),

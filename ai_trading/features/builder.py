@@ -1,0 +1,156 @@
+"""The one feature builder: used by training, evaluation, the RL environment and live trading.
+
+Every feature at time t depends only on bars up to and including t (trailing windows per symbol).
+The first ``spec.warmup`` rows of each symbol, where some feature is not yet defined, are dropped
+explicitly; the output never carries NaN downstream.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from ai_trading.data.fingerprint import dataset_fingerprint
+from ai_trading.data.loader import Bars
+from ai_trading.data.schema import canonicalize
+from ai_trading.data.validation import validate_bars
+from ai_trading.errors import DataValidationError, FeatureSchemaMismatch
+from ai_trading.features.spec import FEATURE_DTYPE, FeatureDef, FeatureSpec, make_spec
+from ai_trading.paths import conf_file
+
+log = logging.getLogger(__name__)
+
+_FLAT_TOLERANCE = 1e-12
+
+
+def _rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` values; NaN where fewer are available."""
+    out = np.full_like(x, np.nan)
+    if len(x) >= window:
+        out[window - 1 :] = np.lib.stride_tricks.sliding_window_view(x, window).mean(axis=1)
+    return out
+
+
+def _rolling_std(x: np.ndarray, window: int) -> np.ndarray:
+    """Trailing sample standard deviation (ddof=1) over ``window`` values."""
+    out = np.full_like(x, np.nan)
+    if len(x) >= window:
+        view = np.lib.stride_tricks.sliding_window_view(x, window)
+        out[window - 1 :] = view.std(axis=1, ddof=1)
+    return out
+
+
+def _zscore(x: np.ndarray, window: int) -> np.ndarray:
+    """(x - trailing mean) / trailing std; 0 where the window is flat (no deviation to scale).
+
+    A window counts as flat when its deviation is below float64 rounding of its level.
+    """
+    mean, std = _rolling_mean(x, window), _rolling_std(x, window)
+    flat = std <= _FLAT_TOLERANCE * np.maximum(1.0, np.abs(mean))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (x - mean) / np.where(flat, 1.0, std)
+    return np.where(flat, 0.0, z)
+
+
+def _lagged_log_ratio(log_close: np.ndarray, horizon: int) -> np.ndarray:
+    out = np.full_like(log_close, np.nan)
+    out[horizon:] = log_close[horizon:] - log_close[:-horizon]
+    return out
+
+
+def _compute(
+    feature: FeatureDef, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray
+) -> np.ndarray:
+    log_close = np.log(close)
+    p = feature.params
+    match feature.kind:
+        case "log_return":
+            return _lagged_log_ratio(log_close, p["horizon"])
+        case "realized_vol":
+            returns = _lagged_log_ratio(log_close, 1)
+            out = np.full_like(close, np.nan)
+            out[1:] = _rolling_std(returns[1:], p["window"])
+            return out
+        case "parkinson_vol":
+            # Parkinson (1980): sigma^2 = E[ln(H/L)^2] / (4 ln 2), per bar.
+            return np.sqrt(_rolling_mean(np.log(high / low) ** 2, p["window"]) / (4.0 * np.log(2.0)))
+        case "momentum":
+            return close / _rolling_mean(close, p["window"]) - 1.0
+        case "zscore":
+            return _zscore(close, p["window"])
+        case "volume_z":
+            return _zscore(np.log1p(volume), p["window"])
+    raise AssertionError(f"unhandled feature kind {feature.kind}")  # FeatureDef validates kinds
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features aligned to the bars index (warm-up rows dropped) with their provenance hashes."""
+
+    frame: pd.DataFrame
+    feature_names: list[str]
+    schema_hash: str
+    dataset_fingerprint: str
+    spec: FeatureSpec
+
+    def validate(self, expected_schema_hash: str, expected_dataset_fingerprint: str | None = None) -> None:
+        """Fail fast if these features are not the ones a consumer was built for."""
+        if self.schema_hash != expected_schema_hash:
+            raise FeatureSchemaMismatch("feature_schema_hash", expected_schema_hash, self.schema_hash)
+        if expected_dataset_fingerprint is not None and self.dataset_fingerprint != expected_dataset_fingerprint:
+            raise FeatureSchemaMismatch("dataset_fingerprint", expected_dataset_fingerprint, self.dataset_fingerprint)
+
+
+class FeatureBuilder:
+    """Builds a :class:`FeatureSet` from canonical bars according to a :class:`FeatureSpec`."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+
+    @classmethod
+    def default(cls) -> FeatureBuilder:
+        """The builder of the default daily spec (``conf/features/default_daily.yaml``)."""
+        cfg = OmegaConf.to_container(OmegaConf.load(conf_file("features", "default_daily.yaml")), resolve=True)
+        assert isinstance(cfg, dict)
+        return cls(make_spec(cfg["name"], cfg["version"], cfg["features"]))
+
+    @property
+    def schema_hash(self) -> str:
+        return self.spec.schema_hash
+
+    def build(self, bars: Bars | pd.DataFrame) -> FeatureSet:
+        """Validate ``bars`` with the data layer's rules and compute the spec's features."""
+        if isinstance(bars, Bars):
+            frame, fingerprint = bars.frame, bars.fingerprint
+        else:
+            frame = validate_bars(canonicalize(bars), source="features")
+            fingerprint = dataset_fingerprint(frame)
+        values = frame.to_numpy()
+        codes, symbols = pd.factorize(frame.index.get_level_values("symbol"))
+        n_features, warmup = len(self.spec.features), self.spec.warmup
+        out = np.empty((len(frame), n_features), dtype=np.float64)
+        keep = np.ones(len(frame), dtype=bool)
+        for code, symbol in enumerate(symbols):
+            rows = np.flatnonzero(codes == code)  # ascending time: the frame is sorted by timestamp
+            if len(rows) <= warmup:
+                raise DataValidationError(
+                    "too_short", f"{len(rows)} bars, the feature spec needs more than {warmup} (its warm-up)",
+                    symbol=str(symbol), source="features",
+                )
+            _, high, low, close, volume = (values[rows, i] for i in range(5))
+            for j, feature in enumerate(self.spec.features):
+                out[rows, j] = _compute(feature, high, low, close, volume)
+            keep[rows[:warmup]] = False
+        result = out[keep]
+        if not np.isfinite(result).all():
+            bad = np.flatnonzero(~np.isfinite(result).all(axis=1))[0]
+            ts, sym = frame.index[np.flatnonzero(keep)[bad]]
+            raise DataValidationError("non_finite_feature", "a feature is NaN or inf after warm-up",
+                                      symbol=str(sym), timestamp=ts, source="features")
+        features = pd.DataFrame(result.astype(FEATURE_DTYPE), index=frame.index[keep], columns=self.spec.columns)
+        log.debug("built features rows=%d warmup=%d schema=%s", len(features), warmup, self.schema_hash[:12])
+        return FeatureSet(features, self.spec.columns, self.schema_hash, fingerprint, self.spec)

@@ -1,0 +1,6 @@
+"""MLflow tracking: the only package that imports mlflow."""
+
+from ai_trading.tracking.provenance import GitState, git_state
+from ai_trading.tracking.runs import TrackedRun, TrackingConfig, flatten, start_run
+
+__all__ = ["GitState", "TrackedRun", "TrackingConfig", "flatten", "git_state", "start_run"]

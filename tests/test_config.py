@@ -1,0 +1,73 @@
+"""The Hydra config tree composes: root, every group option, every experiment, and overrides."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra.utils import instantiate
+
+from ai_trading.data import DataConfig
+from ai_trading.paths import CONF_DIR
+from tests.conftest import compose_config
+
+GROUPS = ["data", "features", "simulator", "cost_model", "env", "algo", "governance", "oms", "alerts", "tracking",
+          "experiment", "hydra"]
+
+
+def test_root_config_has_every_group() -> None:
+    cfg = compose_config()
+    for group in GROUPS:
+        assert (CONF_DIR / group).is_dir(), group
+    for key in ["data", "features", "simulator", "cost_model", "env", "algo", "governance", "oms", "alerts",
+                "tracking", "seed", "experiment_name"]:
+        assert key in cfg, key
+
+
+@pytest.mark.parametrize("path", sorted((CONF_DIR / "experiment").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_experiment_composes_and_instantiates_data(path: Path) -> None:
+    cfg = compose_config([f"experiment={path.stem}"])
+    assert cfg.experiment_name == path.stem
+    assert isinstance(instantiate(cfg.data, _convert_="all"), DataConfig)
+
+
+OPTIONS = [
+    (g, p.stem) for g in GROUPS if g not in ("experiment", "hydra") for p in sorted((CONF_DIR / g).glob("*.yaml"))
+]
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS)
+def test_every_group_option_composes(group: str, option: str) -> None:
+    overrides = [f"{group}={option}"]
+    if (group, option) == ("data", "directory"):
+        overrides += ["data.source=/nonexistent", "data.symbols=[X]"]
+    cfg = compose_config(overrides)
+    assert group in cfg
+
+
+def test_override_symbols_reaches_data_config() -> None:
+    cfg = compose_config(["data.symbols=[NVDA,ORCL]", "data.start=2005-01-01"])
+    data = instantiate(cfg.data, _convert_="all")
+    assert list(data.symbols) == ["NVDA", "ORCL"]
+    assert data.start == "2005-01-01"
+
+
+def test_tracking_uri_defaults_to_sqlite_and_honours_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert compose_config().tracking.tracking_uri == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert compose_config().tracking.tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_entrypoint_cfg_job_prints_composed_config_with_override() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ai_trading.train", "--cfg", "job", "data.symbols=[NVDA,ORCL]"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    printed = yaml.safe_load(out)
+    assert printed["data"]["symbols"] == ["NVDA", "ORCL"]
+    assert printed["features"]["name"] == "default_daily"
+    assert printed["tracking"]["experiment_name"] == "${experiment_name}"
