@@ -1,0 +1,187 @@
+"""Wide T x N market arrays and the flat cost parameters shared by every execution path.
+
+Built once from the canonical bars frame; the vectorised paths, the numba kernels and the per-order
+simulator all read the same arrays, so they cannot disagree about prices, spreads or volatility.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from ai_trading.data.schema import BAR_COLUMNS
+from ai_trading.errors import ConfigError, DataValidationError
+from ai_trading.execution.config import SimulatorConfig
+from ai_trading.execution.spread import abdi_ranaldo, corwin_schultz, ewma_volatility
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+DAILY_SESSION_SECONDS = 6.5 * 3600.0
+
+# Layout of the flat parameter vector the kernels read (numba-friendly: one float64 array).
+P_FIXED, P_VOLC, P_IMPACT, P_CAP, P_HAIRCUT, P_FEE_SHARE, P_FEE_RATE, P_FEE_MIN = range(8)
+P_SPIKE_PROB, P_SPIKE_MS, P_SPIKE_VOL, P_BAR_SECONDS, P_BAND, P_LAT_MS, P_LAT_SIGMA, P_LOGNORMAL = range(8, 16)
+N_PARAMS = 16
+
+
+@dataclass(frozen=True)
+class MarketArrays:
+    """Bars as wide float64 arrays over the union of timestamps (rows) and sorted symbols (columns).
+
+    ``open/high/low/close/volume`` hold the bar where ``tradable`` is True; elsewhere (a symbol with no bar
+    at that time) prices hold ``mark`` and volume 0. ``mark`` is the last close (forward-filled, 0 before a
+    symbol's first bar) used to value positions. ``half_spread`` (fraction of price) and ``vol`` (per-bar
+    volatility, fraction) at row ``t`` use bars up to ``t`` only. ``session`` numbers calendar days.
+    """
+
+    timestamps: pd.DatetimeIndex
+    symbols: tuple[str, ...]
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+    mark: FloatArray
+    tradable: BoolArray
+    half_spread: FloatArray
+    vol: FloatArray
+    session: npt.NDArray[np.int64]
+    bar_seconds: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        T, N = self.open.shape
+        return T, N
+
+    def symbol_index(self, symbol: str) -> int:
+        try:
+            return self.symbols.index(symbol)
+        except ValueError:
+            return -1
+
+    @classmethod
+    def from_bars(
+        cls,
+        frame: pd.DataFrame,
+        config: SimulatorConfig,
+        half_spread_bps: Mapping[str, float] | None = None,
+        spread_vol_coef: float | None = None,
+    ) -> MarketArrays:
+        """Pivot the canonical frame and estimate spread and volatility per symbol.
+
+        ``half_spread_bps`` (per symbol, volatility-free base) and ``spread_vol_coef`` override the
+        config's spread (this is how a cost model's spread reaches the simulator).
+        """
+        if frame.empty:
+            raise DataValidationError("empty_selection", "no bars to build market arrays from")
+        wide = frame.loc[:, list(BAR_COLUMNS)].unstack("symbol").sort_index()
+        timestamps = pd.DatetimeIndex(wide.index)
+        symbols = tuple(sorted(frame.index.get_level_values("symbol").unique().astype(str)))
+        arrays = {col: pd.DataFrame(wide[col]).reindex(columns=list(symbols)).to_numpy(np.float64)
+                  for col in BAR_COLUMNS}
+        tradable = np.isfinite(arrays["close"])
+        mark = pd.DataFrame(arrays["close"]).ffill().fillna(0.0).to_numpy(np.float64)
+        T, N = mark.shape
+        hs = np.zeros((T, N))
+        vol = np.zeros((T, N))
+        k = config.spread_vol_coef if spread_vol_coef is None else spread_vol_coef
+        for n, symbol in enumerate(symbols):
+            rows = np.flatnonzero(tradable[:, n])
+            h, lo, c = (arrays[col][rows, n] for col in ("high", "low", "close"))
+            sigma = ewma_volatility(c, h, lo, config.vol_halflife)
+            if half_spread_bps is not None:
+                if symbol not in half_spread_bps:
+                    raise ConfigError(f"no half-spread given for symbol {symbol}")
+                base = np.full(len(rows), half_spread_bps[symbol] * 1e-4)
+                est = np.maximum(base + k * sigma, 0.0)
+            else:
+                if config.spread_bps is not None:
+                    base = np.full(len(rows), 0.5 * config.spread_bps * 1e-4)
+                else:
+                    estimator = corwin_schultz if config.spread_estimator == "corwin_schultz" else abdi_ranaldo
+                    base = 0.5 * estimator(h, lo, c, config.spread_window)
+                    base = np.where(np.isfinite(base), base, 0.0)
+                est = np.clip(base + k * sigma, config.min_half_spread_bps * 1e-4,
+                              config.max_half_spread_bps * 1e-4)
+            hs[:, n] = _ffill_rows(est, rows, T)
+            vol[:, n] = _ffill_rows(sigma, rows, T)
+        for col in ("open", "high", "low", "close"):
+            arrays[col] = np.where(tradable, arrays[col], mark)
+        volume = np.where(tradable, np.nan_to_num(arrays["volume"], nan=0.0), 0.0)
+        local = timestamps.tz_convert(config.session_timezone)
+        session = np.asarray(local.normalize().asi8 // (86_400 * 10**9), dtype=np.int64)
+        bar_seconds = config.bar_seconds if config.bar_seconds is not None else _bar_seconds(timestamps)
+        log.info("market arrays bars=%d symbols=%s bar_seconds=%.0f", T, ",".join(symbols), bar_seconds)
+        return cls(timestamps=timestamps, symbols=symbols, open=arrays["open"], high=arrays["high"],
+                   low=arrays["low"], close=arrays["close"], volume=volume, mark=mark, tradable=tradable,
+                   half_spread=hs, vol=vol, session=session, bar_seconds=float(bar_seconds))
+
+
+def _ffill_rows(values: FloatArray, rows: npt.NDArray[np.intp], T: int) -> FloatArray:
+    """Spread per-bar values of one symbol over all T rows, carrying the last one forward (0 before)."""
+    out = np.zeros(T)
+    if len(rows) == 0:
+        return out
+    pos = np.searchsorted(rows, np.arange(T), side="right") - 1
+    known = pos >= 0
+    out[known] = values[pos[known]]
+    return out
+
+
+def _bar_seconds(timestamps: pd.DatetimeIndex) -> float:
+    if len(timestamps) < 2:
+        return DAILY_SESSION_SECONDS
+    step = float(np.median(np.diff(timestamps.asi8))) / 1e9
+    return DAILY_SESSION_SECONDS if step >= 12 * 3600 else step
+
+
+@dataclass(frozen=True)
+class ExecParams:
+    """Flat cost/latency/fee parameters for the kernels, plus a per-symbol impact scale."""
+
+    values: FloatArray
+    impact_scale: FloatArray
+
+    @classmethod
+    def from_config(
+        cls,
+        config: SimulatorConfig,
+        market: MarketArrays,
+        *,
+        impact: tuple[float, float, float] | None = None,
+        impact_scale: Sequence[float] | None = None,
+    ) -> ExecParams:
+        """``impact`` = (fixed_bps, vol_coef, impact_coef) overrides the config's (a cost model's values)."""
+        fixed_bps, volc, coef = impact or (config.slippage_fixed_bps, config.slippage_vol_coef,
+                                           config.impact_coef)
+        v = np.zeros(N_PARAMS)
+        v[P_FIXED], v[P_VOLC], v[P_IMPACT] = fixed_bps * 1e-4, volc, coef
+        v[P_CAP], v[P_HAIRCUT] = config.participation_cap, config.queue_haircut
+        v[P_FEE_SHARE], v[P_FEE_RATE], v[P_FEE_MIN] = config.fee_per_share, config.fee_bps * 1e-4, config.fee_min
+        v[P_SPIKE_PROB], v[P_SPIKE_MS], v[P_SPIKE_VOL] = config.spike_prob, config.spike_ms, config.spike_vol_coef
+        v[P_BAR_SECONDS], v[P_BAND] = market.bar_seconds, config.no_trade_band
+        v[P_LAT_MS], v[P_LAT_SIGMA] = config.latency_ms, config.latency_sigma
+        v[P_LOGNORMAL] = 1.0 if config.latency == "lognormal" else 0.0
+        scale = np.ones(len(market.symbols)) if impact_scale is None else np.asarray(impact_scale, np.float64)
+        if scale.shape != (len(market.symbols),):
+            raise ConfigError(f"impact_scale has shape {scale.shape}, expected ({len(market.symbols)},)")
+        return cls(values=v, impact_scale=scale)
+
+
+def latency_base_ms(u1: FloatArray, u2: FloatArray, params: FloatArray) -> FloatArray:
+    """Latency before spikes (ms) from two uniforms: constant, or lognormal via Box-Muller.
+
+    Shared by every path (computed in numpy, never inside a kernel) so all paths see identical numbers.
+    """
+    if params[P_LOGNORMAL] == 0.0:
+        return np.full(np.shape(u1), params[P_LAT_MS])
+    z = np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
+    return params[P_LAT_MS] * np.exp(params[P_LAT_SIGMA] * z)

@@ -1,0 +1,335 @@
+"""Execution simulator: the single source of execution truth for backtests, the RL env and the paper venue.
+
+Timing and fill-price convention (both paths):
+
+- A bar's timestamp names the bar; its data are known at its close. An order submitted at time ``ts``
+  was decided at the close of the last bar with timestamp <= ``ts`` (the decision bar ``d``) and executes
+  from the symbol's next bar ``e > d``. Orders before a symbol's first bar, or at/after its last bar
+  (nothing left to execute on), are rejected.
+- The arrival price is bar ``e``'s open: the first price a decision taken after ``d``'s close can act on
+  (for 1-minute bars it is within a tick of ``d``'s close; for daily bars the overnight gap is market
+  risk, not execution cost, and lands in gross PnL).
+- Each bar the order works is one child slice: it reaches the venue after a latency (constant or
+  lognormal, plus spikes growing with volatility) and meets the price at that moment on a path through
+  the bar, open -> low -> high -> close for an up bar and open -> high -> low -> close for a down bar,
+  at constant speed over ``bar_seconds``. For daily bars (6.5 h) milliseconds of latency leave the price
+  at the open: the fill is next-bar open plus costs. For 1-minute bars a latency spike moves it into the
+  bar. Bias: the path ordering is a convention, not data, so the within-bar drift after latency is a
+  guess; it is symmetric in expectation for buys and sells and small next to the spread.
+- Aggressive fills pay ``half_spread + impact`` on that reference price; ``impact = scale * (fixed_bps +
+  vol_coef * sigma + impact_coef * sigma * sqrt(q / V))`` (square-root law). ``half_spread`` and ``sigma``
+  are those known at the bar before the slice (no look-ahead). A slice fills at most
+  ``participation_cap * V`` (a zero-volume bar fills nothing); the rest carries to the next bar (DAY to
+  the end of its session, GTC to the end of the data) or is cancelled (IOC).
+- Limit orders: marketable at arrival -> aggressive fill capped at the limit; otherwise they fill only when
+  the bar trades through the limit (low < limit for a buy), at the limit, on at most
+  ``(1 - queue_haircut)`` of the participation capacity, as a maker fill without spread or impact.
+- Fees per fill slice: ``max(fee_per_share * q + fee_bps * notional, fee_min)`` (the minimum applies per
+  child order, one per bar with a fill).
+- Cash: ``cash -= q * ref + spread_cost + impact_cost + fee`` with ``spread_cost + impact_cost ==
+  q * (price - ref)`` for buys, so net PnL = gross PnL (fills at ``ref``, no fees) - costs.
+
+Randomness: only the ``numpy.random.Generator`` made from ``seed`` (3 uniforms per working bar).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from ai_trading.errors import OrderValidationError
+from ai_trading.execution.config import SimulatorConfig
+from ai_trading.execution.cost_model import CostObservation, EwmaCostModel
+from ai_trading.execution.kernels import EPS_SHARES, run_orders
+from ai_trading.execution.market import ExecParams, MarketArrays, latency_base_ms
+from ai_trading.execution.vectorized import SequenceResult, StepResult, run_targets, step
+
+log = logging.getLogger(__name__)
+
+
+class OrderSide(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is OrderSide.BUY else -1
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class TimeInForce(StrEnum):
+    DAY = "day"
+    IOC = "ioc"
+    GTC = "gtc"
+
+
+class Liquidity(StrEnum):
+    TAKER = "taker"
+    MAKER = "maker"
+
+
+class SimOrderStatus(StrEnum):
+    FILLED = "filled"
+    CANCELLED = "cancelled"  # IOC remainder
+    EXPIRED = "expired"  # DAY remainder at session end
+    WORKING = "working"  # GTC remainder when the data end
+
+
+@dataclass(frozen=True)
+class SimOrder:
+    """An order to simulate; validated at construction (positive quantity, finite limit, tz-aware time)."""
+
+    symbol: str
+    side: OrderSide
+    quantity: float
+    submitted_at: pd.Timestamp
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+
+    def __post_init__(self) -> None:
+        try:
+            side, kind, tif = OrderSide(self.side), OrderType(self.order_type), TimeInForce(self.time_in_force)
+        except ValueError as exc:
+            raise OrderValidationError(f"order {self.symbol}: {exc}") from exc
+        if not isinstance(self.quantity, int | float) or not math.isfinite(self.quantity) or self.quantity <= 0:
+            raise OrderValidationError(f"order {self.symbol}: quantity {self.quantity!r} must be finite and > 0")
+        if kind is OrderType.LIMIT:
+            if self.limit_price is None or not math.isfinite(self.limit_price) or self.limit_price <= 0:
+                raise OrderValidationError(f"limit order {self.symbol}: limit price {self.limit_price!r} must "
+                                           "be a finite number > 0")
+        elif self.limit_price is not None:
+            raise OrderValidationError(f"market order {self.symbol} has a limit price {self.limit_price!r}")
+        try:
+            ts = pd.Timestamp(self.submitted_at)
+        except (ValueError, TypeError) as exc:
+            raise OrderValidationError(f"order {self.symbol}: bad submission time {self.submitted_at!r}") from exc
+        if ts is pd.NaT or ts.tzinfo is None:
+            raise OrderValidationError(f"order {self.symbol}: submission time {self.submitted_at!r} must be "
+                                       "tz-aware")
+        object.__setattr__(self, "side", side)
+        object.__setattr__(self, "order_type", kind)
+        object.__setattr__(self, "time_in_force", tif)
+        object.__setattr__(self, "quantity", float(self.quantity))
+        object.__setattr__(self, "submitted_at", ts.tz_convert("UTC"))
+
+
+class FillEvent(NamedTuple):
+    """One fill: ``quantity`` unsigned shares at ``price``; costs in currency; context for the cost model."""
+
+    time: pd.Timestamp
+    quantity: float
+    price: float
+    fee: float
+    liquidity: Liquidity
+    reference_price: float
+    spread_cost: float
+    impact_cost: float
+    bar_volume: float
+    volatility: float
+    half_spread_bps: float
+
+
+class SimExecutionResult(NamedTuple):
+    """Outcome of one order: fills, quantities, the cost split (currency) and the final status."""
+
+    order: SimOrder
+    fills: tuple[FillEvent, ...]
+    arrival_price: float
+    filled_quantity: float
+    unfilled_quantity: float
+    spread_cost: float
+    impact_cost: float
+    fees: float
+    status: SimOrderStatus
+
+    @property
+    def average_price(self) -> float:
+        if not self.fills:
+            return math.nan
+        return sum(f.quantity * f.price for f in self.fills) / self.filled_quantity
+
+    @property
+    def slippage_bps(self) -> float:
+        """Signed cost of the average fill against the arrival price (bps; positive = worse)."""
+        return self.order.side.sign * (self.average_price - self.arrival_price) / self.arrival_price * 1e4
+
+    @property
+    def realized_cost(self) -> float:
+        """Spread + impact + fees in currency (the gap between gross and net PnL)."""
+        return self.spread_cost + self.impact_cost + self.fees
+
+    def cost_observations(self) -> list[CostObservation]:
+        """Taker fills as fill reports for :meth:`EwmaCostModel.update`."""
+        return [CostObservation(self.order.symbol, self.order.side.sign, f.quantity, f.price, f.reference_price,
+                                f.volatility, f.bar_volume, f.half_spread_bps)
+                for f in self.fills if f.liquidity is Liquidity.TAKER]
+
+
+_TIF_CODE = {TimeInForce.DAY: 0, TimeInForce.IOC: 1, TimeInForce.GTC: 2}
+_REMAINDER_STATUS = {TimeInForce.IOC: SimOrderStatus.CANCELLED, TimeInForce.DAY: SimOrderStatus.EXPIRED,
+                     TimeInForce.GTC: SimOrderStatus.WORKING}
+
+
+class ExecutionSimulator:
+    """Simulated execution against canonical bars; per-order (paper venue) and vectorised (backtest, RL).
+
+    With ``cost_model`` the spread, slippage coefficients and per-symbol impact scale come from the model,
+    so evaluation, RL reward and live cost estimates share one cost truth.
+    """
+
+    def __init__(self, config: SimulatorConfig, bars: pd.DataFrame, cost_model: EwmaCostModel | None = None,
+                 seed: int | np.random.Generator = 0) -> None:
+        self.config = config
+        self.cost_model = cost_model
+        self.rng = np.random.default_rng(seed)
+        if cost_model is None:
+            self.market = MarketArrays.from_bars(bars, config)
+            self.params = ExecParams.from_config(config, self.market)
+        else:
+            symbols = sorted(bars.index.get_level_values("symbol").unique().astype(str))
+            mc = cost_model.config
+            self.market = MarketArrays.from_bars(
+                bars, config, half_spread_bps={s: cost_model.half_spread_bps(s) for s in symbols},
+                spread_vol_coef=mc.spread_vol_coef)
+            self.params = ExecParams.from_config(
+                config, self.market, impact=(mc.slippage_fixed_bps, mc.slippage_vol_coef, mc.impact_coef),
+                impact_scale=[cost_model.impact_scale(s) for s in symbols])
+        m = self.market
+        T, N = m.open.shape
+        self._ns: list[int] = m.timestamps.asi8.tolist()
+        self._ns_array = m.timestamps.asi8
+        self._stamps: list[pd.Timestamp] = list(m.timestamps)
+        self._sym_index = {s: i for i, s in enumerate(m.symbols)}
+        nxt = np.full((T + 1, N), T, dtype=np.int64)
+        for t in range(T - 1, -1, -1):
+            nxt[t] = np.where(m.tradable[t], t, nxt[t + 1])
+        self._next_tradable = nxt
+        rows = [np.flatnonzero(m.tradable[:, n]) for n in range(N)]
+        self._first_ns = [self._ns[r[0]] for r in rows]
+        self._last_ns = [self._ns[r[-1]] for r in rows]
+        change = np.flatnonzero(np.diff(m.session) != 0)
+        ends = np.append(change, T - 1)
+        self._session_end = np.repeat(ends, np.diff(np.concatenate(([-1], ends)))).astype(np.int64)
+
+    # -- vectorised path -----------------------------------------------------------------------------
+    def run_targets(self, targets: npt.NDArray[np.float64], initial_cash: float, *,
+                    initial_positions: npt.NDArray[np.float64] | None = None,
+                    targets_are_weights: bool = True) -> SequenceResult:
+        """Execute a T x N target sequence with this simulator's market, costs and generator."""
+        return run_targets(self.market, self.params, targets, self.rng, initial_cash=initial_cash,
+                           initial_positions=initial_positions, targets_are_weights=targets_are_weights)
+
+    def step(self, positions: npt.NDArray[np.float64], cash: npt.NDArray[np.float64],
+             targets: npt.NDArray[np.float64], t: npt.ArrayLike, *, targets_are_weights: bool = True) -> StepResult:
+        """One bar for a batch of envs (see :func:`ai_trading.execution.vectorized.step`)."""
+        return step(self.market, self.params, positions, cash, targets, t, self.rng,
+                    targets_are_weights=targets_are_weights)
+
+    # -- per-order path ------------------------------------------------------------------------------
+    def execute(self, order: SimOrder) -> SimExecutionResult:
+        """Simulate one order from submission to its final status."""
+        return self.execute_many([order])[0]
+
+    def _window(self, order: SimOrder) -> tuple[int, int, int]:
+        s = self._sym_index.get(order.symbol, -1)
+        if s < 0:
+            raise OrderValidationError(f"unknown symbol {order.symbol!r}; simulator has {list(self._sym_index)}")
+        ns = order.submitted_at.value
+        if ns < self._first_ns[s]:
+            raise OrderValidationError(f"order {order.symbol} at {order.submitted_at} is before the symbol's "
+                                       f"first bar {pd.Timestamp(self._first_ns[s], tz='UTC')}")
+        if ns >= self._last_ns[s]:
+            raise OrderValidationError(f"order {order.symbol} at {order.submitted_at} is at or after the "
+                                       f"symbol's last bar {pd.Timestamp(self._last_ns[s], tz='UTC')}: "
+                                       "no bar left to execute on")
+        e = int(self._next_tradable[bisect.bisect_right(self._ns, ns), s])
+        tif = order.time_in_force
+        stop = e if tif is TimeInForce.IOC else (
+            int(self._session_end[e]) if tif is TimeInForce.DAY else len(self._ns) - 1)
+        return s, e, stop
+
+    def execute_many(self, orders: Sequence[SimOrder]) -> list[SimExecutionResult]:
+        """Simulate orders in sequence with the shared generator (the fast path for many orders)."""
+        n = len(orders)
+        index = self._sym_index
+        sym = np.fromiter((index.get(o.symbol, -1) for o in orders), dtype=np.int64, count=n)
+        ns = np.fromiter((o.submitted_at.value for o in orders), dtype=np.int64, count=n)
+        valid = sym >= 0
+        first_ns, last_ns = np.asarray(self._first_ns), np.asarray(self._last_ns)
+        valid[valid] &= (ns[valid] >= first_ns[sym[valid]]) & (ns[valid] < last_ns[sym[valid]])
+        if not valid.all():
+            self._window(orders[int(np.argmin(valid))])  # raises with the order's own message
+        tif = np.fromiter((_TIF_CODE[o.time_in_force] for o in orders), dtype=np.int64, count=n)
+        start = self._next_tradable[np.searchsorted(self._ns_array, ns, side="right"), sym]
+        stop = np.where(tif == 0, self._session_end[start], np.where(tif == 1, start, len(self._ns) - 1))
+        side = np.fromiter((o.side.sign for o in orders), dtype=np.float64, count=n)
+        qty = np.fromiter((o.quantity for o in orders), dtype=np.float64, count=n)
+        is_limit = np.fromiter((o.order_type is OrderType.LIMIT for o in orders), dtype=np.bool_, count=n)
+        limit = np.fromiter((o.limit_price or 0.0 for o in orders), dtype=np.float64, count=n)
+        filled = np.zeros(n)
+        next_bar = start.copy()
+        m, p = self.market, self.params
+        parts: list[tuple[Any, Any, Any]] = []
+        first = 0
+        pool = 0
+        while first < n:
+            # The kernel asks for more only when a pool is used up, so the stream consumed is the same
+            # whatever the pool sizes; they grow to keep refills of long GTC orders rare.
+            pool = max(16, 2 * (n - first), 2 * pool)
+            u = self.rng.random((pool, 3))
+            lat = latency_base_ms(u[:, 0], u[:, 1], p.values)
+            out_order = np.empty(pool, dtype=np.int64)
+            out_bar = np.empty(pool, dtype=np.int64)
+            out = np.empty((pool, 7))
+            first, k = run_orders(m.open, m.high, m.low, m.close, m.volume, m.half_spread, m.vol,
+                                  p.impact_scale, p.values, sym, side, qty, is_limit, limit, stop, filled,
+                                  next_bar, first, lat, np.ascontiguousarray(u[:, 2]), out_order, out_bar, out)
+            parts.append((out_order[:k], out_bar[:k], out[:k]))
+        return self._results(orders, sym, start, qty, filled, parts)
+
+    def _results(self, orders: Sequence[SimOrder], sym: npt.NDArray[np.int64], start: npt.NDArray[np.int64],
+                 qty: npt.NDArray[np.float64], filled: npt.NDArray[np.float64],
+                 parts: list[tuple[Any, Any, Any]]) -> list[SimExecutionResult]:
+        m = self.market
+        n = len(orders)
+        order_idx = np.concatenate([part[0] for part in parts])
+        bars = np.concatenate([part[1] for part in parts])
+        out = np.concatenate([part[2] for part in parts])
+        syms = sym[order_idx]
+        stamps = self._stamps
+        liquidity = (Liquidity.TAKER, Liquidity.MAKER)
+        rows = zip(
+            [stamps[b] for b in bars.tolist()], out[:, 0].tolist(), out[:, 1].tolist(), out[:, 5].tolist(),
+            [liquidity[int(k)] for k in out[:, 6].tolist()], out[:, 2].tolist(), out[:, 3].tolist(),
+            out[:, 4].tolist(), m.volume[bars, syms].tolist(), m.vol[bars - 1, syms].tolist(),
+            (m.half_spread[bars - 1, syms] * 1e4).tolist(), strict=True)
+        events = list(map(FillEvent._make, rows))
+        bounds = np.searchsorted(order_idx, np.arange(n + 1)).tolist()
+        sums = [np.bincount(order_idx, weights=out[:, col], minlength=n).tolist() for col in (3, 4, 5)]
+        arrival = m.open[start, sym].tolist()
+        unfilled = (qty - filled).tolist()
+        done = filled.tolist()
+        results = []
+        for i, order in enumerate(orders):
+            left = unfilled[i]
+            if left <= EPS_SHARES:
+                status, left = SimOrderStatus.FILLED, 0.0
+            else:
+                status = _REMAINDER_STATUS[order.time_in_force]
+            results.append(SimExecutionResult(order, tuple(events[bounds[i]:bounds[i + 1]]), arrival[i],
+                                              done[i], left, sums[0][i], sums[1][i], sums[2][i], status))
+        return results

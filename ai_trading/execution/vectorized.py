@@ -1,0 +1,214 @@
+"""Vectorised execution of target positions: one batched step (RL envs) and whole sequences (backtests).
+
+Timing: targets decided at bar ``t``'s close (valued at ``mark[t]``) execute on bar ``t+1``. Each bar's
+trade towards the target is a child market order that reaches the venue after a random latency and
+fills at the price on bar ``t+1``'s open -> low/high -> close path at that moment (see
+:func:`ai_trading.execution.kernels.path_price`), plus half-spread and impact, at most
+``participation_cap * volume`` shares. An unfilled remainder is not lost: the next bar's target again
+asks for it. Equity is marked at bar ``t+1``'s close: ``equity == cash + sum(positions * mark)``.
+
+Both functions draw exactly ``3 * N`` uniforms per env and bar from the given Generator, in the same
+order, so ``run_targets`` equals repeated ``step`` calls with the same seed, to the bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ai_trading.errors import ConfigError
+from ai_trading.execution.kernels import EPS_SHARES, run_sequence
+from ai_trading.execution.market import (
+    P_BAND,
+    P_BAR_SECONDS,
+    P_CAP,
+    P_FEE_MIN,
+    P_FEE_RATE,
+    P_FEE_SHARE,
+    P_FIXED,
+    P_IMPACT,
+    P_SPIKE_MS,
+    P_SPIKE_PROB,
+    P_SPIKE_VOL,
+    P_VOLC,
+    ExecParams,
+    MarketArrays,
+    latency_base_ms,
+)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One bar for B envs. Arrays are B x N (fills) or B; ``qty`` is signed filled shares.
+
+    ``price`` is the fill price and ``ref`` the reference (mid after latency), NaN where nothing filled;
+    ``spread``, ``impact``, ``fee`` are currency; ``cash = cash_before - sum(qty*ref + spread + impact +
+    fee)``; ``equity = cash + sum(positions * mark[t+1])``.
+    """
+
+    qty: FloatArray
+    price: FloatArray
+    ref: FloatArray
+    spread: FloatArray
+    impact: FloatArray
+    fee: FloatArray
+    notional: FloatArray
+    positions: FloatArray
+    cash: FloatArray
+    equity: FloatArray
+    exec_index: npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class SequenceResult:
+    """Per-row arrays (T x N, or T): row 0 is the initial state, row t the state after bar t's fills,
+    marked at bar t's close. Same field meanings as :class:`StepResult`."""
+
+    positions: FloatArray
+    cash: FloatArray
+    equity: FloatArray
+    qty: FloatArray
+    price: FloatArray
+    ref: FloatArray
+    spread: FloatArray
+    impact: FloatArray
+    fee: FloatArray
+    notional: FloatArray
+
+    @property
+    def cost(self) -> FloatArray:
+        """Total execution cost per row (currency): spread + impact + fees over symbols."""
+        return (self.spread + self.impact + self.fee).sum(axis=1)
+
+
+def _path_price(o: FloatArray, h: FloatArray, low: FloatArray, c: FloatArray, f: FloatArray) -> FloatArray:
+    up = c >= o
+    x, y = np.where(up, low, h), np.where(up, h, low)
+    d1, d2, d3 = np.abs(o - x), np.abs(x - y), np.abs(y - c)
+    dist = f * (d1 + d2 + d3)
+    r2 = dist - d1
+    r3 = r2 - d2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        seg1 = np.where(d1 > 0.0, o + (x - o) * (dist / d1), o)
+        seg2 = np.where(d2 > 0.0, x + (y - x) * (r2 / d2), x)
+        seg3 = np.where(d3 > 0.0, y + (c - y) * np.minimum(r3 / d3, 1.0), c)
+    out = np.where(dist <= d1, seg1, np.where(r2 <= d2, seg2, seg3))
+    return np.where(f <= 0.0, o, out)
+
+
+def _row_sum(start: FloatArray, terms: FloatArray) -> FloatArray:
+    """start + terms[:, 0] + terms[:, 1] + ... in that order (matches the kernels' loop exactly)."""
+    acc = start.copy()
+    for n in range(terms.shape[1]):
+        acc = acc + terms[:, n]
+    return acc
+
+
+def step(
+    market: MarketArrays,
+    params: ExecParams,
+    positions: FloatArray,
+    cash: FloatArray,
+    targets: FloatArray,
+    t: npt.ArrayLike,
+    rng: np.random.Generator,
+    *,
+    targets_are_weights: bool = True,
+) -> StepResult:
+    """Execute B envs' targets decided at their bar ``t`` (B,) on bar ``t+1``; pure numpy.
+
+    ``positions`` (B x N shares), ``cash`` (B), ``targets`` (B x N weights of equity, or shares).
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    B, N = positions.shape
+    d = np.asarray(t, dtype=np.intp).reshape(-1)
+    if d.shape != (B,) or np.shape(cash) != (B,) or np.shape(targets) != (B, N) or len(market.symbols) != N:
+        raise ConfigError(f"step shapes: positions {positions.shape}, cash {np.shape(cash)}, targets "
+                          f"{np.shape(targets)}, t {d.shape}; market has {len(market.symbols)} symbols")
+    T = market.open.shape[0]
+    if np.any(d < 0) or np.any(d >= T - 1):
+        raise ConfigError(f"step: decision index must be in [0, {T - 2}], got {d.min()}..{d.max()}")
+    u = rng.random((B, N, 3))
+    p = params.values
+    lat = latency_base_ms(u[..., 0], u[..., 1], p)
+    e = d + 1
+    o, h, low, c, v = (a[e] for a in (market.open, market.high, market.low, market.close, market.volume))
+    hs, sig, m = market.half_spread[d], market.vol[d], market.mark[d]
+    eq_d = _row_sum(np.asarray(cash, dtype=np.float64), positions * m)
+    w = np.asarray(targets, dtype=np.float64)
+    if targets_are_weights:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            target = np.where(m > 0.0, (w * eq_d[:, None]) / m, 0.0)
+    else:
+        target = w
+    trade = target - positions
+    if p[P_BAND] > 0.0:
+        trade = np.where(np.abs(trade) * m < p[P_BAND] * np.abs(eq_d)[:, None], 0.0, trade)
+    trade = np.where(market.tradable[e], trade, 0.0)
+    side = np.where(trade > 0.0, 1.0, -1.0)
+    want = np.abs(trade)
+    active = (want > EPS_SHARES) & (v > 0.0)
+
+    spike = np.where(u[..., 2] < p[P_SPIKE_PROB], p[P_SPIKE_MS] * (1.0 + p[P_SPIKE_VOL] * sig * 1e4), 0.0)
+    lat = np.where(u[..., 2] < p[P_SPIKE_PROB], lat + spike, lat)
+    f = np.minimum(lat * 1e-3 / p[P_BAR_SECONDS], 1.0)
+    ref = _path_price(o, h, low, c, f)
+    cap = p[P_CAP] * v
+    q = np.where(want < cap, want, cap)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = np.sqrt(q / v)
+    imp = params.impact_scale * (p[P_FIXED] + p[P_VOLC] * sig + p[P_IMPACT] * sig * root)
+    price = ref * (1.0 + side * (hs + imp))
+    spread_cost = q * ref * hs
+    impact_cost = q * ref * imp
+    fee = np.maximum(p[P_FEE_SHARE] * q + p[P_FEE_RATE] * (q * price), p[P_FEE_MIN])
+
+    zero = np.zeros((B, N))
+    q = np.where(active, q, 0.0)
+    filled = side * q
+    price = np.where(active, price, np.nan)
+    ref = np.where(active, ref, np.nan)
+    spread_cost, impact_cost, fee = (np.where(active, a, 0.0) for a in (spread_cost, impact_cost, fee))
+    outlay = np.where(active, ((filled * ref + spread_cost) + impact_cost) + fee, zero)
+    new_pos = np.where(active, positions + filled, positions)
+    acc = np.asarray(cash, dtype=np.float64).copy()
+    for n in range(N):
+        acc = np.where(active[:, n], acc - outlay[:, n], acc)
+    equity = _row_sum(acc, new_pos * market.mark[e])
+    return StepResult(qty=filled, price=price, ref=ref, spread=spread_cost, impact=impact_cost, fee=fee,
+                      notional=q * np.where(active, price, 0.0), positions=new_pos, cash=acc, equity=equity,
+                      exec_index=e)
+
+
+def run_targets(
+    market: MarketArrays,
+    params: ExecParams,
+    targets: FloatArray,
+    rng: np.random.Generator,
+    *,
+    initial_cash: float,
+    initial_positions: FloatArray | None = None,
+    targets_are_weights: bool = True,
+) -> SequenceResult:
+    """Execute a whole T x N target sequence (row t decided at bar t's close) with the compiled kernel."""
+    T, N = market.open.shape
+    targets = np.ascontiguousarray(targets, dtype=np.float64)
+    if targets.shape != (T, N):
+        raise ConfigError(f"targets have shape {targets.shape}, market is {(T, N)}")
+    pos0 = np.zeros(N) if initial_positions is None else np.asarray(initial_positions, dtype=np.float64)
+    u = rng.random((T - 1, N, 3))
+    lat = latency_base_ms(u[..., 0], u[..., 1], params.values)
+    spike_u = np.ascontiguousarray(u[..., 2])
+    out = {name: np.zeros((T, N)) for name in ("positions", "qty", "price", "ref", "spread", "impact", "fee",
+                                                "notional")}
+    cash, equity = np.zeros(T), np.zeros(T)
+    run_sequence(market.open, market.high, market.low, market.close, market.volume, market.mark,
+                 market.tradable, market.half_spread, market.vol, params.impact_scale, params.values, targets,
+                 targets_are_weights, lat, spike_u, float(initial_cash), pos0, out["positions"], cash, equity,
+                 out["qty"], out["price"], out["ref"], out["spread"], out["impact"], out["fee"],
+                 out["notional"])
+    return SequenceResult(cash=cash, equity=equity, **out)
