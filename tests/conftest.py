@@ -76,3 +76,15 @@ def postgres_database(postgres_server: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how the PostgreSQL-marked tests went, so a CI log shows they ran for real."""
+    counts = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        reports = terminalreporter.stats.get(outcome, [])
+        counts[outcome] = sum(1 for r in reports if "postgres" in getattr(r, "keywords", {}))
+    terminalreporter.write_line(
+        "postgres-marked tests: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n) if any(counts.values())
+        else "postgres-marked tests: none collected"
+    )

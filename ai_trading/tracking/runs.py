@@ -137,3 +137,13 @@ def start_run(
         log.error("mlflow run failed run_id=%s", run.info.run_id)
         raise
     client.set_terminated(run.info.run_id, status="FINISHED")
+
+
+def sweep_runs(config: TrackingConfig, sweep_id: str) -> dict[str, dict[str, float]]:
+    """Finished runs tagged with ``sweep_id``: run name -> latest metrics."""
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    experiment = client.get_experiment_by_name(config.experiment_name)
+    if experiment is None:
+        return {}
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.sweep_id = '{sweep_id}'")
+    return {run.info.run_name: dict(run.data.metrics) for run in runs if run.info.status == "FINISHED"}
