@@ -1,0 +1,230 @@
+"""Backtest of a target sequence through the simulator's vectorised path: equity only from simulated fills.
+
+:func:`backtest` executes a ``T x N`` target matrix (weights of equity, or shares) on a
+:class:`~ai_trading.execution.MarketArrays` window with :func:`~ai_trading.execution.run_targets` and
+returns a :class:`BacktestResult`: net equity (after costs, from the simulated cash and positions), gross
+equity (the same fills at their reference price, no fees), costs split per period into spread, impact and
+fees, traded notional, gross exposure, the fills, and net and gross metrics from
+:func:`~ai_trading.evaluation.metrics.performance_summary`.
+
+Timing follows the simulator: row ``t`` of the targets is decided at bar ``t``'s close and executes on bar
+``t+1``; row 0 of every curve is the initial state (cash only), so ``n`` periods give ``n + 1`` points.
+
+Symbols with different date ranges: a target is forced to 0 where the symbol has no bar at the decision
+row and, for a symbol whose data end before the window does, from its second-to-last bar on, so the
+position is flattened on its last bar instead of being stranded after its data end (the market arrays
+would keep marking it at its last close). Positions are not liquidated at the window's end.
+
+``periods_per_year`` follows the bar frequency (:func:`periods_per_year`): 252 for daily bars; for intraday
+bars ``252 * bars per session``, with bars per session the median count of bars per calendar day (e.g.
+510 for the 1-minute Euro Stoxx 50 future, 390 for a regular US equity session).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from ai_trading.errors import ConfigError, EvaluationError
+from ai_trading.evaluation.metrics import gross_equity, performance_summary
+from ai_trading.execution import EwmaCostModel, ExecParams, MarketArrays, SimulatorConfig, run_targets
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+TRADING_DAYS_PER_YEAR = 252
+COST_COLUMNS = ("spread", "impact", "fees")
+
+
+def periods_per_year(timestamps: pd.DatetimeIndex) -> float:
+    """Bars per year of the data's frequency: 252 for daily (or slower) bars, ``252 * bars per session``
+    (median bars per calendar day) for intraday bars."""
+    if len(timestamps) < 2:
+        return float(TRADING_DAYS_PER_YEAR)
+    step_s = float(np.median(np.diff(timestamps.asi8))) / 1e9
+    if step_s >= 12 * 3600:
+        return float(TRADING_DAYS_PER_YEAR)
+    per_day = pd.Series(1, index=timestamps).groupby(timestamps.normalize()).size()
+    return float(TRADING_DAYS_PER_YEAR * float(per_day.median()))
+
+
+def build_execution(
+    bars: pd.DataFrame, config: SimulatorConfig, cost_model: EwmaCostModel | None = None
+) -> tuple[MarketArrays, ExecParams]:
+    """Market arrays and kernel parameters of ``bars``; with ``cost_model`` the spread, slippage coefficients
+    and per-symbol impact scale come from it, exactly as :class:`~ai_trading.execution.ExecutionSimulator`
+    builds them (one cost truth for evaluation, RL and live)."""
+    if cost_model is None:
+        market = MarketArrays.from_bars(bars, config)
+        return market, ExecParams.from_config(config, market)
+    symbols = sorted(bars.index.get_level_values("symbol").unique().astype(str))
+    mc = cost_model.config
+    market = MarketArrays.from_bars(bars, config, half_spread_bps={s: cost_model.half_spread_bps(s) for s in symbols},
+                                    spread_vol_coef=mc.spread_vol_coef)
+    params = ExecParams.from_config(config, market, impact=(mc.slippage_fixed_bps, mc.slippage_vol_coef,
+                                                            mc.impact_coef),
+                                    impact_scale=[cost_model.impact_scale(s) for s in symbols])
+    return market, params
+
+
+def slice_market(market: MarketArrays, start: int, stop: int) -> MarketArrays:
+    """Rows ``[start, stop)`` of the market arrays (spread and volatility at a row only use earlier bars,
+    so a slice is exactly what a simulation starting at ``start`` sees)."""
+    T = market.open.shape[0]
+    if not 0 <= start < stop <= T:
+        raise EvaluationError(f"market slice [{start}, {stop}) outside the {T} rows")
+    rows = slice(start, stop)
+    arrays = {f.name: getattr(market, f.name)[rows] for f in dataclasses.fields(market)
+              if isinstance(getattr(market, f.name), np.ndarray)}
+    return dataclasses.replace(market, timestamps=market.timestamps[rows], **arrays)
+
+
+def decision_mask(market: MarketArrays) -> npt.NDArray[np.bool_]:
+    """Where a symbol may hold a non-zero target: it has a bar at the decision row and, if its data end
+    before the window's last row, the row is before its second-to-last bar (so its last bar flattens it).
+    Positions in symbols still trading at the window's end are kept and marked, not liquidated."""
+    T, N = market.open.shape
+    allowed = market.tradable.copy()
+    for n in range(N):
+        rows = np.flatnonzero(market.tradable[:, n])
+        if len(rows) and rows[-1] < T - 1:
+            allowed[max(rows[-1] - 1, 0):, n] = False
+    return allowed
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """One simulated backtest. Curves are indexed by the window's timestamps (``n + 1`` points: row 0 is
+    the initial state); per-period series (costs, notional, exposure) by the timestamps of rows ``1..n``.
+
+    ``equity`` is net (cash + positions at the close); ``gross_equity = equity + cumulative costs``;
+    ``costs`` has columns ``spread``, ``impact``, ``fees`` in currency; ``trades`` one row per fill
+    (timestamp, symbol, qty, price, ref, spread, impact, fees, notional); ``metrics`` and
+    ``gross_metrics`` are :func:`performance_summary` of the net and the gross curve; ``folds`` optional
+    per-fold metrics (walk-forward).
+    """
+
+    name: str
+    equity: pd.Series
+    gross_equity: pd.Series
+    cash: pd.Series
+    positions: pd.DataFrame
+    targets: pd.DataFrame
+    costs: pd.DataFrame
+    traded_notional: pd.Series
+    exposure: pd.Series
+    trades: pd.DataFrame
+    metrics: dict[str, float]
+    gross_metrics: dict[str, float]
+    periods_per_year: float
+    initial_cash: float
+    folds: pd.DataFrame | None = field(default=None)
+
+    @property
+    def total_costs(self) -> float:
+        return float(self.costs.to_numpy().sum())
+
+    def with_folds(self, folds: pd.DataFrame) -> BacktestResult:
+        return dataclasses.replace(self, folds=folds)
+
+
+def summarize(
+    equity: FloatArray, costs: FloatArray, notional: FloatArray, exposure: FloatArray, ppy: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Net and gross :func:`performance_summary` of one curve (``n + 1`` equity points, ``n x 3`` costs)."""
+    cost_map = {"spread": costs[:, 0], "impact": costs[:, 1], "fees": costs[:, 2]}
+    net = performance_summary(equity, traded_notional=notional, costs=cost_map, exposure=exposure,
+                              periods_per_year=ppy)
+    gross_curve = gross_equity(equity, costs.sum(axis=1))
+    gross = performance_summary(gross_curve, traded_notional=notional, costs={}, exposure=exposure,
+                                periods_per_year=ppy)
+    return net, gross
+
+
+def backtest(
+    market: MarketArrays,
+    params: ExecParams,
+    targets: npt.ArrayLike,
+    *,
+    initial_cash: float,
+    rng: np.random.Generator | int = 0,
+    name: str = "strategy",
+    targets_are_weights: bool = True,
+    ppy: float | None = None,
+) -> BacktestResult:
+    """Execute ``targets`` (``T x N``, row ``t`` decided at bar ``t``'s close) on ``market`` and account
+    for every fill. Targets are zeroed where :func:`decision_mask` forbids a position; NaN is an error."""
+    T, N = market.open.shape
+    if T < 2:
+        raise EvaluationError(f"a backtest needs at least 2 bars, got {T}")
+    if not initial_cash > 0:
+        raise ConfigError(f"initial_cash={initial_cash}: must be > 0")
+    values = np.array(targets, dtype=np.float64)
+    if values.shape != (T, N):
+        raise EvaluationError(f"targets have shape {values.shape}, market window is {(T, N)}")
+    if not np.isfinite(values).all():
+        raise EvaluationError(f"targets of {name!r} contain NaN or inf")
+    values = np.where(decision_mask(market), values, 0.0)
+    generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    seq = run_targets(market, params, values, generator, initial_cash=float(initial_cash),
+                      targets_are_weights=targets_are_weights)
+    ppy = periods_per_year(market.timestamps) if ppy is None else float(ppy)
+    costs = np.column_stack([seq.spread.sum(axis=1), seq.impact.sum(axis=1), seq.fee.sum(axis=1)])[1:]
+    notional = seq.notional.sum(axis=1)[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exposure = np.abs(seq.positions * market.mark).sum(axis=1) / np.abs(seq.equity)
+    exposure = np.nan_to_num(exposure, nan=0.0, posinf=0.0)[1:]
+    if (seq.equity <= 0).any():
+        raise EvaluationError(f"backtest {name!r}: equity reached {seq.equity.min():.2f} <= 0 (ruin)")
+    net, gross = summarize(seq.equity, costs, notional, exposure, ppy)
+    ts = market.timestamps
+    sym = list(market.symbols)
+    gross_curve = gross_equity(seq.equity, costs.sum(axis=1))
+    filled_t, filled_n = np.nonzero(seq.qty != 0.0)
+    trades = pd.DataFrame({
+        "timestamp": ts[filled_t], "symbol": np.asarray(sym, dtype=object)[filled_n],
+        "qty": seq.qty[filled_t, filled_n], "price": seq.price[filled_t, filled_n],
+        "ref": seq.ref[filled_t, filled_n], "spread": seq.spread[filled_t, filled_n],
+        "impact": seq.impact[filled_t, filled_n], "fees": seq.fee[filled_t, filled_n],
+        "notional": seq.notional[filled_t, filled_n],
+    })
+    last_rows = [np.flatnonzero(market.tradable[:, n]) for n in range(N)]
+    stranded = [s for n, s in enumerate(sym) if len(last_rows[n]) and last_rows[n][-1] < T - 1
+                and abs(seq.positions[-1, n]) > 0]
+    if stranded:
+        log.warning("backtest name=%s positions left after the data of symbols=%s ended (participation cap)",
+                    name, ",".join(stranded))
+    log.info("backtest name=%s bars=%d symbols=%d fills=%d net_return=%.4f gross_return=%.4f costs=%.2f", name,
+             T - 1, N, len(trades), net["total_return"], gross["total_return"], float(costs.sum()))
+    return BacktestResult(
+        name=name,
+        equity=pd.Series(seq.equity, index=ts, name="equity"),
+        gross_equity=pd.Series(gross_curve, index=ts, name="gross_equity"),
+        cash=pd.Series(seq.cash, index=ts, name="cash"),
+        positions=pd.DataFrame(seq.positions, index=ts, columns=sym),
+        targets=pd.DataFrame(values, index=ts, columns=sym),
+        costs=pd.DataFrame(costs, index=ts[1:], columns=list(COST_COLUMNS)),
+        traded_notional=pd.Series(notional, index=ts[1:], name="traded_notional"),
+        exposure=pd.Series(exposure, index=ts[1:], name="exposure"),
+        trades=trades,
+        metrics=net,
+        gross_metrics=gross,
+        periods_per_year=ppy,
+        initial_cash=float(initial_cash),
+    )
+
+
+def segment_metrics(result: BacktestResult, start: int, stop: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Net and gross metrics of the periods ``start+1 .. stop`` of a result (equity points ``start..stop``),
+    e.g. one walk-forward fold of a stitched out-of-sample run."""
+    n = len(result.equity) - 1
+    if not 0 <= start < stop <= n:
+        raise EvaluationError(f"segment [{start}, {stop}] outside the {n} periods of {result.name!r}")
+    return summarize(result.equity.to_numpy()[start:stop + 1], result.costs.to_numpy()[start:stop],
+                     result.traded_notional.to_numpy()[start:stop], result.exposure.to_numpy()[start:stop],
+                     result.periods_per_year)

@@ -1,0 +1,308 @@
+"""Strategies the walk-forward fits and evaluates: the supervised ML strategy and the rule baselines.
+
+A :class:`Strategy` is fitted on a training window of rows (``fit(inputs, start, stop)``) and returns a
+:class:`FittedStrategy` that produces target weights for any later rows (``targets(inputs, start, stop)``,
+``(stop - start) x N``, row ``t`` decided at bar ``t``'s close). :func:`make_strategy` builds one from its
+plain config object (``conf/strategy/*.yaml``).
+
+The ML strategy (the product's ML training and inference path) regresses the next ``horizon`` bars' log
+return (``ridge``) or classifies its sign (``logistic``) on the unified features, pooled over symbols,
+with the regularisation chosen by purged k-fold cross-validation (:class:`PurgedKFold`, label spans
+``t1 = t + horizon`` bars, embargo) inside the training window. The prediction, standardised by its
+in-sample dispersion, maps to a weight ``clip(gain * z, lo, max_weight) / n_symbols``. The fitted object
+records the feature schema hash it was trained on; ``predict`` validates the :class:`FeatureSet` against
+it and raises :class:`~ai_trading.errors.FeatureSchemaMismatch` on another schema.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import joblib
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ai_trading.errors import ConfigError, EvaluationError, FeatureSchemaMismatch
+from ai_trading.evaluation.backtest import decision_mask
+from ai_trading.evaluation.baselines import (
+    BuyAndHoldConfig,
+    CashConfig,
+    TrendConfig,
+    buy_and_hold_weights,
+    cash_weights,
+    trend_weights,
+)
+from ai_trading.evaluation.purged_cv import PurgedKFold
+from ai_trading.execution import MarketArrays
+from ai_trading.features import FeatureSet
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class StrategyInputs:
+    """The market window and its features as wide arrays aligned to the market's rows and symbols:
+    ``X`` is ``T x N x F`` (NaN where a symbol has no feature row: no bar, or warm-up), ``has_features``
+    ``T x N``."""
+
+    market: MarketArrays
+    features: FeatureSet | None
+    periods_per_year: float
+    X: FloatArray
+    has_features: BoolArray
+
+    @classmethod
+    def build(cls, market: MarketArrays, features: FeatureSet | None, periods_per_year: float) -> StrategyInputs:
+        T, N = market.open.shape
+        if features is None:
+            return cls(market, None, periods_per_year, np.full((T, N, 0), np.nan), np.zeros((T, N), dtype=bool))
+        names = list(features.feature_names)
+        wide = features.frame.loc[:, names].astype(np.float64).unstack("symbol")
+        wide = wide.reindex(index=market.timestamps)
+        X = np.stack([pd.DataFrame(wide[name]).reindex(columns=list(market.symbols)).to_numpy(np.float64)
+                      for name in names],
+                     axis=-1)
+        has = np.isfinite(X).all(axis=-1)
+        log.debug("strategy inputs rows=%d symbols=%d features=%d rows_with_features=%d", T, N, len(names),
+                  int(has.sum()))
+        return cls(market, features, periods_per_year, X, has)
+
+
+class FittedStrategy(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def targets(self, inputs: StrategyInputs, start: int, stop: int) -> FloatArray: ...
+
+    def describe(self) -> dict[str, float]: ...
+
+
+class Strategy(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def fit(self, inputs: StrategyInputs, start: int, stop: int) -> FittedStrategy: ...
+
+
+# --- rule strategies (baselines) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleStrategy:
+    """A causal rule with nothing to fit: ``fit`` returns itself."""
+
+    name: str
+    rule: Callable[[StrategyInputs, int, int], FloatArray]
+
+    def fit(self, inputs: StrategyInputs, start: int, stop: int) -> RuleStrategy:
+        return self
+
+    def targets(self, inputs: StrategyInputs, start: int, stop: int) -> FloatArray:
+        return self.rule(inputs, start, stop)
+
+    def describe(self) -> dict[str, float]:
+        return {}
+
+
+# --- the ML strategy -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MLStrategyConfig:
+    """Supervised model on the unified features; see the module docstring. ``grid`` holds the ridge
+    ``alpha`` or the logistic ``C`` values tried by the purged CV."""
+
+    name: str = "ml"
+    model: Literal["ridge", "logistic"] = "ridge"
+    horizon: int = 1
+    grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0, 1000.0)
+    cv_splits: int = 5
+    embargo: float = 0.01
+    gain: float = 0.5
+    max_weight: float = 1.0
+    long_only: bool = False
+    min_train_samples: int = 200
+
+    def __post_init__(self) -> None:
+        if self.model not in ("ridge", "logistic"):
+            raise ConfigError(f"strategy.model={self.model!r}: expected ridge or logistic")
+        if self.horizon < 1 or self.cv_splits < 2 or not self.grid:
+            raise ConfigError("strategy: horizon must be >= 1, cv_splits >= 2 and grid non-empty")
+        if not (self.gain > 0 and self.max_weight > 0):
+            raise ConfigError("strategy: gain and max_weight must be > 0")
+
+
+def forward_labels(market: MarketArrays, horizon: int) -> tuple[FloatArray, npt.NDArray[np.intp]]:
+    """Per symbol, on its own bars: the log return from the close of row ``t`` to the close ``horizon``
+    bars later (NaN where unknown) and the row where that label ends (-1 where unknown)."""
+    T, N = market.open.shape
+    y = np.full((T, N), np.nan)
+    end = np.full((T, N), -1, dtype=np.intp)
+    for n in range(N):
+        rows = np.flatnonzero(market.tradable[:, n])
+        if len(rows) <= horizon:
+            continue
+        c = market.close[rows, n]
+        y[rows[:-horizon], n] = np.log(c[horizon:] / c[:-horizon])
+        end[rows[:-horizon], n] = rows[horizon:]
+    return y, end
+
+
+@dataclass(frozen=True)
+class FittedMLStrategy:
+    """A fitted ML strategy: the scikit-learn pipeline, the schema it was trained on and its CV choice."""
+
+    name: str
+    config: MLStrategyConfig
+    pipeline: Pipeline
+    schema_hash: str
+    feature_names: tuple[str, ...]
+    dataset_fingerprint: str
+    score_scale: float
+    info: dict[str, float] = field(default_factory=dict)
+
+    def _score(self, X: FloatArray) -> FloatArray:
+        if self.config.model == "logistic":
+            return np.asarray(self.pipeline.predict_proba(X)[:, 1] - 0.5, dtype=np.float64)
+        return np.asarray(self.pipeline.predict(X), dtype=np.float64)
+
+    def predict(self, features: FeatureSet, X: FloatArray) -> FloatArray:
+        """Standardised scores of the rows ``X`` (``M x F``); fails fast when ``features`` (where ``X`` came
+        from) was built with another schema than the training features."""
+        features.validate(self.schema_hash)
+        if tuple(features.feature_names) != self.feature_names:
+            raise FeatureSchemaMismatch("feature_names", ",".join(self.feature_names),
+                                        ",".join(features.feature_names))
+        if X.shape[0] == 0:
+            return np.zeros(0)
+        return self._score(X) / self.score_scale
+
+    def targets(self, inputs: StrategyInputs, start: int, stop: int) -> FloatArray:
+        if inputs.features is None:
+            raise EvaluationError(f"strategy {self.name!r} needs features")
+        N = inputs.market.open.shape[1]
+        mask = inputs.has_features[start:stop] & decision_mask(inputs.market)[start:stop]
+        z = np.zeros(mask.shape)
+        z[mask] = self.predict(inputs.features, inputs.X[start:stop][mask])
+        lo = 0.0 if self.config.long_only else -self.config.max_weight
+        return np.clip(self.config.gain * z, lo, self.config.max_weight) / N
+
+    def describe(self) -> dict[str, float]:
+        return dict(self.info)
+
+    def save(self, path: str | Path) -> None:
+        """Pickle the fitted strategy (joblib); load it back with :func:`load_ml_strategy`."""
+        joblib.dump(self, Path(path))
+
+
+def load_ml_strategy(path: str | Path, expected_schema_hash: str) -> FittedMLStrategy:
+    """Load a fitted ML strategy and fail fast if it was trained on another feature schema.
+
+    Only load files you wrote: unpickling runs code (signed manifests arrive with the artifacts issue).
+    """
+    obj = joblib.load(Path(path))
+    if not isinstance(obj, FittedMLStrategy):
+        raise EvaluationError(f"{path} holds a {type(obj).__name__}, not a FittedMLStrategy")
+    if obj.schema_hash != expected_schema_hash:
+        raise FeatureSchemaMismatch("feature_schema_hash", obj.schema_hash, expected_schema_hash)
+    return obj
+
+
+@dataclass(frozen=True)
+class MLStrategy:
+    """Fits a :class:`FittedMLStrategy` on a training window of rows."""
+
+    config: MLStrategyConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def fit(self, inputs: StrategyInputs, start: int, stop: int) -> FittedMLStrategy:
+        """Fit on decision rows ``[start, stop)`` using only labels that end before ``stop``."""
+        cfg = self.config
+        if inputs.features is None:
+            raise EvaluationError(f"strategy {cfg.name!r} needs features")
+        y_all, end = forward_labels(inputs.market, cfg.horizon)
+        rows = slice(start, stop)
+        usable = inputs.has_features[rows] & np.isfinite(y_all[rows]) & (end[rows] >= 0) & (end[rows] < stop)
+        t_idx, n_idx = np.nonzero(usable)  # row-major: sorted by time, as PurgedKFold needs
+        if len(t_idx) < max(cfg.min_train_samples, cfg.cv_splits * 2):
+            raise EvaluationError(f"strategy {cfg.name!r}: {len(t_idx)} training samples in rows [{start}, {stop}),"
+                                  f" need at least {cfg.min_train_samples}")
+        t_idx = t_idx + start
+        X = inputs.X[t_idx, n_idx]
+        y = y_all[t_idx, n_idx]
+        stamps = inputs.market.timestamps
+        t1 = pd.Series(stamps[end[t_idx, n_idx]], index=stamps[t_idx])
+        cv = PurgedKFold(n_splits=cfg.cv_splits, t1=t1, embargo=cfg.embargo)
+        if cfg.model == "logistic":
+            estimator: Any = LogisticRegression(max_iter=500)
+            grid = {"model__C": [float(g) for g in cfg.grid]}
+            target: FloatArray = (y > 0).astype(np.float64)
+            scoring = "neg_log_loss"
+        else:
+            estimator = Ridge()
+            grid = {"model__alpha": [float(g) for g in cfg.grid]}
+            target = y
+            scoring = "neg_mean_squared_error"
+        search = GridSearchCV(Pipeline([("scale", StandardScaler()), ("model", estimator)]), grid, cv=cv,
+                              scoring=scoring, refit=True, n_jobs=1)
+        search.fit(X, target)
+        pipeline: Pipeline = search.best_estimator_
+        fitted = FittedMLStrategy(cfg.name, cfg, pipeline, inputs.features.schema_hash,
+                                  tuple(inputs.features.feature_names), inputs.features.dataset_fingerprint, 1.0)
+        raw = fitted._score(X)
+        scale = float(np.std(raw))
+        best = float(next(iter(search.best_params_.values())))
+        info = {"train_samples": float(len(y)), "cv_best_param": best, "cv_best_score": float(search.best_score_),
+                "in_sample_score_std": scale}
+        log.info("ml strategy fitted rows=[%d,%d) samples=%d model=%s best=%g cv_score=%.6g", start, stop, len(y),
+                 cfg.model, best, search.best_score_)
+        return FittedMLStrategy(cfg.name, cfg, pipeline, fitted.schema_hash, fitted.feature_names,
+                                fitted.dataset_fingerprint, scale if scale > 0 else 1.0, info)
+
+
+# --- factory ---------------------------------------------------------------------------------------------
+
+StrategyConfig = MLStrategyConfig | TrendConfig | BuyAndHoldConfig | CashConfig
+
+
+def make_strategy(config: StrategyConfig) -> Strategy:
+    """The strategy of a config object (``conf/strategy/*.yaml`` instantiates one)."""
+    if isinstance(config, MLStrategyConfig):
+        return MLStrategy(config)
+    if isinstance(config, TrendConfig):
+        trend = config
+        return RuleStrategy(config.name, lambda i, a, b: trend_weights(i.market, trend, i.periods_per_year, a, b))
+    if isinstance(config, BuyAndHoldConfig):
+        return RuleStrategy(config.name, lambda i, a, b: buy_and_hold_weights(i.market, a, b))
+    if isinstance(config, CashConfig):
+        return RuleStrategy(config.name, lambda i, a, b: cash_weights(i.market, a, b))
+    raise ConfigError(f"no strategy for config {type(config).__name__}")
+
+
+BASELINES: dict[str, Callable[[], StrategyConfig]] = {
+    "buy_and_hold": BuyAndHoldConfig,
+    "cash": CashConfig,
+    "trend": TrendConfig,
+}
+
+
+def baseline_strategy(name: str) -> Strategy:
+    """A baseline by name (``buy_and_hold``, ``cash``, ``trend``) with its default parameters."""
+    if name not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
+    return make_strategy(BASELINES[name]())

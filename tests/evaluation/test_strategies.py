@@ -1,0 +1,134 @@
+"""The ML strategy: learns a predictable signal, never sees labels past its training window, and fails
+fast on features of another schema; the strategy factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ai_trading.errors import ConfigError, FeatureSchemaMismatch
+from ai_trading.evaluation.backtest import build_execution
+from ai_trading.evaluation.baselines import BuyAndHoldConfig, TrendConfig
+from ai_trading.evaluation.strategies import (
+    MLStrategy,
+    MLStrategyConfig,
+    RuleStrategy,
+    StrategyInputs,
+    forward_labels,
+    load_ml_strategy,
+    make_strategy,
+)
+from ai_trading.execution import MarketArrays, SimulatorConfig
+from ai_trading.features import FeatureBuilder, make_spec
+
+N_BARS = 900
+
+
+def _mean_reverting_bars(n: int = N_BARS, seed: int = 0) -> pd.DataFrame:
+    """Daily returns with strong negative autocorrelation: the last return predicts the next one."""
+    rng = np.random.default_rng(seed)
+    r = np.zeros(n)
+    for t in range(1, n):
+        r[t] = -0.7 * r[t - 1] + rng.normal(0.0, 0.01)
+    close = 100.0 * np.exp(np.cumsum(r))
+    opn = np.concatenate(([close[0]], close[:-1]))
+    ts = pd.bdate_range("2001-01-01", periods=n, tz="UTC", name="timestamp")
+    frame = pd.DataFrame({"open": opn, "high": np.maximum(opn, close) * 1.002, "low": np.minimum(opn, close) * 0.998,
+                          "close": close, "volume": rng.uniform(1e6, 2e6, n)}, index=ts)
+    return frame.assign(symbol="MR").set_index("symbol", append=True)
+
+
+@pytest.fixture(scope="module")
+def mr_inputs() -> StrategyInputs:
+    bars = _mean_reverting_bars()
+    market = MarketArrays.from_bars(bars, SimulatorConfig())
+    return StrategyInputs.build(market, FeatureBuilder.default().build(bars), 252.0)
+
+
+def test_ml_strategy_on_mean_reverting_data_bets_against_the_last_return(mr_inputs: StrategyInputs) -> None:
+    fitted = MLStrategy(MLStrategyConfig(cv_splits=3)).fit(mr_inputs, 63, 600)
+    w = fitted.targets(mr_inputs, 600, 899)
+    last_return = np.log(mr_inputs.market.close[600:899, 0] / mr_inputs.market.close[599:898, 0])
+    agree = np.mean(np.sign(w[:, 0]) == -np.sign(last_return))
+    assert agree > 0.9
+    assert np.abs(w).max() <= 1.0
+    assert fitted.info["train_samples"] == 600 - 63 - 1  # the last label ends at row 600: excluded
+
+
+def test_ml_logistic_long_only_weights_are_in_zero_to_max(mr_inputs: StrategyInputs) -> None:
+    cfg = MLStrategyConfig(model="logistic", grid=(0.1, 1.0), cv_splits=3, long_only=True, max_weight=0.5)
+    w = MLStrategy(cfg).fit(mr_inputs, 63, 600).targets(mr_inputs, 600, 899)
+    assert w.min() >= 0.0 and w.max() <= 0.5 and (w > 0).mean() > 0.3
+
+
+def test_ml_fit_is_unchanged_by_bars_after_the_training_window() -> None:
+    bars = _mean_reverting_bars()
+    stop = 500
+    cut = bars.iloc[:stop]
+    builder = FeatureBuilder.default()
+    full = StrategyInputs.build(MarketArrays.from_bars(bars, SimulatorConfig()), builder.build(bars), 252.0)
+    part = StrategyInputs.build(MarketArrays.from_bars(cut, SimulatorConfig()), builder.build(cut), 252.0)
+    strategy = MLStrategy(MLStrategyConfig(cv_splits=3))
+    a, b = strategy.fit(full, 63, stop), strategy.fit(part, 63, stop)
+    np.testing.assert_allclose(a.pipeline[-1].coef_, b.pipeline[-1].coef_, rtol=1e-10)
+    assert a.info == b.info
+
+
+def test_ml_predict_on_features_of_another_schema_raises_feature_schema_mismatch(mr_inputs: StrategyInputs,
+                                                                                 tmp_path: Path) -> None:
+    fitted = MLStrategy(MLStrategyConfig(cv_splits=3)).fit(mr_inputs, 63, 600)
+    bars = _mean_reverting_bars()
+    other_spec = make_spec("default_daily", 2, [{"kind": "log_return", "horizon": 1},
+                                                {"kind": "realized_vol", "window": 10}])
+    other = StrategyInputs.build(mr_inputs.market, FeatureBuilder(other_spec).build(bars), 252.0)
+    with pytest.raises(FeatureSchemaMismatch, match="feature_schema_hash"):
+        fitted.targets(other, 600, 899)
+    path = tmp_path / "ml.joblib"
+    fitted.save(path)
+    with pytest.raises(FeatureSchemaMismatch):
+        load_ml_strategy(path, expected_schema_hash=other_spec.schema_hash)
+    loaded = load_ml_strategy(path, expected_schema_hash=fitted.schema_hash)
+    np.testing.assert_array_equal(loaded.targets(mr_inputs, 600, 899), fitted.targets(mr_inputs, 600, 899))
+
+
+def test_forward_labels_are_future_close_log_ratios_on_each_symbols_own_bars() -> None:
+    from ai_trading.data import load_bars
+
+    bars = load_bars(["NVDA", "SP500"], start="1999-01-01", end="1999-03-31")  # NVDA starts 1999-01-22
+    market = MarketArrays.from_bars(bars, SimulatorConfig())
+    y, end = forward_labels(market, horizon=3)
+    nvda = bars.xs("NVDA", level="symbol")["close"]
+    n = market.symbols.index("NVDA")
+    first = market.timestamps.get_loc(nvda.index[0])
+    assert np.isnan(y[:first, n]).all() and (end[:first, n] == -1).all()
+    assert y[first, n] == pytest.approx(np.log(nvda.iloc[3] / nvda.iloc[0]))
+    assert market.timestamps[end[first, n]] == nvda.index[3]
+    assert np.isnan(y[-3:, n]).all()
+
+
+def test_make_strategy_builds_each_kind_and_rejects_unknown_config() -> None:
+    assert isinstance(make_strategy(MLStrategyConfig()), MLStrategy)
+    trend = make_strategy(TrendConfig(name="t"))
+    assert isinstance(trend, RuleStrategy) and trend.name == "t"
+    assert make_strategy(BuyAndHoldConfig()).name == "buy_and_hold"
+    with pytest.raises(ConfigError):
+        make_strategy(object())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        MLStrategyConfig(model="forest")  # type: ignore[arg-type]
+
+
+def test_strategy_inputs_mark_rows_without_features_for_later_listed_symbol() -> None:
+    from ai_trading.data import load_bars
+
+    bars = load_bars(["NVDA", "ORCL"], start="1998-06-01", end="1999-12-31")
+    market, _ = build_execution(bars, SimulatorConfig())
+    inputs = StrategyInputs.build(market, FeatureBuilder.default().build(bars), 252.0)
+    n = market.symbols.index("NVDA")
+    nvda_dates = bars.xs("NVDA", level="symbol").index
+    warmup = FeatureBuilder.default().spec.warmup
+    first_feature = market.timestamps.get_loc(nvda_dates[warmup])  # NVDA's own bars, after the warm-up
+    assert not inputs.has_features[:first_feature, n].any()
+    assert inputs.has_features[first_feature, n]
