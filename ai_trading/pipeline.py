@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ai_trading.data import Bars, DataConfig, load
+from ai_trading.execution import EwmaCostModel, ExecParams, MarketArrays, SimulatorConfig, build_execution
 from ai_trading.features import FeatureBuilder, FeatureSet, FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -31,3 +33,11 @@ def build_dataset(cfg: DictConfig) -> Dataset:
     log.info("dataset ready symbols=%s bars=%d feature_rows=%d schema=%s fingerprint=%s", ",".join(bars.symbols),
              len(bars.frame), len(features.frame), features.schema_hash[:12], bars.fingerprint[:12])
     return Dataset(bars=bars, features=features)
+
+
+def build_execution_for(cfg: DictConfig, bars: pd.DataFrame) -> tuple[MarketArrays, ExecParams]:
+    """Market arrays and execution parameters of ``bars`` under ``cfg.simulator``; with
+    ``cfg.use_cost_model`` the costs come from the EWMA cost model of ``cfg.cost_model``."""
+    sim_config: SimulatorConfig = instantiate(cfg.simulator, _convert_="all")
+    cost_model = EwmaCostModel(instantiate(cfg.cost_model, _convert_="all")) if cfg.use_cost_model else None
+    return build_execution(bars, sim_config, cost_model)

@@ -16,11 +16,10 @@ import numpy as np
 from bench_simulator import py_sequence
 
 from ai_trading.data import load_bars
-from ai_trading.evaluation.backtest import build_execution, slice_market
 from ai_trading.evaluation.strategies import MLStrategy, MLStrategyConfig
 from ai_trading.evaluation.walkforward import WalkForwardConfig, run_walkforward
 from ai_trading.execution import EwmaCostModel, EwmaCostModelConfig, SimulatorConfig, run_targets
-from ai_trading.execution.market import latency_base_ms
+from ai_trading.execution.market import build_execution, latency_base_ms, slice_market
 from ai_trading.features import FeatureBuilder
 
 CASH = 1_000_000.0

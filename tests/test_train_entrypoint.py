@@ -1,4 +1,4 @@
-"""Subprocess smoke tests of the main entrypoint: a seed sweep lands in MLflow; bad input writes nothing."""
+"""Subprocess smoke tests of the main entrypoint: real training, evaluation and MLflow logging."""
 
 from __future__ import annotations
 
@@ -7,34 +7,75 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from ai_trading.data import DataConfig, load
 from ai_trading.features import FeatureBuilder
 
+TINY = ["data.symbols=[SP500,NVDA]", "data.start=2005-01-01", "data.end=2012-12-31", "algo.progress_bar=false",
+        "algo.eval_every=0", "env.n_envs=8"]
+
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     return subprocess.run([sys.executable, "-m", "ai_trading.train", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=900)
 
 
-def test_train_multirun_two_seeds_logs_two_runs_with_provenance(tmp_path: Path) -> None:
-    result = _run(tmp_path, "-m", "seed=0,1", "data.symbols=[NVDA]", "data.start=2010-01-01",
-                  "data.end=2011-12-31")
-    assert result.returncode == 0, result.stderr[-3000:]
+def _runs(tmp_path: Path) -> list:  # type: ignore[type-arg]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("default")
     assert experiment is not None
-    runs = client.search_runs([experiment.experiment_id])
+    return client.search_runs([experiment.experiment_id])
+
+
+def test_train_multirun_two_seeds_logs_runs_with_provenance_metrics_and_model(tmp_path: Path) -> None:
+    result = _run(tmp_path, "-m", "seed=0,1", *TINY, "algo.total_timesteps=4096",
+                  "algo.hyperparams.n_steps=64", "algo.hyperparams.batch_size=256")
+    assert result.returncode == 0, result.stderr[-4000:]
+    runs = _runs(tmp_path)
     assert sorted(r.info.run_name for r in runs) == ["default__ppo__seed0", "default__ppo__seed1"]
-    expected = load(DataConfig(symbols=["NVDA"], start="2010-01-01", end="2011-12-31"))
+    expected = load(DataConfig(symbols=["SP500", "NVDA"], start="2005-01-01", end="2012-12-31"))
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    sweep_ids = {r.data.tags["sweep_id"] for r in runs}
+    assert len(sweep_ids) == 1  # one multirun, one sweep id grouping its seeds
     for run in runs:
         assert run.info.status == "FINISHED"
         assert run.data.tags["dataset_fingerprint"] == expected.fingerprint
         assert run.data.tags["feature_schema_hash"] == FeatureBuilder.default().schema_hash
         assert run.data.tags["seed"] == run.info.run_name[-1]
-    assert (tmp_path / "multirun").is_dir()
+        for name in ("rl", "buy_and_hold", "cash", "trend"):
+            assert f"eval/{name}/net/total_return" in run.data.metrics
+            assert f"eval/{name}/gross/total_return" in run.data.metrics
+        assert run.data.metrics["train/timesteps"] >= 4096
+        assert any(k.startswith("train/") and k != "train/timesteps" for k in run.data.metrics)  # SB3's own
+        model = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+        assert model == {"model/model.zip", "model/vecnormalize.pkl"}
+        plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+        assert {"plots/equity.png", "plots/drawdown.png"} <= plots
+    assert "sweep " in result.stderr + result.stdout  # the sweep-end callback summarised the seeds
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "algo_overrides",
+    [
+        ["algo=a2c", "algo.total_timesteps=2000"],
+        ["algo=sac", "algo.total_timesteps=600", "algo.n_envs=4", "algo.hyperparams.learning_starts=200",
+         "algo.hyperparams.batch_size=64"],
+        ["algo=td3", "algo.total_timesteps=600", "algo.n_envs=4", "algo.hyperparams.learning_starts=200",
+         "algo.hyperparams.batch_size=64"],
+    ],
+    ids=["a2c", "sac", "td3"],
+)
+def test_train_each_algorithm_tiny_run_finishes_and_logs(tmp_path: Path, algo_overrides: list[str]) -> None:
+    result = _run(tmp_path, *TINY, *algo_overrides)
+    assert result.returncode == 0, result.stderr[-4000:]
+    (run,) = _runs(tmp_path)
+    algo = algo_overrides[0].split("=")[1]
+    assert run.info.run_name == f"default__{algo}__seed0"
+    assert "eval/rl/net/sharpe" in run.data.metrics or "eval/rl/net/total_return" in run.data.metrics
 
 
 def test_train_bad_range_fails_with_named_error_and_writes_no_run(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ simulated backtest, baselines, strategies, walk-forward, reporting and SLO check
 Nothing exported here imports hydra or mlflow (the walk-forward entrypoint imports them lazily).
 """
 
-from ai_trading.evaluation.backtest import BacktestResult, backtest, build_execution, periods_per_year
+from ai_trading.evaluation.backtest import BacktestResult, backtest, periods_per_year
 from ai_trading.evaluation.baselines import (
     BuyAndHoldConfig,
     CashConfig,
@@ -78,7 +78,6 @@ __all__ = [
     "annualized_volatility",
     "backtest",
     "backtest_metrics",
-    "build_execution",
     "buy_and_hold_weights",
     "calmar_ratio",
     "cash_weights",

@@ -32,7 +32,7 @@ import pandas as pd
 
 from ai_trading.errors import ConfigError, EvaluationError
 from ai_trading.evaluation.metrics import gross_equity, performance_summary
-from ai_trading.execution import EwmaCostModel, ExecParams, MarketArrays, SimulatorConfig, run_targets
+from ai_trading.execution import ExecParams, MarketArrays, run_targets
 
 log = logging.getLogger(__name__)
 
@@ -51,37 +51,6 @@ def periods_per_year(timestamps: pd.DatetimeIndex) -> float:
         return float(TRADING_DAYS_PER_YEAR)
     per_day = pd.Series(1, index=timestamps).groupby(timestamps.normalize()).size()
     return float(TRADING_DAYS_PER_YEAR * float(per_day.median()))
-
-
-def build_execution(
-    bars: pd.DataFrame, config: SimulatorConfig, cost_model: EwmaCostModel | None = None
-) -> tuple[MarketArrays, ExecParams]:
-    """Market arrays and kernel parameters of ``bars``; with ``cost_model`` the spread, slippage coefficients
-    and per-symbol impact scale come from it, exactly as :class:`~ai_trading.execution.ExecutionSimulator`
-    builds them (one cost truth for evaluation, RL and live)."""
-    if cost_model is None:
-        market = MarketArrays.from_bars(bars, config)
-        return market, ExecParams.from_config(config, market)
-    symbols = sorted(bars.index.get_level_values("symbol").unique().astype(str))
-    mc = cost_model.config
-    market = MarketArrays.from_bars(bars, config, half_spread_bps={s: cost_model.half_spread_bps(s) for s in symbols},
-                                    spread_vol_coef=mc.spread_vol_coef)
-    params = ExecParams.from_config(config, market, impact=(mc.slippage_fixed_bps, mc.slippage_vol_coef,
-                                                            mc.impact_coef),
-                                    impact_scale=[cost_model.impact_scale(s) for s in symbols])
-    return market, params
-
-
-def slice_market(market: MarketArrays, start: int, stop: int) -> MarketArrays:
-    """Rows ``[start, stop)`` of the market arrays (spread and volatility at a row only use earlier bars,
-    so a slice is exactly what a simulation starting at ``start`` sees)."""
-    T = market.open.shape[0]
-    if not 0 <= start < stop <= T:
-        raise EvaluationError(f"market slice [{start}, {stop}) outside the {T} rows")
-    rows = slice(start, stop)
-    arrays = {f.name: getattr(market, f.name)[rows] for f in dataclasses.fields(market)
-              if isinstance(getattr(market, f.name), np.ndarray)}
-    return dataclasses.replace(market, timestamps=market.timestamps[rows], **arrays)
 
 
 def decision_mask(market: MarketArrays) -> npt.NDArray[np.bool_]:

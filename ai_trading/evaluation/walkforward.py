@@ -31,9 +31,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ai_trading.errors import ConfigError, EvaluationError
-from ai_trading.evaluation.backtest import BacktestResult, backtest, periods_per_year, segment_metrics, slice_market
+from ai_trading.evaluation.backtest import BacktestResult, backtest, periods_per_year, segment_metrics
 from ai_trading.evaluation.strategies import FittedStrategy, Strategy, StrategyInputs, baseline_strategy
 from ai_trading.execution import ExecParams, MarketArrays
+from ai_trading.execution.market import slice_market
 from ai_trading.features import FeatureSet
 
 if TYPE_CHECKING:
@@ -203,20 +204,16 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from ai_trading.evaluation.backtest import build_execution
     from ai_trading.evaluation.report import log_backtests
     from ai_trading.evaluation.slo import SLOConfig, check_backtests, log_events
     from ai_trading.evaluation.strategies import make_strategy
-    from ai_trading.execution import EwmaCostModel
-    from ai_trading.pipeline import build_dataset
+    from ai_trading.pipeline import build_dataset, build_execution_for
     from ai_trading.seeding import seed_everything
     from ai_trading.tracking import TrackingConfig, start_run
 
     seed_everything(int(cfg.seed))
     dataset = build_dataset(cfg)
-    sim_config = instantiate(cfg.simulator)
-    cost_model = EwmaCostModel(instantiate(cfg.cost_model)) if cfg.use_cost_model else None
-    market, params = build_execution(dataset.bars.frame, sim_config, cost_model)
+    market, params = build_execution_for(cfg, dataset.bars.frame)
     strategy = make_strategy(instantiate(cfg.strategy, _convert_="all"))
     wf_config: WalkForwardConfig = instantiate(cfg.walkforward, _convert_="all")
     slo_config: SLOConfig = instantiate(cfg.slo, _convert_="all")

@@ -6,7 +6,7 @@ the timing and fill-price convention.
 
 from ai_trading.execution.config import SimulatorConfig
 from ai_trading.execution.cost_model import CostObservation, EwmaCostModel, EwmaCostModelConfig
-from ai_trading.execution.market import ExecParams, MarketArrays
+from ai_trading.execution.market import ExecParams, MarketArrays, build_execution, slice_market
 from ai_trading.execution.simulator import (
     ExecutionSimulator,
     FillEvent,
@@ -38,6 +38,8 @@ __all__ = [
     "SimulatorConfig",
     "StepResult",
     "TimeInForce",
+    "build_execution",
     "run_targets",
+    "slice_market",
     "step",
 ]

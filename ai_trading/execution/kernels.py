@@ -211,3 +211,65 @@ def run_orders(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: 
             b += 1
         next_bar[i] = b
     return qty.shape[0], m
+
+
+@njit(cache=True)
+def step_one(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, mark: np.ndarray,
+             tradable: np.ndarray, hs: np.ndarray, vol: np.ndarray, scale: np.ndarray, p: np.ndarray, d: int,
+             targets: np.ndarray, weights: bool, lat_base: np.ndarray, u_spike: np.ndarray, pos: np.ndarray,
+             cash: float, out: np.ndarray) -> tuple[float, float]:
+    """One env, one bar: targets (N,) decided at row ``d``'s close execute on row ``d+1``.
+
+    Exactly the arithmetic of one row of :func:`run_sequence` (same operation order, so the same bits).
+    ``pos`` (N,) is updated in place; ``out`` (N, 7) receives qty (signed), price, ref, spread, impact, fee,
+    notional per symbol. Returns (cash, equity marked at row ``d+1``'s mark).
+    """
+    N = pos.shape[0]
+    e = d + 1
+    band = p[P_BAND]
+    eq_d = cash
+    for n in range(N):
+        eq_d = eq_d + pos[n] * mark[d, n]
+    for n in range(N):
+        m = mark[d, n]
+        target = (targets[n] * eq_d / m if m > 0.0 else 0.0) if weights else targets[n]
+        trade = target - pos[n]
+        if band > 0.0 and abs(trade) * m < band * abs(eq_d):
+            trade = 0.0
+        if not tradable[e, n]:
+            trade = 0.0
+        side = 1.0 if trade > 0.0 else -1.0
+        q, price, ref, sc, ic, fee, _ = fill_slice(side, abs(trade), o[e, n], h[e, n], low[e, n], c[e, n],
+                                                   v[e, n], hs[d, n], vol[d, n], lat_base[n], u_spike[n],
+                                                   scale[n], False, 0.0, p)
+        out[n, 0] = 0.0
+        out[n, 6] = 0.0
+        if q > 0.0:
+            filled = side * q
+            pos[n] = pos[n] + filled
+            cash = cash - (((filled * ref + sc) + ic) + fee)
+            out[n, 0] = filled
+            out[n, 6] = q * price
+        out[n, 1] = price
+        out[n, 2] = ref
+        out[n, 3] = sc
+        out[n, 4] = ic
+        out[n, 5] = fee
+    eq = cash
+    for n in range(N):
+        eq = eq + pos[n] * mark[e, n]
+    return cash, eq
+
+
+@njit(cache=True)
+def step_batch(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, mark: np.ndarray,
+               tradable: np.ndarray, hs: np.ndarray, vol: np.ndarray, scale: np.ndarray, p: np.ndarray,
+               d: np.ndarray, targets: np.ndarray, weights: bool, lat_base: np.ndarray, u_spike: np.ndarray,
+               pos: np.ndarray, cash: np.ndarray, equity: np.ndarray, out: np.ndarray) -> None:
+    """B envs, one bar each (env b decided at its row ``d[b]``): :func:`step_one` per env.
+
+    ``pos`` (B, N) and ``cash`` (B,) are updated in place; ``equity`` (B,) and ``out`` (B, N, 7) are written.
+    """
+    for b in range(pos.shape[0]):
+        cash[b], equity[b] = step_one(o, h, low, c, v, mark, tradable, hs, vol, scale, p, d[b], targets[b],
+                                      weights, lat_base[b], u_spike[b], pos[b], cash[b], out[b])

@@ -6,9 +6,11 @@ simulator all read the same arrays, so they cannot disagree about prices, spread
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +20,9 @@ from ai_trading.data.schema import BAR_COLUMNS
 from ai_trading.errors import ConfigError, DataValidationError
 from ai_trading.execution.config import SimulatorConfig
 from ai_trading.execution.spread import abdi_ranaldo, corwin_schultz, ewma_volatility
+
+if TYPE_CHECKING:
+    from ai_trading.execution.cost_model import EwmaCostModel
 
 log = logging.getLogger(__name__)
 
@@ -185,3 +190,34 @@ def latency_base_ms(u1: FloatArray, u2: FloatArray, params: FloatArray) -> Float
         return np.full(np.shape(u1), params[P_LAT_MS])
     z = np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
     return params[P_LAT_MS] * np.exp(params[P_LAT_SIGMA] * z)
+
+
+def build_execution(
+    bars: pd.DataFrame, config: SimulatorConfig, cost_model: EwmaCostModel | None = None
+) -> tuple[MarketArrays, ExecParams]:
+    """Market arrays and kernel parameters of ``bars``; with ``cost_model`` the spread, slippage coefficients
+    and per-symbol impact scale come from it, exactly as :class:`~ai_trading.execution.ExecutionSimulator`
+    builds them (one cost truth for evaluation, RL and live)."""
+    if cost_model is None:
+        market = MarketArrays.from_bars(bars, config)
+        return market, ExecParams.from_config(config, market)
+    symbols = sorted(bars.index.get_level_values("symbol").unique().astype(str))
+    mc = cost_model.config
+    market = MarketArrays.from_bars(bars, config, half_spread_bps={s: cost_model.half_spread_bps(s) for s in symbols},
+                                    spread_vol_coef=mc.spread_vol_coef)
+    params = ExecParams.from_config(config, market, impact=(mc.slippage_fixed_bps, mc.slippage_vol_coef,
+                                                            mc.impact_coef),
+                                    impact_scale=[cost_model.impact_scale(s) for s in symbols])
+    return market, params
+
+
+def slice_market(market: MarketArrays, start: int, stop: int) -> MarketArrays:
+    """Rows ``[start, stop)`` of the market arrays (spread and volatility at a row only use earlier bars,
+    so a slice is exactly what a simulation starting at ``start`` sees)."""
+    T = market.open.shape[0]
+    if not 0 <= start < stop <= T:
+        raise ConfigError(f"market slice [{start}, {stop}) outside the {T} rows")
+    rows = slice(start, stop)
+    arrays = {f.name: getattr(market, f.name)[rows] for f in dataclasses.fields(market)
+              if isinstance(getattr(market, f.name), np.ndarray)}
+    return dataclasses.replace(market, timestamps=market.timestamps[rows], **arrays)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ai_trading.errors import ConfigError
-from ai_trading.execution.kernels import EPS_SHARES, run_sequence
+from ai_trading.execution.kernels import EPS_SHARES, run_sequence, step_batch
 from ai_trading.execution.market import (
     P_BAND,
     P_BAR_SECONDS,
@@ -182,6 +182,45 @@ def step(
     return StepResult(qty=filled, price=price, ref=ref, spread=spread_cost, impact=impact_cost, fee=fee,
                       notional=q * np.where(active, price, 0.0), positions=new_pos, cash=acc, equity=equity,
                       exec_index=e)
+
+
+def step_compiled(
+    market: MarketArrays,
+    params: ExecParams,
+    positions: FloatArray,
+    cash: FloatArray,
+    targets: FloatArray,
+    t: npt.ArrayLike,
+    rng: np.random.Generator,
+    *,
+    targets_are_weights: bool = True,
+) -> StepResult:
+    """:func:`step` through the compiled per-env kernel (:func:`ai_trading.execution.kernels.step_batch`).
+
+    Same inputs, same random draws, same bits as :func:`step` (a test pins them equal); the RL envs call
+    the kernel directly with preallocated buffers.
+    """
+    pos = np.array(positions, dtype=np.float64, order="C")
+    B, N = pos.shape
+    d = np.asarray(t, dtype=np.intp).reshape(-1)
+    if d.shape != (B,) or np.shape(cash) != (B,) or np.shape(targets) != (B, N) or len(market.symbols) != N:
+        raise ConfigError(f"step shapes: positions {pos.shape}, cash {np.shape(cash)}, targets "
+                          f"{np.shape(targets)}, t {d.shape}; market has {len(market.symbols)} symbols")
+    T = market.open.shape[0]
+    if np.any(d < 0) or np.any(d >= T - 1):
+        raise ConfigError(f"step: decision index must be in [0, {T - 2}], got {d.min()}..{d.max()}")
+    u = rng.random((B, N, 3))
+    lat = np.ascontiguousarray(latency_base_ms(u[..., 0], u[..., 1], params.values))
+    acc = np.array(cash, dtype=np.float64)
+    equity = np.zeros(B)
+    out = np.zeros((B, N, 7))
+    step_batch(market.open, market.high, market.low, market.close, market.volume, market.mark, market.tradable,
+               market.half_spread, market.vol, params.impact_scale, params.values, d,
+               np.ascontiguousarray(targets, dtype=np.float64), targets_are_weights, lat,
+               np.ascontiguousarray(u[..., 2]), pos, acc, equity, out)
+    return StepResult(qty=out[..., 0], price=out[..., 1], ref=out[..., 2], spread=out[..., 3], impact=out[..., 4],
+                      fee=out[..., 5], notional=out[..., 6], positions=pos, cash=acc, equity=equity,
+                      exec_index=d + 1)
 
 
 def run_targets(

@@ -8,8 +8,9 @@ import pytest
 
 from ai_trading.data import load_bars
 from ai_trading.errors import EvaluationError
-from ai_trading.evaluation.backtest import backtest, build_execution, periods_per_year, segment_metrics
+from ai_trading.evaluation.backtest import backtest, periods_per_year, segment_metrics
 from ai_trading.execution import SimulatorConfig
+from ai_trading.execution.market import build_execution
 
 CASH = 1_000_000.0
 

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 from ai_trading.data import load_bars
-from ai_trading.evaluation.backtest import backtest, build_execution
+from ai_trading.evaluation.backtest import backtest
 from ai_trading.evaluation.baselines import TrendConfig, buy_and_hold_weights, cash_weights, trend_weights
 from ai_trading.execution import MarketArrays, SimulatorConfig
+from ai_trading.execution.market import build_execution
 
 CASH = 1_000_000.0
 ZERO_COST = SimulatorConfig(spread_bps=0.0, spread_vol_coef=0.0, min_half_spread_bps=0.0, max_half_spread_bps=0.0,

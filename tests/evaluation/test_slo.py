@@ -12,10 +12,11 @@ import pytest
 
 from ai_trading.data import load_bars
 from ai_trading.errors import ConfigError
-from ai_trading.evaluation.backtest import BacktestResult, backtest, build_execution
+from ai_trading.evaluation.backtest import BacktestResult, backtest
 from ai_trading.evaluation.baselines import buy_and_hold_weights
 from ai_trading.evaluation.slo import EvaluationEvent, EventKind, Severity, SLOConfig, check_backtests, log_events
 from ai_trading.execution import SimulatorConfig
+from ai_trading.execution.market import build_execution
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from ai_trading.errors import ConfigError, FeatureSchemaMismatch
-from ai_trading.evaluation.backtest import build_execution
 from ai_trading.evaluation.baselines import BuyAndHoldConfig, TrendConfig
 from ai_trading.evaluation.strategies import (
     MLStrategy,
@@ -22,6 +21,7 @@ from ai_trading.evaluation.strategies import (
     make_strategy,
 )
 from ai_trading.execution import MarketArrays, SimulatorConfig
+from ai_trading.execution.market import build_execution
 from ai_trading.features import FeatureBuilder, make_spec
 
 N_BARS = 900

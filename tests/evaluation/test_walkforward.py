@@ -12,7 +12,6 @@ import pytest
 from hydra.utils import instantiate
 
 from ai_trading.data import load_bars
-from ai_trading.evaluation.backtest import build_execution
 from ai_trading.evaluation.strategies import MLStrategy, MLStrategyConfig, make_strategy
 from ai_trading.evaluation.walkforward import (
     WalkForwardConfig,
@@ -22,6 +21,7 @@ from ai_trading.evaluation.walkforward import (
     run_walkforward,
 )
 from ai_trading.execution import EwmaCostModel, EwmaCostModelConfig, SimulatorConfig
+from ai_trading.execution.market import build_execution
 from ai_trading.features import FeatureBuilder
 from tests.conftest import compose_config
 

@@ -1,0 +1,18 @@
+"""Reinforcement learning on the portfolio: the gymnasium env, its batched VecEnv and ``make_env``."""
+
+from ai_trading.rl_trading.batched import BatchedPortfolioEnv
+from ai_trading.rl_trading.config import PortfolioEnvConfig, RewardConfig
+from ai_trading.rl_trading.env import PortfolioEnv, build_env_data, env_config, make_env
+from ai_trading.rl_trading.state import EnvData, EpisodeRecord
+
+__all__ = [
+    "BatchedPortfolioEnv",
+    "EnvData",
+    "EpisodeRecord",
+    "PortfolioEnv",
+    "PortfolioEnvConfig",
+    "RewardConfig",
+    "build_env_data",
+    "env_config",
+    "make_env",
+]

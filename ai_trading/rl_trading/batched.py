@@ -1,0 +1,130 @@
+"""Many portfolio episodes stepped together: a numpy/numba stable-baselines3 ``VecEnv``.
+
+Env i is :class:`ai_trading.rl_trading.PortfolioEnv` seeded with ``seed + i``: the same generator, the same
+episode draws (:func:`ai_trading.rl_trading.state.draw_episode`) and the same compiled step, but one kernel
+call steps all of them. Like ``VecMonitor`` it reports ``info["episode"]`` (return, length, time) at the
+end of each episode, plus ``terminal_observation`` and ``TimeLimit.truncated`` as SB3 expects.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
+
+from ai_trading.rl_trading.config import PortfolioEnvConfig
+from ai_trading.rl_trading.env import action_space, observation_space, start_episodes
+from ai_trading.rl_trading.state import TRUNCATED, EnvData, EpisodeLayout, config_vector, env_step
+
+log = logging.getLogger(__name__)
+
+
+class BatchedPortfolioEnv(VecEnv):
+    """``n_envs`` training episodes of :class:`PortfolioEnv` in one set of (B, N) arrays."""
+
+    def __init__(self, data: EnvData, config: PortfolioEnvConfig, *, n_envs: int, split: str = "train") -> None:
+        self.data = data
+        self.config = config
+        self.layout = EpisodeLayout.of(data, config, split)
+        self.render_mode = None
+        B, N, L = n_envs, data.n_symbols, self.layout.length
+        self._cv = config_vector(config)
+        self._mk, self._feats = data.packed, data.features
+        self._scale, self._p = data.params.impact_scale, data.params.values
+        self._act = np.zeros((B, N))
+        self._lat = np.zeros((B, L, N))
+        self._spike = np.zeros((B, L, N))
+        self._ist = np.zeros((B, 3), dtype=np.int64)
+        self._fst = np.zeros((B, 4))
+        self._pos = np.zeros((B, N))
+        self._avg = np.zeros((B, N))
+        self._w = np.zeros((B, N))
+        self._fills = np.zeros((B, N, 7))
+        self._obs = np.zeros((B, data.obs_size), dtype=np.float32)
+        self._rew = np.zeros(B)
+        self._flags = np.zeros(B, dtype=np.int8)
+        self._rec = np.zeros((B, 0, N, 9))
+        self._recs = np.zeros((B, 0, 3))
+        self._ep_return = np.zeros(B)
+        self._ep_length = np.zeros(B, dtype=np.int64)
+        self._rngs = [seeding.np_random(None)[0] for _ in range(B)]
+        self._t0 = time.perf_counter()
+        super().__init__(B, observation_space(data), action_space(data, config))
+
+    def _start(self, envs: np.ndarray) -> None:
+        start_episodes(self.data, self.config, self.layout, [self._rngs[i] for i in envs], envs, self._ist,
+                       self._fst, self._pos, self._avg, self._lat, self._spike, self._obs)
+        self._ep_return[envs] = 0.0
+        self._ep_length[envs] = 0
+
+    def reset(self) -> VecEnvObs:
+        """Start every env's episode; seeds from :meth:`seed` (env i: ``seed + i``) are used once."""
+        for i, seed in enumerate(self._seeds):
+            if seed is not None:
+                self._rngs[i] = seeding.np_random(seed)[0]
+        self._start(np.arange(self.num_envs, dtype=np.int64))
+        self._reset_seeds()
+        self._reset_options()
+        return self._obs.copy()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._act[:] = np.reshape(actions, self._act.shape)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        env_step(self._mk, self._feats, self._scale, self._p, self._cv, self._act, self._lat, self._spike,
+                 self._ist, self._fst, self._pos, self._avg, self._w, self._fills, self._obs, self._rew,
+                 self._flags, self._rec, self._recs)
+        rewards = self._rew.astype(np.float32)
+        self._ep_return += self._rew
+        self._ep_length += 1
+        dones = self._flags > 0
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if dones.any():
+            obs = self._obs.copy()
+            done = np.flatnonzero(dones)
+            for i in done:
+                truncated = bool(self._flags[i] == TRUNCATED)
+                infos[i] = {
+                    "terminal_observation": obs[i],
+                    "TimeLimit.truncated": truncated,
+                    "episode": {"r": round(float(self._ep_return[i]), 6), "l": int(self._ep_length[i]),
+                                "t": round(time.perf_counter() - self._t0, 6)},
+                }
+            self._start(done.astype(np.int64))
+        return self._obs.copy(), rewards, dones, infos
+
+    @property
+    def equity(self) -> np.ndarray:
+        """Current equity of every env (currency), shape (n_envs,)."""
+        return self._fst[:, 1].copy()
+
+    def close(self) -> None:
+        """Nothing to release: the env holds only arrays."""
+
+    def _indices(self, indices: VecEnvIndices) -> Sequence[int]:
+        return list(self._get_indices(indices))
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """The attribute of this (single, shared) object, once per requested env index."""
+        return [getattr(self, attr_name) for _ in self._indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        """Set an attribute shared by all envs (they are one object)."""
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
+                   **method_kwargs: Any) -> list[Any]:
+        """Call a method of this object once per requested env index."""
+        method = getattr(self, method_name)
+        return [method(*method_args, **method_kwargs) for _ in self._indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        """No gymnasium wrappers: episode statistics are reported directly (see the module docstring)."""
+        return [False for _ in self._indices(indices)]

@@ -1,0 +1,211 @@
+"""The portfolio environment (gymnasium) and :func:`make_env`, the one way training, evaluation and the
+tests build it.
+
+Each step: the action (target weight per symbol) is constrained, executed on the next bar through the
+simulator's compiled fill kernel (spread, impact, latency, fees, partial fills above the participation
+cap), and rewarded by the net-of-cost equity change minus the configured risk penalties. The step itself
+is :func:`ai_trading.rl_trading.state.env_step` with B = 1, shared with the batched VecEnv.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from omegaconf import DictConfig, OmegaConf
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from ai_trading.pipeline import Dataset, build_dataset, build_execution_for
+from ai_trading.rl_trading.config import PortfolioEnvConfig
+from ai_trading.rl_trading.state import (
+    F_EQUITY,
+    I_K,
+    R_FEE,
+    R_IMPACT,
+    R_NOTIONAL,
+    R_POSITION,
+    R_QTY,
+    R_SPREAD,
+    R_WEIGHT,
+    RS_CASH,
+    RS_EQUITY,
+    RS_REWARD,
+    TERMINATED,
+    EnvData,
+    EpisodeLayout,
+    EpisodeRecord,
+    config_vector,
+    draw_episodes,
+    env_step,
+    reset_envs,
+)
+
+log = logging.getLogger(__name__)
+
+Split = Literal["train", "validation", "eval"]
+
+
+def observation_space(data: EnvData) -> spaces.Box:
+    """Unbounded float32 vector of the features plus the portfolio state (VecNormalize scales it)."""
+    return spaces.Box(-np.inf, np.inf, shape=(data.obs_size,), dtype=np.float32)
+
+
+def action_space(data: EnvData, config: PortfolioEnvConfig) -> spaces.Box:
+    """Target weight per symbol before constraints: [0, 1] long-only, [-1, 1] long-short."""
+    low = 0.0 if config.long_only else -1.0
+    return spaces.Box(low, 1.0, shape=(data.n_symbols,), dtype=np.float32)
+
+
+def start_episodes(data: EnvData, config: PortfolioEnvConfig, layout: EpisodeLayout,
+                   rngs: list[np.random.Generator], envs: np.ndarray, ist: np.ndarray, fst: np.ndarray,
+                   pos: np.ndarray, avg: np.ndarray, lat: np.ndarray, spike: np.ndarray, obs: np.ndarray
+                   ) -> tuple[list[int], list[int]]:
+    """Start the next episode of each env in ``envs`` (drawn from its generator in ``rngs``); flat book,
+    fresh execution randomness, first observation written. Returns their (starts, exec_seeds)."""
+    starts, seeds, lat_new, spike_new = draw_episodes(rngs, layout, data.params, data.n_symbols)
+    lat[envs] = lat_new
+    spike[envs] = spike_new
+    reset_envs(data.packed, data.features, config_vector(config), envs, np.asarray(starts, dtype=np.int64),
+               layout.length, config.initial_cash, ist, fst, pos, avg, obs)
+    return starts, seeds
+
+
+class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Multi-symbol portfolio env over :class:`EnvData`; ``split`` picks random training windows or the one
+    deterministic held-out evaluation episode. See the module docstring of
+    :mod:`ai_trading.rl_trading.state` for the observation layout."""
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's class attribute
+
+    def __init__(self, data: EnvData, config: PortfolioEnvConfig, *, split: Split = "train") -> None:
+        self.data = data
+        self.config = config
+        self.split = split
+        self.layout = EpisodeLayout.of(data, config, split)
+        self.observation_space = observation_space(data)
+        self.action_space = action_space(data, config)
+        N, L = data.n_symbols, self.layout.length
+        self._cv = config_vector(config)
+        self._mk, self._feats = data.packed, data.features
+        self._scale, self._p = data.params.impact_scale, data.params.values
+        self._env0 = np.zeros(1, dtype=np.int64)
+        self._act = np.zeros((1, N))
+        self._lat = np.zeros((1, L, N))
+        self._spike = np.zeros((1, L, N))
+        self._ist = np.zeros((1, 3), dtype=np.int64)
+        self._fst = np.zeros((1, 4))
+        self._pos = np.zeros((1, N))
+        self._avg = np.zeros((1, N))
+        self._w = np.zeros((1, N))
+        self._fills = np.zeros((1, N, 7))
+        self._obs = np.zeros((1, data.obs_size), dtype=np.float32)
+        self._rew = np.zeros(1)
+        self._flags = np.zeros(1, dtype=np.int8)
+        self._rec = np.zeros((1, L, N, 9))
+        self._recs = np.zeros((1, L, 3))
+        self._start, self._exec_seed = 0, 0
+        self._reset_seed: int | None = None
+        self._last_record: EpisodeRecord | None = None
+        self._ready = False
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode; ``seed`` re-seeds the env's generator (same seed -> same episodes)."""
+        super().reset(seed=seed)
+        if self._ist[0, I_K] > 0:
+            self._last_record = self._record()
+        self._reset_seed = seed
+        starts, seeds = start_episodes(self.data, self.config, self.layout, [self.np_random], self._env0,
+                                       self._ist, self._fst, self._pos, self._avg, self._lat, self._spike,
+                                       self._obs)
+        self._start, self._exec_seed = starts[0], seeds[0]
+        self._ready = True
+        return self._obs[0].copy(), {"start": self.data.market.timestamps[self._start]}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Trade towards the constrained target weights on the next bar; reward net of costs and penalties."""
+        if not self._ready:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        self._act[0] = action
+        env_step(self._mk, self._feats, self._scale, self._p, self._cv, self._act, self._lat, self._spike,
+                 self._ist, self._fst, self._pos, self._avg, self._w, self._fills, self._obs, self._rew,
+                 self._flags, self._rec, self._recs)
+        flag = self._flags[0]
+        if flag:
+            self._ready = False
+        return self._obs[0].copy(), float(self._rew[0]), bool(flag == TERMINATED), bool(flag > TERMINATED), {}
+
+    @property
+    def equity(self) -> float:
+        """Current equity (cash + positions marked at the current bar's close), currency."""
+        return float(self._fst[0, F_EQUITY])
+
+    def episode_record(self) -> EpisodeRecord:
+        """The episode in progress if it has taken a step, else the last finished one (a VecEnv resets
+        automatically at the end of an episode, so this still returns the episode that just ended)."""
+        if self._ist[0, I_K] > 0:
+            return self._record()
+        if self._last_record is None:
+            raise gym.error.ResetNeeded("no episode has taken a step yet")
+        return self._last_record
+
+    def _record(self) -> EpisodeRecord:
+        k = int(self._ist[0, I_K])
+        rec, recs = self._rec[0, :k], self._recs[0, :k]
+        stamps = self.data.market.timestamps
+        return EpisodeRecord(
+            timestamps=stamps[self._start : self._start + k],
+            exec_timestamps=stamps[self._start + 1 : self._start + k + 1],
+            symbols=self.data.market.symbols, weights=rec[..., R_WEIGHT].copy(), equity=recs[:, RS_EQUITY].copy(),
+            cash=recs[:, RS_CASH].copy(), positions=rec[..., R_POSITION].copy(), qty=rec[..., R_QTY].copy(),
+            spread=rec[..., R_SPREAD].copy(), impact=rec[..., R_IMPACT].copy(), fee=rec[..., R_FEE].copy(),
+            notional=rec[..., R_NOTIONAL].copy(), rewards=recs[:, RS_REWARD].copy(),
+            initial_cash=self.config.initial_cash, start=self._start, exec_seed=self._exec_seed,
+            reset_seed=self._reset_seed)
+
+
+def env_config(cfg: DictConfig) -> PortfolioEnvConfig:
+    """The typed env config of a composed run config's ``env`` node."""
+    node = OmegaConf.to_container(cfg.env, resolve=True)
+    assert isinstance(node, dict)
+    return PortfolioEnvConfig.from_mapping({str(k): v for k, v in node.items()})
+
+
+def build_env_data(cfg: DictConfig, dataset: Dataset | None = None) -> EnvData:
+    """Market arrays, execution parameters and aligned features of the composed config's data; with
+    ``use_cost_model`` the costs come from ``cfg.cost_model`` (one cost truth with evaluation and live)."""
+    config = env_config(cfg)
+    dataset = build_dataset(cfg) if dataset is None else dataset
+    market, params = build_execution_for(cfg, dataset.bars.frame)
+    return EnvData.build(market, params, dataset.features, config.eval_fraction)
+
+
+def make_env(cfg: DictConfig, *, split: Split, seed: int, dataset: Dataset | None = None,
+             n_envs: int | None = None, data: EnvData | None = None, batched: bool | None = None) -> VecEnv:
+    """The VecEnv of the composed training config for ``split``, seeded so env i starts from ``seed + i``.
+
+    ``train``: random windows of the first ``1 - eval_fraction`` of the timeline less its validation tail;
+    the batched env when ``env.batched``, else a DummyVecEnv of Monitor-wrapped :class:`PortfolioEnv`.
+    ``validation`` (early stopping) and ``eval`` (held-out test): one env, one deterministic episode.
+    ``data`` (prebuilt :class:`EnvData`) skips the data build;
+    ``batched`` overrides ``env.batched`` (the agreement test and the benchmark build both).
+    """
+    config = env_config(cfg)
+    data = build_env_data(cfg, dataset) if data is None else data
+    n = (config.n_envs if n_envs is None else n_envs) if split == "train" else 1
+    use_batched = split == "train" and (config.batched if batched is None else batched)
+    venv: VecEnv
+    if use_batched:
+        from ai_trading.rl_trading.batched import BatchedPortfolioEnv
+
+        venv = BatchedPortfolioEnv(data, config, n_envs=n)
+    else:
+        venv = DummyVecEnv([lambda: Monitor(PortfolioEnv(data, config, split=split)) for _ in range(n)])
+    venv.seed(seed)
+    log.info("env ready split=%s n_envs=%d batched=%s seed=%d obs=%d symbols=%s", split, n,
+             use_batched, seed, data.obs_size, ",".join(data.market.symbols))
+    return venv

@@ -1,0 +1,338 @@
+"""What both portfolio envs share: the aligned market/feature arrays, the episode layout, and the compiled
+step (constraints -> fills -> reward -> observation) over B envs.
+
+:class:`PortfolioEnv` runs it with B = 1, :class:`BatchedPortfolioEnv` with B = n_envs; both draw each
+episode's randomness the same way (:func:`draw_episode`), so they agree bit for bit.
+
+Observation at decision row t (float32): the feature rows of every symbol at t (symbol-major, the
+feature spec's column order), then ``cash / equity``, the N position weights ``positions * mark / equity``,
+leverage (gross exposure as a fraction of ``max_leverage``), gross exposure ``sum |w|``, net exposure
+``sum w``, unrealised PnL (``sum positions * (mark - average fill price)`` / equity) and drawdown
+(``1 - equity / running peak``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from numba import njit
+
+from ai_trading.errors import ConfigError, DataValidationError
+from ai_trading.execution.kernels import step_one
+from ai_trading.execution.market import ExecParams, MarketArrays, latency_base_ms, slice_market
+from ai_trading.features import FeatureSet
+from ai_trading.rl_trading.config import PortfolioEnvConfig
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+
+# Rows of the packed market array ``mk`` (9, T, N).
+MK_OPEN, MK_HIGH, MK_LOW, MK_CLOSE, MK_VOLUME, MK_MARK, MK_TRADABLE, MK_HS, MK_VOL = range(9)
+# Env config vector ``cv``.
+CV_LONG_ONLY, CV_MAX_POS, CV_MAX_LEV, CV_SIMPLE, CV_DD, CV_VAR, CV_LEV, CV_TURN, CV_RUIN = range(9)
+# Per-env integer state ``ist`` (B, 3) and float state ``fst`` (B, 4).
+I_T, I_END, I_K = range(3)
+F_CASH, F_EQUITY, F_PEAK, F_EQ0 = range(4)
+# Per-step per-symbol record fields ``rec`` (B, R, N, 9) and per-step scalars ``recs`` (B, R, 3).
+R_WEIGHT, R_QTY, R_PRICE, R_REF, R_SPREAD, R_IMPACT, R_FEE, R_NOTIONAL, R_POSITION = range(9)
+RS_CASH, RS_EQUITY, RS_REWARD = range(3)
+N_PORTFOLIO_BASE = 6  # cash fraction, leverage, gross, net, unrealised PnL, drawdown (+ N weights)
+TERMINATED, TRUNCATED = 1, 2
+
+
+@dataclass(frozen=True)
+class EnvData:
+    """Market and features on the env's timeline: rows where every symbol has features (after its warm-up)
+    up to the last row where every symbol still has bars.
+
+    Inside the timeline a symbol without a bar at some row (a holiday on its exchange) keeps its last
+    feature row (forward-filled: only older bars, so still causal) and cannot trade there (the simulator
+    skips untradable bars). Rows ``[0, n_train)`` are the training split; the evaluation episode decides
+    at ``n_train - 1`` and executes on the held-out rows ``n_train .. T-1`` only.
+    """
+
+    market: MarketArrays
+    params: ExecParams
+    features: npt.NDArray[np.float32]
+    feature_names: tuple[str, ...]
+    n_train: int
+    packed: FloatArray
+
+    @classmethod
+    def build(cls, market: MarketArrays, params: ExecParams, features: FeatureSet,
+              eval_fraction: float) -> EnvData:
+        """Align ``features`` to ``market`` (full history) and cut the common timeline."""
+        T, N = market.shape
+        F = len(features.feature_names)
+        wide = np.full((T, N, F), np.nan, dtype=np.float32)
+        frame = features.frame
+        symbols = frame.index.get_level_values("symbol")
+        for n, symbol in enumerate(market.symbols):
+            sub = frame[symbols == symbol].droplevel("symbol")
+            if sub.empty:
+                raise DataValidationError("no_features", "symbol has no feature rows", symbol=symbol)
+            aligned = sub.reindex(market.timestamps).ffill()
+            wide[:, n, :] = aligned.to_numpy(np.float32)
+        have = np.isfinite(wide).all(axis=(1, 2))
+        first = int(np.argmax(have)) if have.any() else T
+        last_bar = [int(np.flatnonzero(market.tradable[:, n])[-1]) for n in range(N)]
+        stop = min(last_bar) + 1
+        if stop - first < 3:
+            raise DataValidationError("too_short", f"common feature timeline has {max(stop - first, 0)} rows; "
+                                      "the env needs at least 3", source="rl_env")
+        timeline = slice_market(market, first, stop)
+        n_rows = stop - first
+        n_train = round(n_rows * (1.0 - eval_fraction))
+        if n_train < 2 or n_rows - n_train < 1:
+            raise DataValidationError("too_short", f"timeline of {n_rows} rows leaves no train or eval split at "
+                                      f"eval_fraction={eval_fraction}", source="rl_env")
+        packed = np.ascontiguousarray(np.stack([
+            timeline.open, timeline.high, timeline.low, timeline.close, timeline.volume, timeline.mark,
+            timeline.tradable.astype(np.float64), timeline.half_spread, timeline.vol]))
+        feats = np.ascontiguousarray(wide[first:stop].reshape(n_rows, N * F))
+        log.info("env timeline rows=%d first=%s last=%s n_train=%d symbols=%s", n_rows,
+                 timeline.timestamps[0], timeline.timestamps[-1], n_train, ",".join(market.symbols))
+        return cls(market=timeline, params=params, features=feats,
+                   feature_names=tuple(f"{s}:{c}" for s in market.symbols for c in features.feature_names),
+                   n_train=n_train, packed=packed)
+
+    @property
+    def n_symbols(self) -> int:
+        return len(self.market.symbols)
+
+    @property
+    def obs_size(self) -> int:
+        return self.features.shape[1] + N_PORTFOLIO_BASE + self.n_symbols
+
+
+@dataclass(frozen=True)
+class EpisodeLayout:
+    """Where episodes may lie: decision rows ``lo .. hi`` for the start, ``length`` steps each."""
+
+    lo: int
+    hi: int
+    length: int
+
+    @classmethod
+    def of(cls, data: EnvData, config: PortfolioEnvConfig, split: str) -> EpisodeLayout:
+        """``train``: random windows executing on rows ``< fit_end``; ``validation``: one episode over
+        ``fit_end .. n_train - 1``; ``eval``: one episode over the held-out ``n_train .. T - 1``."""
+        fit_end = data.n_train - round(config.validation_fraction * data.n_train)
+        if fit_end < 2:
+            raise ConfigError(f"env.validation_fraction={config.validation_fraction} leaves no training rows")
+        if split == "eval":
+            start = data.n_train - 1
+            return cls(start, start, data.market.shape[0] - 1 - start)
+        if split == "validation":
+            if fit_end == data.n_train:
+                raise ConfigError("split=validation needs env.validation_fraction > 0")
+            start = fit_end - 1
+            return cls(start, start, data.n_train - 1 - start)
+        if split != "train":
+            raise ValueError(f"split must be 'train', 'validation' or 'eval', got {split!r}")
+        longest = fit_end - 1
+        length = longest if config.episode_length is None else min(config.episode_length, longest)
+        if config.episode_length is not None and config.episode_length > longest:
+            log.warning("episode_length=%d exceeds the training split (%d steps); using %d",
+                        config.episode_length, longest, longest)
+        return cls(0, longest - length, length)
+
+
+def config_vector(config: PortfolioEnvConfig) -> FloatArray:
+    """The env config as the kernel's flat float vector (layout ``CV_*``)."""
+    r = config.reward
+    return np.array([float(config.long_only), config.max_position, config.max_leverage,
+                     float(r.kind == "simple"), r.drawdown_penalty, r.variance_penalty, r.leverage_penalty,
+                     r.turnover_penalty, config.ruin_threshold], dtype=np.float64)
+
+
+def draw_episodes(rngs: list[np.random.Generator], layout: EpisodeLayout, params: ExecParams, n_symbols: int
+                  ) -> tuple[list[int], list[int], FloatArray, FloatArray]:
+    """Draw one episode per generator: its start row, then a seed for its execution randomness.
+
+    The execution generator's first ``3 * N * length`` uniforms, in the layout of
+    :func:`ai_trading.execution.vectorized.run_targets`, become the episode's latency and spike draws
+    (k, length, N); replaying its targets through ``run_targets`` with that seed reproduces its fills.
+    """
+    shape = (layout.length, n_symbols, 3)
+    u = np.empty((len(rngs), *shape))
+    starts, seeds = [], []
+    for j, rng in enumerate(rngs):
+        starts.append(int(rng.integers(layout.lo, layout.hi + 1)))
+        seeds.append(int(rng.integers(0, 2**63 - 1)))
+        u[j] = np.random.default_rng(seeds[-1]).random(shape)
+    return starts, seeds, latency_base_ms(u[..., 0], u[..., 1], params.values), u[..., 2]
+
+
+@njit(cache=True)
+def reset_envs(mk: np.ndarray, feats: np.ndarray, cv: np.ndarray, envs: np.ndarray, starts: np.ndarray,
+               length: int, cash0: float, ist: np.ndarray, fst: np.ndarray, pos: np.ndarray, avg: np.ndarray,
+               obs: np.ndarray) -> None:
+    """Start a new episode of each env in ``envs`` at its row in ``starts``: flat book, first observation."""
+    for j in range(envs.shape[0]):
+        b = envs[j]
+        ist[b, I_T] = starts[j]
+        ist[b, I_END] = starts[j] + length
+        ist[b, I_K] = 0
+        fst[b, F_CASH] = cash0
+        fst[b, F_EQUITY] = cash0
+        fst[b, F_PEAK] = cash0
+        fst[b, F_EQ0] = cash0
+        for n in range(pos.shape[1]):
+            pos[b, n] = 0.0
+            avg[b, n] = 0.0
+        write_obs(mk, feats, cv, ist, fst, pos, avg, obs, b)
+
+
+@njit(cache=True)
+def write_obs(mk: np.ndarray, feats: np.ndarray, cv: np.ndarray, ist: np.ndarray, fst: np.ndarray,
+              pos: np.ndarray, avg: np.ndarray, obs: np.ndarray, b: int) -> None:
+    """Observation of env ``b`` at its current decision row (layout in the module docstring)."""
+    t = ist[b, I_T]
+    nf = feats.shape[1]
+    N = pos.shape[1]
+    for j in range(nf):
+        obs[b, j] = feats[t, j]
+    eq = fst[b, F_EQUITY]
+    den = eq if eq > 1e-12 * fst[b, F_EQ0] else 1e-12 * fst[b, F_EQ0]
+    gross = 0.0
+    net = 0.0
+    upnl = 0.0
+    for n in range(N):
+        m = mk[MK_MARK, t, n]
+        w = pos[b, n] * m / den
+        obs[b, nf + 1 + n] = w
+        gross += abs(w)
+        net += w
+        if pos[b, n] != 0.0:
+            upnl += pos[b, n] * (m - avg[b, n])
+    k = nf + 1 + N
+    obs[b, nf] = fst[b, F_CASH] / den
+    obs[b, k] = gross / cv[CV_MAX_LEV]
+    obs[b, k + 1] = gross
+    obs[b, k + 2] = net
+    obs[b, k + 3] = upnl / den
+    obs[b, k + 4] = 1.0 - eq / fst[b, F_PEAK]
+
+
+@njit(cache=True)
+def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray, cv: np.ndarray,
+             act: np.ndarray, lat: np.ndarray, spike: np.ndarray, ist: np.ndarray, fst: np.ndarray,
+             pos: np.ndarray, avg: np.ndarray, w: np.ndarray, fills: np.ndarray, obs: np.ndarray,
+             rew: np.ndarray, flags: np.ndarray, rec: np.ndarray, recs: np.ndarray) -> None:
+    """Step B envs once: constrain actions to weights ``w``, fill through
+    :func:`ai_trading.execution.kernels.step_one`, reward, end-of-episode flags, next observation.
+
+    Constraints, whatever the action: non-finite -> 0; clipped to [0, 1] (long-only) or [-1, 1]; times
+    ``max_position``; scaled down so ``sum |w| <= max_leverage``. Env b uses row ``ist[b, I_K]`` of its
+    pre-drawn ``lat``/``spike`` (B, L, N). Records step k into ``rec``/``recs`` when they have room.
+    """
+    B, N = pos.shape
+    lo = 0.0 if cv[CV_LONG_ONLY] > 0.0 else -1.0
+    o, h, low, c, v = mk[MK_OPEN], mk[MK_HIGH], mk[MK_LOW], mk[MK_CLOSE], mk[MK_VOLUME]
+    mark, tradable, hs, vol = mk[MK_MARK], mk[MK_TRADABLE], mk[MK_HS], mk[MK_VOL]
+    for b in range(B):
+        gross = 0.0
+        for n in range(N):
+            a = act[b, n]
+            if not math.isfinite(a):
+                a = 0.0
+            a = min(max(a, lo), 1.0)
+            w[b, n] = a * cv[CV_MAX_POS]
+            gross += abs(w[b, n])
+        if gross > cv[CV_MAX_LEV]:
+            shrink = cv[CV_MAX_LEV] / gross
+            for n in range(N):
+                w[b, n] = w[b, n] * shrink
+        d = ist[b, I_T]
+        k = ist[b, I_K]
+        eq_before = fst[b, F_EQUITY]
+        eq0 = fst[b, F_EQ0]
+        cash, eq = step_one(o, h, low, c, v, mark, tradable, hs, vol, scale, p, d, w[b], True, lat[b, k],
+                            spike[b, k], pos[b], fst[b, F_CASH], fills[b])
+        e = d + 1
+        turnover = 0.0
+        gross_after = 0.0
+        for n in range(N):
+            q = fills[b, n, 0]
+            if q != 0.0:
+                turnover += fills[b, n, 6]
+                old = pos[b, n] - q
+                price = fills[b, n, 1]
+                if pos[b, n] == 0.0:
+                    avg[b, n] = 0.0
+                elif old == 0.0 or (old > 0.0) == (q > 0.0):
+                    avg[b, n] = (avg[b, n] * abs(old) + price * abs(q)) / abs(pos[b, n])
+                elif (old > 0.0) != (pos[b, n] > 0.0):
+                    avg[b, n] = price  # flipped through zero: the new side's cost is this fill
+            gross_after += abs(pos[b, n] * mark[e, n])
+        peak = max(fst[b, F_PEAK], eq)
+        floor = 1e-12 * eq0
+        r = (eq - eq_before) / eq0 if cv[CV_SIMPLE] > 0.0 else math.log(max(eq, floor) / eq_before)
+        ret = eq / eq_before - 1.0
+        r -= cv[CV_DD] * (1.0 - eq / peak)
+        r -= cv[CV_VAR] * ret * ret
+        r -= cv[CV_LEV] * max(gross_after / max(eq, floor) - cv[CV_MAX_LEV], 0.0)
+        r -= cv[CV_TURN] * turnover / eq_before
+        rew[b] = r
+        fst[b, F_CASH] = cash
+        fst[b, F_EQUITY] = eq
+        fst[b, F_PEAK] = peak
+        ist[b, I_T] = e
+        ist[b, I_K] = k + 1
+        if eq <= cv[CV_RUIN] * eq0:
+            flags[b] = TERMINATED
+        elif e >= ist[b, I_END]:
+            flags[b] = TRUNCATED
+        else:
+            flags[b] = 0
+        if k < rec.shape[1]:
+            for n in range(N):
+                rec[b, k, n, R_WEIGHT] = w[b, n]
+                for j in range(7):
+                    rec[b, k, n, R_QTY + j] = fills[b, n, j]
+                rec[b, k, n, R_POSITION] = pos[b, n]
+            recs[b, k, RS_CASH] = cash
+            recs[b, k, RS_EQUITY] = eq
+            recs[b, k, RS_REWARD] = r
+        write_obs(mk, feats, cv, ist, fst, pos, avg, obs, b)
+
+
+@dataclass(frozen=True)
+class EpisodeRecord:
+    """One episode of :class:`PortfolioEnv`, enough to evaluate and to replay it.
+
+    Row k is step k: ``weights`` the applied (constrained) targets decided at ``timestamps[k]``'s close,
+    executed on the next bar; ``equity``/``cash``/``positions`` the state after that bar's fills, marked
+    at its close; ``spread``/``impact``/``fee`` (currency) and ``notional`` (traded, currency) per symbol.
+    Replay: ``run_targets(slice_market(market, start, start + n_steps + 1), params, targets,
+    np.random.default_rng(exec_seed), initial_cash=initial_cash)`` with ``targets[:n_steps] = weights``.
+    """
+
+    timestamps: pd.DatetimeIndex
+    exec_timestamps: pd.DatetimeIndex
+    symbols: tuple[str, ...]
+    weights: FloatArray
+    equity: FloatArray
+    cash: FloatArray
+    positions: FloatArray
+    qty: FloatArray
+    spread: FloatArray
+    impact: FloatArray
+    fee: FloatArray
+    notional: FloatArray
+    rewards: FloatArray
+    initial_cash: float
+    start: int
+    exec_seed: int
+    reset_seed: int | None
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.equity)

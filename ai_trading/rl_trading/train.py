@@ -1,0 +1,136 @@
+"""Train stable-baselines3 agents on the portfolio environment.
+
+The algorithm (``ppo``, ``sac``, ``a2c``, ``td3``) and its hyperparameters come from ``conf/algo``.
+SB3's metrics reach MLflow through a ``KVWriter`` given to SB3's own logger; observations and
+rewards are optionally normalised by ``VecNormalize`` (saved with the model); a periodic evaluation
+on a validation window (carved from the end of the training split, never the held-out evaluation
+split) drives early stopping.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from stable_baselines3 import A2C, PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopTrainingOnNoModelImprovement
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from ai_trading.errors import ConfigError
+from ai_trading.pipeline import Dataset
+from ai_trading.rl_trading.env import make_env
+from ai_trading.tracking import TrackedRun
+from ai_trading.tracking.sb3 import MlflowOutputFormat
+
+log = logging.getLogger(__name__)
+
+ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "a2c": A2C, "td3": TD3}
+MODEL_FILE = "model.zip"
+NORMALIZER_FILE = "vecnormalize.pkl"
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    """One algorithm's settings (``conf/algo/<name>.yaml``)."""
+
+    name: str
+    total_timesteps: int
+    policy: str = "MlpPolicy"
+    hyperparams: Mapping[str, Any] = field(default_factory=dict)
+    n_envs: int | None = None  # batched width for this algorithm; None = env.n_envs
+    action_noise_sigma: float | None = None  # Gaussian exploration noise (TD3), fraction of the action range
+    eval_every: int = 0  # timesteps between validation evaluations; 0 = no periodic evaluation
+    patience: int = 0  # evaluations without improvement before stopping early; 0 = never stop early
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.name not in ALGORITHMS:
+            raise ConfigError(f"algo.name={self.name!r} is not one of {sorted(ALGORITHMS)}")
+        if self.total_timesteps <= 0:
+            raise ConfigError(f"algo.total_timesteps must be positive, got {self.total_timesteps}")
+
+    @classmethod
+    def from_node(cls, node: DictConfig) -> AlgoConfig:
+        raw = OmegaConf.to_container(node, resolve=True)
+        assert isinstance(raw, dict)
+        return cls(**{str(k): v for k, v in raw.items()})
+
+
+@dataclass
+class TrainedAgent:
+    """A trained policy with the observation normaliser it was trained with."""
+
+    model: BaseAlgorithm
+    normalizer: VecNormalize | None
+    timesteps: int
+
+    def save(self, directory: Path) -> list[Path]:
+        """Write ``model.zip`` (and ``vecnormalize.pkl``) into ``directory``; returns the files."""
+        directory.mkdir(parents=True, exist_ok=True)
+        files = [directory / MODEL_FILE]
+        self.model.save(files[0])
+        if self.normalizer is not None:
+            files.append(directory / NORMALIZER_FILE)
+            self.normalizer.save(str(files[1]))
+        return files
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        """Deterministic action for a raw (unnormalised) batch of observations."""
+        obs = self.normalizer.normalize_obs(observation) if self.normalizer is not None else observation
+        action, _ = self.model.predict(obs, deterministic=True)
+        return np.asarray(action)
+
+
+def _wrap(env: VecEnv, normalize: bool, *, training: bool, gamma: float) -> VecEnv:
+    if not normalize:
+        return env
+    return VecNormalize(env, training=training, norm_obs=True, norm_reward=training, gamma=gamma)
+
+
+def _build_model(algo: AlgoConfig, env: VecEnv, seed: int) -> BaseAlgorithm:
+    kwargs = dict(algo.hyperparams)
+    if algo.action_noise_sigma:
+        dim = int(np.prod(env.action_space.shape or (1,)))
+        scale = float(np.max(env.action_space.high))  # type: ignore[attr-defined]
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), np.full(dim, algo.action_noise_sigma * scale))
+    try:
+        return ALGORITHMS[algo.name](algo.policy, env, seed=seed, verbose=0, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"algo={algo.name}: bad hyperparameter in conf/algo/{algo.name}.yaml: {exc}") from exc
+
+
+def train_agent(cfg: DictConfig, dataset: Dataset, *, seed: int, run: TrackedRun | None = None) -> TrainedAgent:
+    """Train ``cfg.algo`` on the training split of ``dataset``; logs SB3 metrics to ``run``."""
+    algo = AlgoConfig.from_node(cfg.algo)
+    normalize = bool(cfg.env.normalize)
+    gamma = float(algo.hyperparams.get("gamma", 0.99))
+    train_env = _wrap(make_env(cfg, split="train", seed=seed, dataset=dataset, n_envs=algo.n_envs), normalize,
+                      training=True, gamma=gamma)
+    model = _build_model(algo, train_env, seed)
+    formats = [MlflowOutputFormat(run)] if run is not None else []
+    model.set_logger(Logger(folder=None, output_formats=formats))  # type: ignore[arg-type]
+
+    callbacks: list[BaseCallback] = []
+    if algo.eval_every > 0:
+        val_env = _wrap(make_env(cfg, split="validation", seed=seed, dataset=dataset), normalize, training=False,
+                        gamma=gamma)
+        stop = (StopTrainingOnNoModelImprovement(algo.patience, min_evals=1) if algo.patience > 0 else None)
+        callbacks.append(EvalCallback(val_env, callback_after_eval=stop, n_eval_episodes=1,
+                                      eval_freq=max(1, algo.eval_every // train_env.num_envs), deterministic=True,
+                                      verbose=0, warn=False))
+    log.info("training algo=%s timesteps=%d envs=%d seed=%d", algo.name, algo.total_timesteps, train_env.num_envs,
+             seed)
+    model.learn(total_timesteps=algo.total_timesteps, callback=callbacks or None, progress_bar=algo.progress_bar)
+    normalizer = train_env if isinstance(train_env, VecNormalize) else None
+    if normalizer is not None:
+        normalizer.training = False
+    log.info("trained algo=%s timesteps=%d", algo.name, model.num_timesteps)
+    return TrainedAgent(model=model, normalizer=normalizer, timesteps=int(model.num_timesteps))

@@ -1,0 +1,119 @@
+"""Throughput of the portfolio RL environments: raw steps/s next to CartPole, the share of PPO time spent
+in the env, and PPO training steps/s on DummyVecEnv(PortfolioEnv) vs the batched VecEnv.
+
+Run: ``python benchmarks/bench_env.py [--symbols 5] [--ppo-steps 200000]``. Goals (2-core machine): raw
+single env >= 0.5x CartPole, < 5% of PPO time in the env, batched >= 1M env-steps/s at 64 envs, PPO on
+the batched env >= 10x PPO on the single env.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
+
+from ai_trading.paths import CONF_DIR
+from ai_trading.rl_trading import PortfolioEnv, build_env_data, env_config, make_env
+
+SYMBOLS = ["SP500", "NASDAQ", "NVDA", "ORCL", "YHOO"]
+# Recommended trainer defaults for the batched env (see the report in the issue).
+PPO_BATCHED = {"n_steps": 64, "batch_size": 1024, "n_epochs": 4, "policy_kwargs": {"net_arch": [64, 64]}}
+PPO_SINGLE = {"n_steps": 2048, "batch_size": 64, "n_epochs": 10, "policy_kwargs": {"net_arch": [64, 64]}}
+
+
+class TimedVecEnv(VecEnvWrapper):
+    """Accumulates wall time spent inside the wrapped VecEnv's reset and step."""
+
+    def __init__(self, venv: VecEnv) -> None:
+        super().__init__(venv)
+        self.seconds = 0.0
+
+    def reset(self) -> VecEnvObs:
+        t = time.perf_counter()
+        obs = self.venv.reset()
+        self.seconds += time.perf_counter() - t
+        return obs
+
+    def step_wait(self) -> VecEnvStepReturn:
+        t = time.perf_counter()
+        out = self.venv.step_wait()
+        self.seconds += time.perf_counter() - t
+        return out
+
+
+def raw_rate(env: gym.Env, steps: int) -> float:
+    env.reset(seed=0)
+    action = env.action_space.sample()
+    t = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - t)
+
+
+def batched_rate(venv: VecEnv, steps: int) -> float:
+    venv.reset()
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(0.0, 0.4, (64, venv.num_envs, venv.action_space.shape[0])).astype(np.float32)
+    for k in range(50):
+        venv.step(actions[k % 64])
+    t = time.perf_counter()
+    for k in range(steps):
+        venv.step(actions[k % 64])
+    return steps * venv.num_envs / (time.perf_counter() - t)
+
+
+def ppo_rate(venv: VecEnv, total: int, kwargs: dict) -> tuple[float, float]:
+    timed = TimedVecEnv(venv)
+    model = PPO("MlpPolicy", timed, seed=0, device="cpu", verbose=0, **kwargs)
+    model.learn(total_timesteps=min(total, 2 * kwargs["n_steps"] * venv.num_envs))  # warm-up (torch, numba)
+    timed.seconds = 0.0
+    t = time.perf_counter()
+    model.learn(total_timesteps=total, reset_num_timesteps=True)
+    elapsed = time.perf_counter() - t
+    return model.num_timesteps / elapsed, timed.seconds / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--symbols", type=int, default=5)
+    parser.add_argument("--raw-steps", type=int, default=200_000)
+    parser.add_argument("--ppo-steps", type=int, default=200_000)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    symbols = SYMBOLS[: args.symbols]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="train", overrides=[f"data.symbols=[{','.join(symbols)}]",
+                                                      "data.start=1999-01-22", "data.end=2014-12-31"])
+    data = build_env_data(cfg)
+    config = env_config(cfg)
+    print(f"portfolio env: {data.n_symbols} symbols, {data.market.shape[0]} daily bars, obs {data.obs_size}, "
+          f"episode {config.episode_length} steps")
+
+    cart = raw_rate(gym.make("CartPole-v1").unwrapped, args.raw_steps)
+    single = raw_rate(PortfolioEnv(data, config), args.raw_steps)
+    print(f"raw steps/s      CartPole-v1 {cart:>11,.0f}   PortfolioEnv {single:>11,.0f}   ratio {single / cart:.2f}")
+    for n in (16, 64, 256):
+        venv = make_env(cfg, split="train", seed=0, n_envs=n, data=data)
+        rate = batched_rate(venv, max(2_000, 200_000 // n))
+        print(f"batched          n_envs={n:<4} {rate:>13,.0f} env-steps/s")
+
+    ppo_single, share_single = ppo_rate(make_env(cfg, split="train", seed=0, n_envs=1, data=data, batched=False),
+                                        args.ppo_steps // 10, PPO_SINGLE)
+    ppo_batched, share_batched = ppo_rate(make_env(cfg, split="train", seed=0, n_envs=64, data=data),
+                                          args.ppo_steps, PPO_BATCHED)
+    print(f"PPO DummyVecEnv(1 env) {ppo_single:>9,.0f} steps/s  env share {100 * share_single:.1f}%  {PPO_SINGLE}")
+    print(f"PPO batched(64 envs)   {ppo_batched:>9,.0f} steps/s  env share {100 * share_batched:.1f}%  {PPO_BATCHED}")
+    print(f"PPO speed-up batched / single: {ppo_batched / ppo_single:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Training: reproducible with a seed, different across seeds, validation split held out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ai_trading.errors import ConfigError
+from ai_trading.rl_trading import make_env
+from ai_trading.rl_trading.train import AlgoConfig, TrainedAgent, train_agent
+from tests.conftest import compose_config
+from tests.rl_trading.conftest import dataset
+
+TINY = ["algo.total_timesteps=512", "algo.progress_bar=false", "algo.eval_every=256", "algo.patience=0",
+        "env.n_envs=4", "algo.hyperparams.n_steps=64", "algo.hyperparams.batch_size=64", "torch_threads=1"]
+
+
+def _train(seed: int, *overrides: str) -> TrainedAgent:
+    torch.set_num_threads(1)
+    return train_agent(compose_config([*TINY, *overrides]), dataset(), seed=seed)
+
+
+def _params(agent: TrainedAgent) -> list[np.ndarray]:
+    return [p.detach().numpy().copy() for p in agent.model.policy.parameters()]
+
+
+def test_train_same_seed_learns_identical_parameters() -> None:
+    a, b = _train(7), _train(7)
+    assert a.timesteps == b.timesteps == 512
+    for pa, pb in zip(_params(a), _params(b), strict=True):
+        np.testing.assert_array_equal(pa, pb)
+    assert a.normalizer is not None and b.normalizer is not None
+    np.testing.assert_array_equal(a.normalizer.obs_rms.mean, b.normalizer.obs_rms.mean)
+
+
+def test_train_other_seed_learns_other_parameters() -> None:
+    a, b = _train(1), _train(2)
+    assert any(not np.array_equal(pa, pb) for pa, pb in zip(_params(a), _params(b), strict=True))
+
+
+def test_validation_split_lies_between_training_windows_and_held_out_eval() -> None:
+    cfg = compose_config(TINY)
+    data = dataset()
+    val = make_env(cfg, split="validation", seed=0, dataset=data).envs[0].unwrapped  # type: ignore[attr-defined]
+    ev = make_env(cfg, split="eval", seed=0, dataset=data).envs[0].unwrapped  # type: ignore[attr-defined]
+    train = make_env(cfg, split="train", seed=0, dataset=data, batched=False).envs[0].unwrapped  # type: ignore[attr-defined]
+    # Last executed row of any training window < first validation execution row <= ... < first eval row.
+    assert train.layout.hi + train.layout.length < val.layout.lo + 1
+    assert val.layout.lo + val.layout.length == ev.layout.lo
+    assert ev.layout.lo + ev.layout.length == ev.data.market.shape[0] - 1
+
+
+def test_algo_config_rejects_unknown_algorithm_and_bad_hyperparameter() -> None:
+    with pytest.raises(ConfigError, match="not one of"):
+        AlgoConfig(name="dqn", total_timesteps=10)
+    with pytest.raises(ConfigError, match="bad hyperparameter"):
+        _train(0, "+algo.hyperparams.not_a_ppo_argument=3")
