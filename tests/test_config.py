@@ -71,3 +71,10 @@ def test_entrypoint_cfg_job_prints_composed_config_with_override() -> None:
     assert printed["data"]["symbols"] == ["NVDA", "ORCL"]
     assert printed["features"]["name"] == "default_daily"
     assert printed["tracking"]["experiment_name"] == "${experiment_name}"
+
+
+def test_entrypoint_help_lists_groups_and_examples() -> None:
+    out = subprocess.run([sys.executable, "-m", "ai_trading.train", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "algo: a2c, ppo, sac, td3" in out
+    assert "python -m ai_trading.train -m seed=0,1,2,3,4" in out
