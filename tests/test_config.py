@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from ai_trading.data import DataConfig
@@ -78,3 +79,25 @@ def test_entrypoint_help_lists_groups_and_examples() -> None:
                          check=True).stdout
     assert "algo: a2c, ppo, sac, td3" in out
     assert "python -m ai_trading.train -m seed=0,1,2,3,4" in out
+
+
+def _launcher_plugin(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(f"hydra_plugins.{name}") is not None
+
+
+@pytest.mark.parametrize(
+    ("preset", "plugin", "target"),
+    [
+        ("local_parallel", "hydra_joblib_launcher", "JoblibLauncher"),
+        ("slurm", "hydra_submitit_launcher", "SlurmLauncher"),
+        pytest.param("ray_cluster", "hydra_ray_launcher", "RayLauncher", marks=pytest.mark.skipif(
+            not _launcher_plugin("hydra_ray_launcher"),
+            reason="hydra-ray-launcher is the optional [ray] extra (it pulls ray); not installed here")),
+    ],
+)
+def test_launcher_preset_composes_with_its_plugin(preset: str, plugin: str, target: str) -> None:
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="train", overrides=[f"hydra/launcher={preset}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
