@@ -84,3 +84,14 @@ def test_train_bad_range_fails_with_named_error_and_writes_no_run(tmp_path: Path
     assert "DataValidationError" in result.stderr and "bad_range" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
     assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.slow
+def test_train_parallel_launcher_seeds_share_one_store_without_races(tmp_path: Path) -> None:
+    """joblib runs the seeds in parallel processes; the store is prepared once before they start."""
+    result = _run(tmp_path, "-m", "seed=0,1", "hydra/launcher=local_parallel", "torch_threads=1", *TINY,
+                  "algo.total_timesteps=1024", "algo.hyperparams.n_steps=64", "algo.hyperparams.batch_size=256")
+    assert result.returncode == 0, result.stderr[-4000:]
+    runs = _runs(tmp_path)
+    assert sorted(r.info.run_name for r in runs) == ["default__ppo__seed0", "default__ppo__seed1"]
+    assert all(r.info.status == "FINISHED" for r in runs)

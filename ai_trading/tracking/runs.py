@@ -101,6 +101,12 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
     return str(client.create_experiment(name))
 
 
+def prepare_store(config: TrackingConfig) -> str:
+    """Create the store's tables and the experiment once, before parallel jobs open runs in it
+    (several processes initialising one SQLite store at once race on table creation)."""
+    return _experiment_id(MlflowClient(tracking_uri=config.tracking_uri), config.experiment_name)
+
+
 @contextmanager
 def start_run(
     config: TrackingConfig,
