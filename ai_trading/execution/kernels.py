@@ -216,48 +216,50 @@ def run_orders(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: 
 @njit(cache=True)
 def step_one(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, mark: np.ndarray,
              tradable: np.ndarray, hs: np.ndarray, vol: np.ndarray, scale: np.ndarray, p: np.ndarray, d: int,
-             targets: np.ndarray, weights: bool, lat_base: np.ndarray, u_spike: np.ndarray, pos: np.ndarray,
-             cash: float, out: np.ndarray) -> tuple[float, float]:
-    """One env, one bar: targets (N,) decided at row ``d``'s close execute on row ``d+1``.
+             targets: np.ndarray, weights: bool, lat_base: np.ndarray, u_spike: np.ndarray, r: int,
+             pos: np.ndarray, cash: float, out: np.ndarray, b: int) -> tuple[float, float]:
+    """One env, one bar: env ``b``'s targets ``targets[b]`` (N,) decided at row ``d``'s close execute on row ``d+1``.
 
     Exactly the arithmetic of one row of :func:`run_sequence` (same operation order, so the same bits).
-    ``pos`` (N,) is updated in place; ``out`` (N, 7) receives qty (signed), price, ref, spread, impact, fee,
-    notional per symbol. Returns (cash, equity marked at row ``d+1``'s mark).
+    Latency and spike draws are row ``r`` of ``lat_base``/``u_spike`` (R, N). ``pos[b]`` (N,) is updated in
+    place; ``out[b]`` (N, 7) receives qty (signed), price, ref, spread, impact, fee, notional per symbol.
+    Rows are addressed by index, not passed as views (a view costs a reference count per call).
+    Returns (cash, equity marked at row ``d+1``'s mark).
     """
-    N = pos.shape[0]
+    N = pos.shape[1]
     e = d + 1
     band = p[P_BAND]
     eq_d = cash
     for n in range(N):
-        eq_d = eq_d + pos[n] * mark[d, n]
+        eq_d = eq_d + pos[b, n] * mark[d, n]
     for n in range(N):
         m = mark[d, n]
-        target = (targets[n] * eq_d / m if m > 0.0 else 0.0) if weights else targets[n]
-        trade = target - pos[n]
+        target = (targets[b, n] * eq_d / m if m > 0.0 else 0.0) if weights else targets[b, n]
+        trade = target - pos[b, n]
         if band > 0.0 and abs(trade) * m < band * abs(eq_d):
             trade = 0.0
         if not tradable[e, n]:
             trade = 0.0
         side = 1.0 if trade > 0.0 else -1.0
         q, price, ref, sc, ic, fee, _ = fill_slice(side, abs(trade), o[e, n], h[e, n], low[e, n], c[e, n],
-                                                   v[e, n], hs[d, n], vol[d, n], lat_base[n], u_spike[n],
+                                                   v[e, n], hs[d, n], vol[d, n], lat_base[r, n], u_spike[r, n],
                                                    scale[n], False, 0.0, p)
-        out[n, 0] = 0.0
-        out[n, 6] = 0.0
+        out[b, n, 0] = 0.0
+        out[b, n, 6] = 0.0
         if q > 0.0:
             filled = side * q
-            pos[n] = pos[n] + filled
+            pos[b, n] = pos[b, n] + filled
             cash = cash - (((filled * ref + sc) + ic) + fee)
-            out[n, 0] = filled
-            out[n, 6] = q * price
-        out[n, 1] = price
-        out[n, 2] = ref
-        out[n, 3] = sc
-        out[n, 4] = ic
-        out[n, 5] = fee
+            out[b, n, 0] = filled
+            out[b, n, 6] = q * price
+        out[b, n, 1] = price
+        out[b, n, 2] = ref
+        out[b, n, 3] = sc
+        out[b, n, 4] = ic
+        out[b, n, 5] = fee
     eq = cash
     for n in range(N):
-        eq = eq + pos[n] * mark[e, n]
+        eq = eq + pos[b, n] * mark[e, n]
     return cash, eq
 
 
@@ -271,5 +273,5 @@ def step_batch(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: 
     ``pos`` (B, N) and ``cash`` (B,) are updated in place; ``equity`` (B,) and ``out`` (B, N, 7) are written.
     """
     for b in range(pos.shape[0]):
-        cash[b], equity[b] = step_one(o, h, low, c, v, mark, tradable, hs, vol, scale, p, d[b], targets[b],
-                                      weights, lat_base[b], u_spike[b], pos[b], cash[b], out[b])
+        cash[b], equity[b] = step_one(o, h, low, c, v, mark, tradable, hs, vol, scale, p, d[b], targets,
+                                      weights, lat_base, u_spike, b, pos, cash[b], out, b)

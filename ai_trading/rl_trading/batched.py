@@ -1,9 +1,12 @@
 """Many portfolio episodes stepped together: a numpy/numba stable-baselines3 ``VecEnv``.
 
 Env i is :class:`ai_trading.rl_trading.PortfolioEnv` seeded with ``seed + i``: the same generator, the same
-episode draws (:func:`ai_trading.rl_trading.state.draw_episode`) and the same compiled step, but one kernel
-call steps all of them. Like ``VecMonitor`` it reports ``info["episode"]`` (return, length, time) at the
-end of each episode, plus ``terminal_observation`` and ``TimeLimit.truncated`` as SB3 expects.
+episode draws (:func:`ai_trading.rl_trading.state.draw_episodes`) and the same compiled step, but one kernel
+call steps all of them. Episodes are drawn ahead into an :class:`~ai_trading.rl_trading.state.EpisodePool`
+(many per call, in each env's draw order), so the kernel starts an env's next episode itself and Python
+only tops the pool up when some env has used all of its drawn episodes. Like ``VecMonitor`` it reports
+``info["episode"]`` (return, length, time) at the end of each episode, plus ``terminal_observation`` and
+``TimeLimit.truncated`` as SB3 expects.
 """
 
 from __future__ import annotations
@@ -21,9 +24,23 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvO
 
 from ai_trading.rl_trading.config import PortfolioEnvConfig
 from ai_trading.rl_trading.env import action_space, observation_space, start_episodes
-from ai_trading.rl_trading.state import TRUNCATED, EnvData, EpisodeLayout, config_vector, env_step
+from ai_trading.rl_trading.state import (
+    F_EQUITY,
+    I_PEND,
+    N_FST,
+    N_IST,
+    TRUNCATED,
+    EnvData,
+    EpisodeLayout,
+    EpisodePool,
+    config_vector,
+    env_step,
+)
 
 log = logging.getLogger(__name__)
+
+POOL_VALUES = 1_000_000  # latency values per pool array: bounds the episodes drawn ahead (memory, ~8 MB)
+MAX_SLOTS = 16
 
 
 class BatchedPortfolioEnv(VecEnv):
@@ -39,37 +56,37 @@ class BatchedPortfolioEnv(VecEnv):
         self._mk, self._feats = data.packed, data.features
         self._scale, self._p = data.params.impact_scale, data.params.values
         self._act = np.zeros((B, N))
-        self._lat = np.zeros((B, L, N))
-        self._spike = np.zeros((B, L, N))
-        self._ist = np.zeros((B, 3), dtype=np.int64)
-        self._fst = np.zeros((B, 4))
+        slots = max(2, min(MAX_SLOTS, 1 + POOL_VALUES // (B * L * N)))
+        self._pool = EpisodePool(B, slots, self.layout, data.params, N)
+        self._ist = np.zeros((B, N_IST), dtype=np.int64)
+        self._fst = np.zeros((B, N_FST))
         self._pos = np.zeros((B, N))
         self._avg = np.zeros((B, N))
         self._w = np.zeros((B, N))
         self._fills = np.zeros((B, N, 7))
         self._obs = np.zeros((B, data.obs_size), dtype=np.float32)
+        self._term_obs = np.zeros((B, data.obs_size), dtype=np.float32)
         self._rew = np.zeros(B)
         self._flags = np.zeros(B, dtype=np.int8)
         self._rec = np.zeros((B, 0, N, 9))
         self._recs = np.zeros((B, 0, 3))
         self._ep_return = np.zeros(B)
         self._ep_length = np.zeros(B, dtype=np.int64)
+        self._length, self._cash0 = self.layout.length, config.initial_cash
         self._rngs = [seeding.np_random(None)[0] for _ in range(B)]
         self._t0 = time.perf_counter()
         super().__init__(B, observation_space(data), action_space(data, config))
 
-    def _start(self, envs: np.ndarray) -> None:
-        start_episodes(self.data, self.config, self.layout, [self._rngs[i] for i in envs], envs, self._ist,
-                       self._fst, self._pos, self._avg, self._lat, self._spike, self._obs)
-        self._ep_return[envs] = 0.0
-        self._ep_length[envs] = 0
-
     def reset(self) -> VecEnvObs:
-        """Start every env's episode; seeds from :meth:`seed` (env i: ``seed + i``) are used once."""
+        """Start every env's next episode; seeds from :meth:`seed` (env i: ``seed + i``) are used once and
+        drop the episodes that env had drawn ahead."""
         for i, seed in enumerate(self._seeds):
             if seed is not None:
                 self._rngs[i] = seeding.np_random(seed)[0]
-        self._start(np.arange(self.num_envs, dtype=np.int64))
+                self._ist[i, I_PEND] = 0
+        start_episodes(self.data, self.config, self._pool, self._rngs, np.arange(self.num_envs, dtype=np.int64),
+                       self._ist, self._fst, self._pos, self._avg, self._obs)
+        self._pool.refill(self._rngs, self._ist)  # the kernel needs a next episode for every env
         self._reset_seeds()
         self._reset_options()
         return self._obs.copy()
@@ -78,32 +95,29 @@ class BatchedPortfolioEnv(VecEnv):
         self._act[:] = np.reshape(actions, self._act.shape)
 
     def step_wait(self) -> VecEnvStepReturn:
-        env_step(self._mk, self._feats, self._scale, self._p, self._cv, self._act, self._lat, self._spike,
-                 self._ist, self._fst, self._pos, self._avg, self._w, self._fills, self._obs, self._rew,
-                 self._flags, self._rec, self._recs)
-        rewards = self._rew.astype(np.float32)
-        self._ep_return += self._rew
-        self._ep_length += 1
-        dones = self._flags > 0
+        pool = self._pool
+        n_done = env_step(self._mk, self._feats, self._scale, self._p, self._cv, self._act, pool.lat_rows,
+                          pool.spike_rows, pool.starts, self._length, self._cash0, self._ist, self._fst,
+                          self._pos, self._avg, self._w, self._fills, self._obs, self._term_obs, self._rew,
+                          self._flags, self._ep_return, self._ep_length, self._rec, self._recs)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        if dones.any():
-            obs = self._obs.copy()
-            done = np.flatnonzero(dones)
-            for i in done:
-                truncated = bool(self._flags[i] == TRUNCATED)
+        dones = self._flags > 0
+        if n_done:
+            now = round(time.perf_counter() - self._t0, 6)
+            for i in np.flatnonzero(dones):
                 infos[i] = {
-                    "terminal_observation": obs[i],
-                    "TimeLimit.truncated": truncated,
-                    "episode": {"r": round(float(self._ep_return[i]), 6), "l": int(self._ep_length[i]),
-                                "t": round(time.perf_counter() - self._t0, 6)},
+                    "terminal_observation": self._term_obs[i].copy(),
+                    "TimeLimit.truncated": bool(self._flags[i] == TRUNCATED),
+                    "episode": {"r": round(float(self._ep_return[i]), 6), "l": int(self._ep_length[i]), "t": now},
                 }
-            self._start(done.astype(np.int64))
-        return self._obs.copy(), rewards, dones, infos
+            if not self._ist[:, I_PEND].all():
+                pool.refill(self._rngs, self._ist)
+        return self._obs.copy(), self._rew.astype(np.float32), dones, infos
 
     @property
     def equity(self) -> np.ndarray:
         """Current equity of every env (currency), shape (n_envs,)."""
-        return self._fst[:, 1].copy()
+        return self._fst[:, F_EQUITY].copy()
 
     def close(self) -> None:
         """Nothing to release: the env holds only arrays."""

@@ -24,6 +24,9 @@ from ai_trading.rl_trading.config import PortfolioEnvConfig
 from ai_trading.rl_trading.state import (
     F_EQUITY,
     I_K,
+    I_SLOT,
+    N_FST,
+    N_IST,
     R_FEE,
     R_IMPACT,
     R_NOTIONAL,
@@ -37,9 +40,9 @@ from ai_trading.rl_trading.state import (
     TERMINATED,
     EnvData,
     EpisodeLayout,
+    EpisodePool,
     EpisodeRecord,
     config_vector,
-    draw_episodes,
     env_step,
     reset_envs,
 )
@@ -60,18 +63,14 @@ def action_space(data: EnvData, config: PortfolioEnvConfig) -> spaces.Box:
     return spaces.Box(low, 1.0, shape=(data.n_symbols,), dtype=np.float32)
 
 
-def start_episodes(data: EnvData, config: PortfolioEnvConfig, layout: EpisodeLayout,
-                   rngs: list[np.random.Generator], envs: np.ndarray, ist: np.ndarray, fst: np.ndarray,
-                   pos: np.ndarray, avg: np.ndarray, lat: np.ndarray, spike: np.ndarray, obs: np.ndarray
-                   ) -> tuple[list[int], list[int]]:
-    """Start the next episode of each env in ``envs`` (drawn from its generator in ``rngs``); flat book,
-    fresh execution randomness, first observation written. Returns their (starts, exec_seeds)."""
-    starts, seeds, lat_new, spike_new = draw_episodes(rngs, layout, data.params, data.n_symbols)
-    lat[envs] = lat_new
-    spike[envs] = spike_new
-    reset_envs(data.packed, data.features, config_vector(config), envs, np.asarray(starts, dtype=np.int64),
-               layout.length, config.initial_cash, ist, fst, pos, avg, obs)
-    return starts, seeds
+def start_episodes(data: EnvData, config: PortfolioEnvConfig, pool: EpisodePool, rngs: list[np.random.Generator],
+                   envs: np.ndarray, ist: np.ndarray, fst: np.ndarray, pos: np.ndarray, avg: np.ndarray,
+                   obs: np.ndarray) -> None:
+    """Start the next episode of each env in ``envs``: top up ``pool`` (env b draws from ``rngs[b]``), then
+    move those envs to their next pooled episode; flat book, first observation written."""
+    pool.refill(rngs, ist)
+    reset_envs(data.packed, data.features, config_vector(config), envs, pool.starts, pool.layout.length,
+               config.initial_cash, ist, fst, pos, avg, obs)
 
 
 class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -94,10 +93,10 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         self._scale, self._p = data.params.impact_scale, data.params.values
         self._env0 = np.zeros(1, dtype=np.int64)
         self._act = np.zeros((1, N))
-        self._lat = np.zeros((1, L, N))
-        self._spike = np.zeros((1, L, N))
-        self._ist = np.zeros((1, 3), dtype=np.int64)
-        self._fst = np.zeros((1, 4))
+        # Two slots: the running episode and the next, drawn at reset (never ahead: reset(seed) re-seeds).
+        self._pool = EpisodePool(1, 2, self.layout, data.params, N)
+        self._ist = np.zeros((1, N_IST), dtype=np.int64)
+        self._fst = np.zeros((1, N_FST))
         self._pos = np.zeros((1, N))
         self._avg = np.zeros((1, N))
         self._w = np.zeros((1, N))
@@ -105,6 +104,8 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         self._obs = np.zeros((1, data.obs_size), dtype=np.float32)
         self._rew = np.zeros(1)
         self._flags = np.zeros(1, dtype=np.int8)
+        self._ep_ret = np.zeros(1)
+        self._ep_len = np.zeros(1, dtype=np.int64)
         self._rec = np.zeros((1, L, N, 9))
         self._recs = np.zeros((1, L, 3))
         self._start, self._exec_seed = 0, 0
@@ -119,10 +120,10 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         if self._ist[0, I_K] > 0:
             self._last_record = self._record()
         self._reset_seed = seed
-        starts, seeds = start_episodes(self.data, self.config, self.layout, [self.np_random], self._env0,
-                                       self._ist, self._fst, self._pos, self._avg, self._lat, self._spike,
-                                       self._obs)
-        self._start, self._exec_seed = starts[0], seeds[0]
+        start_episodes(self.data, self.config, self._pool, [self.np_random], self._env0, self._ist, self._fst,
+                       self._pos, self._avg, self._obs)
+        slot = self._ist[0, I_SLOT]
+        self._start, self._exec_seed = int(self._pool.starts[0, slot]), int(self._pool.seeds[0, slot])
         self._ready = True
         return self._obs[0].copy(), {"start": self.data.market.timestamps[self._start]}
 
@@ -131,9 +132,11 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         if not self._ready:
             raise gym.error.ResetNeeded("call reset() before step()")
         self._act[0] = action
-        env_step(self._mk, self._feats, self._scale, self._p, self._cv, self._act, self._lat, self._spike,
-                 self._ist, self._fst, self._pos, self._avg, self._w, self._fills, self._obs, self._rew,
-                 self._flags, self._rec, self._recs)
+        pool = self._pool
+        env_step(self._mk, self._feats, self._scale, self._p, self._cv, self._act, pool.lat_rows, pool.spike_rows,
+                 pool.starts, self.layout.length, self.config.initial_cash, self._ist, self._fst, self._pos,
+                 self._avg, self._w, self._fills, self._obs, self._obs, self._rew, self._flags, self._ep_ret,
+                 self._ep_len, self._rec, self._recs)
         flag = self._flags[0]
         if flag:
             self._ready = False

@@ -2,7 +2,7 @@
 step (constraints -> fills -> reward -> observation) over B envs.
 
 :class:`PortfolioEnv` runs it with B = 1, :class:`BatchedPortfolioEnv` with B = n_envs; both draw each
-episode's randomness the same way (:func:`draw_episode`), so they agree bit for bit.
+episode's randomness the same way (:func:`draw_episodes`, through an :class:`EpisodePool`), so they agree bit for bit.
 
 Observation at decision row t (float32): the feature rows of every symbol at t (symbol-major, the
 feature spec's column order), then ``cash / equity``, the N position weights ``positions * mark / equity``,
@@ -36,14 +36,17 @@ FloatArray = npt.NDArray[np.float64]
 MK_OPEN, MK_HIGH, MK_LOW, MK_CLOSE, MK_VOLUME, MK_MARK, MK_TRADABLE, MK_HS, MK_VOL = range(9)
 # Env config vector ``cv``.
 CV_LONG_ONLY, CV_MAX_POS, CV_MAX_LEV, CV_SIMPLE, CV_DD, CV_VAR, CV_LEV, CV_TURN, CV_RUIN = range(9)
-# Per-env integer state ``ist`` (B, 3) and float state ``fst`` (B, 4).
-I_T, I_END, I_K = range(3)
-F_CASH, F_EQUITY, F_PEAK, F_EQ0 = range(4)
+# Per-env integer state ``ist`` (B, 5): decision row, end row, step in episode, pool slot of the running
+# episode, episodes drawn ahead; float state ``fst`` (B, 5): cash, equity, running peak, start equity, return.
+I_T, I_END, I_K, I_SLOT, I_PEND = range(5)
+F_CASH, F_EQUITY, F_PEAK, F_EQ0, F_RET = range(5)
+N_IST, N_FST = 5, 5
 # Per-step per-symbol record fields ``rec`` (B, R, N, 9) and per-step scalars ``recs`` (B, R, 3).
 R_WEIGHT, R_QTY, R_PRICE, R_REF, R_SPREAD, R_IMPACT, R_FEE, R_NOTIONAL, R_POSITION = range(9)
 RS_CASH, RS_EQUITY, RS_REWARD = range(3)
 N_PORTFOLIO_BASE = 6  # cash fraction, leverage, gross, net, unrealised PnL, drawdown (+ N weights)
 TERMINATED, TRUNCATED = 1, 2
+DRAW_CHUNK_VALUES = 1 << 16  # uniforms turned into latency per ufunc call when drawing episodes
 
 
 @dataclass(frozen=True)
@@ -152,42 +155,112 @@ def config_vector(config: PortfolioEnvConfig) -> FloatArray:
                      r.turnover_penalty, config.ruin_threshold], dtype=np.float64)
 
 
-def draw_episodes(rngs: list[np.random.Generator], layout: EpisodeLayout, params: ExecParams, n_symbols: int
-                  ) -> tuple[list[int], list[int], FloatArray, FloatArray]:
-    """Draw one episode per generator: its start row, then a seed for its execution randomness.
+def draw_episodes(rngs: list[np.random.Generator], counts: list[int], layout: EpisodeLayout, params: ExecParams,
+                  n_symbols: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray, FloatArray]:
+    """Draw ``counts[j]`` consecutive episodes from generator ``rngs[j]``: each its start row, then a seed
+    for its execution randomness. Returns (starts, seeds, latency, spike), episodes in that order.
 
     The execution generator's first ``3 * N * length`` uniforms, in the layout of
     :func:`ai_trading.execution.vectorized.run_targets`, become the episode's latency and spike draws
-    (k, length, N); replaying its targets through ``run_targets`` with that seed reproduces its fills.
+    (length, N); replaying its targets through ``run_targets`` with that seed reproduces its fills.
+    Latency is computed for all episodes in one call (its ufuncs dominate a single episode's cost).
     """
-    shape = (layout.length, n_symbols, 3)
-    u = np.empty((len(rngs), *shape))
-    starts, seeds = [], []
-    for j, rng in enumerate(rngs):
-        starts.append(int(rng.integers(layout.lo, layout.hi + 1)))
-        seeds.append(int(rng.integers(0, 2**63 - 1)))
-        u[j] = np.random.default_rng(seeds[-1]).random(shape)
-    return starts, seeds, latency_base_ms(u[..., 0], u[..., 1], params.values), u[..., 2]
+    total = sum(counts)
+    starts = np.empty(total, dtype=np.int64)
+    seeds = np.empty(total, dtype=np.int64)
+    i = 0
+    for rng, count in zip(rngs, counts, strict=True):
+        for _ in range(count):
+            starts[i] = int(rng.integers(layout.lo, layout.hi + 1))
+            seeds[i] = int(rng.integers(0, 2**63 - 1))
+            i += 1
+    lat = np.empty((total, layout.length, n_symbols))
+    spike = np.empty((total, layout.length, n_symbols))
+    chunk = max(1, DRAW_CHUNK_VALUES // (3 * layout.length * n_symbols))  # keeps the uniforms in cache
+    u = np.empty((min(chunk, total), layout.length, n_symbols, 3))
+    for lo in range(0, total, chunk):
+        hi = min(lo + chunk, total)
+        for j in range(lo, hi):
+            np.random.default_rng(int(seeds[j])).random(out=u[j - lo])
+        lat[lo:hi] = latency_base_ms(u[: hi - lo, ..., 0], u[: hi - lo, ..., 1], params.values)
+        spike[lo:hi] = u[: hi - lo, ..., 2]
+    return starts, seeds, lat, spike
+
+
+class EpisodePool:
+    """Episodes drawn ahead for B envs: a ring of ``slots`` per env holding the running episode and up to
+    ``slots - 1`` drawn next (start row, execution seed, latency and spike draws (length, N)).
+
+    Env b's episodes are drawn from its generator in order, so drawing ahead changes nothing; it lets one
+    call draw many episodes (the per-call cost dominates a reset) and lets :func:`env_step` start an env's
+    next episode itself. ``ist[:, I_SLOT]``/``ist[:, I_PEND]`` say where each env is in its ring.
+    """
+
+    def __init__(self, n_envs: int, slots: int, layout: EpisodeLayout, params: ExecParams, n_symbols: int
+                 ) -> None:
+        if slots < 2:
+            raise ValueError(f"an episode pool needs at least 2 slots, got {slots}")
+        B, K, L, N = n_envs, slots, layout.length, n_symbols
+        self.layout, self.params, self.slots = layout, params, slots
+        self.lat = np.zeros((B, K, L, N))
+        self.spike = np.zeros((B, K, L, N))
+        self.starts = np.zeros((B, K), dtype=np.int64)
+        self.seeds = np.zeros((B, K), dtype=np.int64)
+        # Row (b * K + slot) * L + k of these is step k of the episode in env b's slot.
+        self.lat_rows = self.lat.reshape(B * K * L, N)
+        self.spike_rows = self.spike.reshape(B * K * L, N)
+
+    def refill(self, rngs: list[np.random.Generator], ist: np.ndarray) -> None:
+        """Draw episodes until every env has ``slots - 1`` ahead (env b from ``rngs[b]``)."""
+        K = self.slots
+        pend, cur = ist[:, I_PEND], ist[:, I_SLOT]
+        need = K - 1 - pend
+        envs = np.flatnonzero(need > 0)
+        if envs.size == 0:
+            return
+        counts = need[envs]
+        starts, seeds, lat, spike = draw_episodes([rngs[b] for b in envs], counts.tolist(), self.layout,
+                                                  self.params, self.lat.shape[3])
+        env_idx = np.repeat(envs, counts)
+        offset = np.arange(env_idx.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        slot_idx = (cur[env_idx] + 1 + pend[env_idx] + offset) % K
+        self.starts[env_idx, slot_idx] = starts
+        self.seeds[env_idx, slot_idx] = seeds
+        self.lat[env_idx, slot_idx] = lat
+        self.spike[env_idx, slot_idx] = spike
+        ist[envs, I_PEND] = K - 1
+
+
+@njit(cache=True)
+def begin_episode(mk: np.ndarray, feats: np.ndarray, cv: np.ndarray, starts: np.ndarray, length: int,
+                  cash0: float, ist: np.ndarray, fst: np.ndarray, pos: np.ndarray, avg: np.ndarray,
+                  obs: np.ndarray, b: int) -> None:
+    """Env ``b`` moves to the next episode of its pool: flat book at its start row, first observation."""
+    slot = (ist[b, I_SLOT] + 1) % starts.shape[1]
+    ist[b, I_SLOT] = slot
+    ist[b, I_PEND] -= 1
+    start = starts[b, slot]
+    ist[b, I_T] = start
+    ist[b, I_END] = start + length
+    ist[b, I_K] = 0
+    fst[b, F_CASH] = cash0
+    fst[b, F_EQUITY] = cash0
+    fst[b, F_PEAK] = cash0
+    fst[b, F_EQ0] = cash0
+    fst[b, F_RET] = 0.0
+    for n in range(pos.shape[1]):
+        pos[b, n] = 0.0
+        avg[b, n] = 0.0
+    write_obs(mk, feats, cv, ist, fst, pos, avg, obs, b)
 
 
 @njit(cache=True)
 def reset_envs(mk: np.ndarray, feats: np.ndarray, cv: np.ndarray, envs: np.ndarray, starts: np.ndarray,
                length: int, cash0: float, ist: np.ndarray, fst: np.ndarray, pos: np.ndarray, avg: np.ndarray,
                obs: np.ndarray) -> None:
-    """Start a new episode of each env in ``envs`` at its row in ``starts``: flat book, first observation."""
+    """Start the next pooled episode of each env in ``envs`` (:func:`begin_episode`)."""
     for j in range(envs.shape[0]):
-        b = envs[j]
-        ist[b, I_T] = starts[j]
-        ist[b, I_END] = starts[j] + length
-        ist[b, I_K] = 0
-        fst[b, F_CASH] = cash0
-        fst[b, F_EQUITY] = cash0
-        fst[b, F_PEAK] = cash0
-        fst[b, F_EQ0] = cash0
-        for n in range(pos.shape[1]):
-            pos[b, n] = 0.0
-            avg[b, n] = 0.0
-        write_obs(mk, feats, cv, ist, fst, pos, avg, obs, b)
+        begin_episode(mk, feats, cv, starts, length, cash0, ist, fst, pos, avg, obs, envs[j])
 
 
 @njit(cache=True)
@@ -223,20 +296,27 @@ def write_obs(mk: np.ndarray, feats: np.ndarray, cv: np.ndarray, ist: np.ndarray
 
 @njit(cache=True)
 def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray, cv: np.ndarray,
-             act: np.ndarray, lat: np.ndarray, spike: np.ndarray, ist: np.ndarray, fst: np.ndarray,
-             pos: np.ndarray, avg: np.ndarray, w: np.ndarray, fills: np.ndarray, obs: np.ndarray,
-             rew: np.ndarray, flags: np.ndarray, rec: np.ndarray, recs: np.ndarray) -> None:
+             act: np.ndarray, lat: np.ndarray, spike: np.ndarray, starts: np.ndarray, length: int, cash0: float,
+             ist: np.ndarray, fst: np.ndarray, pos: np.ndarray, avg: np.ndarray, w: np.ndarray,
+             fills: np.ndarray, obs: np.ndarray, term_obs: np.ndarray, rew: np.ndarray, flags: np.ndarray,
+             ep_ret: np.ndarray, ep_len: np.ndarray, rec: np.ndarray, recs: np.ndarray) -> int:
     """Step B envs once: constrain actions to weights ``w``, fill through
     :func:`ai_trading.execution.kernels.step_one`, reward, end-of-episode flags, next observation.
 
     Constraints, whatever the action: non-finite -> 0; clipped to [0, 1] (long-only) or [-1, 1]; times
-    ``max_position``; scaled down so ``sum |w| <= max_leverage``. Env b uses row ``ist[b, I_K]`` of its
-    pre-drawn ``lat``/``spike`` (B, L, N). Records step k into ``rec``/``recs`` when they have room.
+    ``max_position``; scaled down so ``sum |w| <= max_leverage``. Step k of the episode in env b's pool slot
+    s uses row ``(b * K + s) * length + k`` of the pooled ``lat``/``spike`` (:class:`EpisodePool` rows).
+    Records step k into ``rec``/``recs`` when they have room. An env whose episode ends gets its return
+    and length in ``ep_ret``/``ep_len``; if its pool holds a next episode it starts it at once (the final
+    observation goes to ``term_obs``, the new first one to ``obs``), else ``obs`` keeps the final one.
+    Returns the number of episodes that ended.
     """
     B, N = pos.shape
+    K = starts.shape[1]
     lo = 0.0 if cv[CV_LONG_ONLY] > 0.0 else -1.0
     o, h, low, c, v = mk[MK_OPEN], mk[MK_HIGH], mk[MK_LOW], mk[MK_CLOSE], mk[MK_VOLUME]
     mark, tradable, hs, vol = mk[MK_MARK], mk[MK_TRADABLE], mk[MK_HS], mk[MK_VOL]
+    n_done = 0
     for b in range(B):
         gross = 0.0
         for n in range(N):
@@ -254,8 +334,9 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
         k = ist[b, I_K]
         eq_before = fst[b, F_EQUITY]
         eq0 = fst[b, F_EQ0]
-        cash, eq = step_one(o, h, low, c, v, mark, tradable, hs, vol, scale, p, d, w[b], True, lat[b, k],
-                            spike[b, k], pos[b], fst[b, F_CASH], fills[b])
+        row = (b * K + ist[b, I_SLOT]) * length + k
+        cash, eq = step_one(o, h, low, c, v, mark, tradable, hs, vol, scale, p, d, w, True, lat, spike, row,
+                            pos, fst[b, F_CASH], fills, b)
         e = d + 1
         turnover = 0.0
         gross_after = 0.0
@@ -284,6 +365,7 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
         fst[b, F_CASH] = cash
         fst[b, F_EQUITY] = eq
         fst[b, F_PEAK] = peak
+        fst[b, F_RET] += r
         ist[b, I_T] = e
         ist[b, I_K] = k + 1
         if eq <= cv[CV_RUIN] * eq0:
@@ -301,7 +383,16 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
             recs[b, k, RS_CASH] = cash
             recs[b, k, RS_EQUITY] = eq
             recs[b, k, RS_REWARD] = r
+        if flags[b] != 0:
+            n_done += 1
+            ep_ret[b] = fst[b, F_RET]
+            ep_len[b] = k + 1
+            if ist[b, I_PEND] > 0:
+                write_obs(mk, feats, cv, ist, fst, pos, avg, term_obs, b)
+                begin_episode(mk, feats, cv, starts, length, cash0, ist, fst, pos, avg, obs, b)
+                continue
         write_obs(mk, feats, cv, ist, fst, pos, avg, obs, b)
+    return n_done
 
 
 @dataclass(frozen=True)

@@ -48,3 +48,14 @@ def test_batched_env_trains_with_ppo_and_reports_episodes() -> None:
     model.learn(total_timesteps=256)
     assert model.num_timesteps == 256
     assert len(model.ep_info_buffer) >= 8
+
+
+@pytest.mark.parametrize("slots", [2, 3])
+def test_batched_env_small_episode_pool_refilled_mid_rollout_equals_single_envs(
+        slots: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Few pool slots: envs exhaust their drawn-ahead episodes during the rollout, so the pool is topped up
+    # between steps (and out of step across envs, since some episodes end by ruin).
+    import ai_trading.rl_trading.batched as batched_module
+
+    monkeypatch.setattr(batched_module, "MAX_SLOTS", slots)
+    test_batched_env_same_seeds_equals_single_envs_step_for_step("portfolio", 0.98)
