@@ -9,22 +9,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import time
-from collections.abc import Callable
 
 import numpy as np
+from bench_simulator import best_of
 
 from ai_trading.data import DataConfig, dataset_fingerprint, load
 from ai_trading.features import FeatureBuilder
-
-
-def best_of(repeat: int, fn: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -34,7 +24,7 @@ def main() -> None:
 
     bars = load(DataConfig(symbols=["SP500", "NASDAQ", "NVDA", "ORCL", "YHOO"]))
     builder = FeatureBuilder.default()
-    build_s = best_of(args.repeat, lambda: builder.build(bars))
+    build_s = best_of(lambda: builder.build(bars), args.repeat)
     rows = len(bars.frame)
     print(f"features: {rows} bars x {len(builder.spec.features)} features in {build_s * 1e3:.1f} ms "
           f"= {rows / build_s:,.0f} rows/s")
@@ -42,8 +32,8 @@ def main() -> None:
     payload = np.ascontiguousarray(bars.frame.to_numpy(), dtype="<f8").tobytes()
     index_bytes = bars.frame.index.get_level_values("timestamp").asi8.nbytes
     total_mb = (len(payload) + index_bytes) / 1e6
-    fp_s = best_of(args.repeat, lambda: dataset_fingerprint(bars.frame))
-    raw_s = best_of(args.repeat, lambda: hashlib.sha256(payload).hexdigest())
+    fp_s = best_of(lambda: dataset_fingerprint(bars.frame), args.repeat)
+    raw_s = best_of(lambda: hashlib.sha256(payload).hexdigest(), args.repeat)
     print(f"fingerprint: {total_mb:.2f} MB in {fp_s * 1e3:.1f} ms = {total_mb / fp_s:,.1f} MB/s")
     print(f"hashlib sha256 over the value bytes: {len(payload) / 1e6 / raw_s:,.1f} MB/s")
     print(f"ratio fingerprint/hashlib time: {fp_s / raw_s:.1f}x (canonicalise + serialize overhead)")
