@@ -27,18 +27,18 @@ def canonical_json(payload: Any) -> bytes:
 
 def infer_frequency(frame: pd.DataFrame) -> str:
     """Median bar spacing as ``"1d"`` or ``"<n>min"`` (``"unknown"`` for a single timestamp)."""
-    stamps = frame.index.get_level_values("timestamp").unique().sort_values()
+    stamps = np.unique(pd.DatetimeIndex(frame.index.get_level_values("timestamp")).asi8)
     if len(stamps) < 2:
         return "unknown"
-    step = pd.Timedelta(pd.Series(stamps).diff().median())
+    step = pd.Timedelta(int(np.median(np.diff(stamps))), unit="ns")
     return "1d" if step >= pd.Timedelta(hours=12) else f"{int(step.total_seconds() // 60)}min"
 
 
 def selection_of(frame: pd.DataFrame) -> dict[str, Any]:
     """What a canonical frame spans: sorted symbols, first and last timestamp (ISO, UTC), frequency."""
-    stamps = frame.index.get_level_values("timestamp")
+    stamps = pd.DatetimeIndex(frame.index.get_level_values("timestamp"))
     return {
-        "symbols": sorted(frame.index.get_level_values("symbol").unique().tolist()),
+        "symbols": sorted(pd.unique(frame.index.get_level_values("symbol")).tolist()),
         "start": stamps.min().isoformat(),
         "end": stamps.max().isoformat(),
         "frequency": infer_frequency(frame),
