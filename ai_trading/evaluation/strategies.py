@@ -221,6 +221,20 @@ def load_ml_strategy(path: str | Path, expected_schema_hash: str) -> FittedMLStr
 
 
 @dataclass(frozen=True)
+class PretrainedStrategy:
+    """A fitted strategy loaded from disk and evaluated as is: every fold uses it without refitting."""
+
+    fitted: FittedMLStrategy
+
+    @property
+    def name(self) -> str:
+        return self.fitted.name
+
+    def fit(self, inputs: StrategyInputs, start: int, stop: int) -> FittedMLStrategy:
+        return self.fitted
+
+
+@dataclass(frozen=True)
 class MLStrategy:
     """Fits a :class:`FittedMLStrategy` on a training window of rows."""
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -32,7 +34,13 @@ from tqdm.auto import tqdm
 
 from ai_trading.errors import ConfigError, EvaluationError
 from ai_trading.evaluation.backtest import BacktestResult, backtest, periods_per_year, segment_metrics
-from ai_trading.evaluation.strategies import FittedStrategy, Strategy, StrategyInputs, baseline_strategy
+from ai_trading.evaluation.strategies import (
+    FittedMLStrategy,
+    FittedStrategy,
+    Strategy,
+    StrategyInputs,
+    baseline_strategy,
+)
 from ai_trading.execution import ExecParams, MarketArrays
 from ai_trading.execution.market import slice_market
 from ai_trading.features import FeatureSet
@@ -113,6 +121,7 @@ class WalkForwardResult:
     folds: list[Fold]
     fold_info: pd.DataFrame
     elapsed_seconds: float
+    last_fitted: FittedStrategy | None = None  # the last fold's model: the one to deploy or re-evaluate
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -149,10 +158,11 @@ def run_walkforward(
     oos_start, oos_stop = folds[0].test_start, folds[-1].test_stop
     weights = np.zeros((oos_stop + 1 - oos_start, N))
     info_rows = []
+    fitted: FittedStrategy | None = None
     progress = tqdm(folds, desc=f"walk-forward {strategy.name}", unit="fold", disable=not config.show_progress)
     for fold in progress:
         fit_start = time.perf_counter()
-        fitted: FittedStrategy = strategy.fit(inputs, fold.train_start, fold.train_stop)
+        fitted = strategy.fit(inputs, fold.train_start, fold.train_stop)
         weights[fold.test_start - oos_start:fold.test_stop - oos_start] = fitted.targets(inputs, fold.test_start,
                                                                                          fold.test_stop)
         info_rows.append({"fold": fold.index, "train_start": market.timestamps[fold.train_start],
@@ -180,7 +190,7 @@ def run_walkforward(
     elapsed = time.perf_counter() - started
     log.info("walk-forward done strategy=%s folds=%d oos_bars=%d seconds=%.2f", strategy.name, len(folds),
              oos_stop - oos_start, elapsed)
-    return WalkForwardResult(strategy.name, results, folds, pd.DataFrame(info_rows), elapsed)
+    return WalkForwardResult(strategy.name, results, folds, pd.DataFrame(info_rows), elapsed, last_fitted=fitted)
 
 
 def metrics_table(results: Mapping[str, BacktestResult]) -> pd.DataFrame:
@@ -206,7 +216,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
 
     from ai_trading.evaluation.report import log_backtests
     from ai_trading.evaluation.slo import SLOConfig, check_backtests, log_events
-    from ai_trading.evaluation.strategies import make_strategy
+    from ai_trading.evaluation.strategies import PretrainedStrategy, load_ml_strategy, make_strategy
     from ai_trading.pipeline import build_dataset, build_execution_for
     from ai_trading.seeding import seed_everything
     from ai_trading.tracking import TrackingConfig, start_run
@@ -214,7 +224,11 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     seed_everything(int(cfg.seed))
     dataset = build_dataset(cfg)
     market, params = build_execution_for(cfg, dataset.bars.frame)
-    strategy = make_strategy(instantiate(cfg.strategy, _convert_="all"))
+    if cfg.get("model_path"):
+        # A saved model is checked against the features it meets here before anything runs.
+        strategy: Strategy = PretrainedStrategy(load_ml_strategy(cfg.model_path, dataset.features.schema_hash))
+    else:
+        strategy = make_strategy(instantiate(cfg.strategy, _convert_="all"))
     wf_config: WalkForwardConfig = instantiate(cfg.walkforward, _convert_="all")
     slo_config: SLOConfig = instantiate(cfg.slo, _convert_="all")
     tracking: TrackingConfig = instantiate(cfg.tracking)
@@ -226,6 +240,11 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         wf = run_walkforward(market, params, dataset.features, strategy, wf_config)
         metrics = log_backtests(run, wf.results, prefix="eval")
         run.log_text(wf.fold_info.to_csv(index=False), "eval/fold_models.csv")
+        if isinstance(wf.last_fitted, FittedMLStrategy):
+            with tempfile.TemporaryDirectory(prefix="ai_trading_model_") as scratch:
+                path = Path(scratch) / "ml_strategy.joblib"
+                wf.last_fitted.save(path)
+                run.log_artifact(path, "model")
         events = check_backtests(wf.results, slo_config, elapsed_seconds=wf.elapsed_seconds)
         log_events(run, events)
         run.log_metrics({"eval/elapsed_seconds": wf.elapsed_seconds, "eval/slo_events": float(len(events))})

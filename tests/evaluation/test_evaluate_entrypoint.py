@@ -48,3 +48,18 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
     files = _artifacts(client, run.info.run_id)
     assert {"plots/equity.png", "plots/drawdown.png", "plots/costs_ml.png", "eval/folds.csv", "eval/trades/ml.csv",
             "eval/slo_events.json", "eval/fold_models.csv"} <= files
+    assert "model/ml_strategy.joblib" in files
+
+    # The saved model evaluates as is on features of the same schema ...
+    model = client.download_artifacts(run.info.run_id, "model/ml_strategy.joblib", str(tmp_path))
+    again = subprocess.run([sys.executable, "-m", "ai_trading.evaluation.walkforward", *args, f"model_path={model}",
+                            "experiment_name=pretrained"], cwd=tmp_path,
+                           env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    # ... and fails fast, before any run is opened, on features of another schema.
+    other = subprocess.run([sys.executable, "-m", "ai_trading.evaluation.walkforward", *args, f"model_path={model}",
+                            "features.features.0.horizon=2", "experiment_name=mismatch"], cwd=tmp_path,
+                           env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True, timeout=600)
+    assert other.returncode != 0
+    assert "FeatureSchemaMismatch" in other.stderr
+    assert client.get_experiment_by_name("mismatch") is None
