@@ -181,15 +181,32 @@ class ExecParams:
         return cls(values=v, impact_scale=scale)
 
 
-def latency_base_ms(u1: FloatArray, u2: FloatArray, params: FloatArray) -> FloatArray:
+def latency_base_ms(u1: FloatArray, u2: FloatArray, params: FloatArray, out: FloatArray | None = None
+                    ) -> FloatArray:
     """Latency before spikes (ms) from two uniforms: constant, or lognormal via Box-Muller.
 
     Shared by every path (computed in numpy, never inside a kernel) so all paths see identical numbers.
+    ``out`` (float64, the shape of ``u1``) receives the result; the same ufuncs run on the same values
+    either way (only the temporaries are reused), so the result does not depend on it.
     """
+    shape = np.shape(u1)
+    if out is None:
+        out = np.empty(shape)
     if params[P_LOGNORMAL] == 0.0:
-        return np.full(np.shape(u1), params[P_LAT_MS])
-    z = np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
-    return params[P_LAT_MS] * np.exp(params[P_LAT_SIGMA] * z)
+        out[...] = params[P_LAT_MS]
+        return out
+    # z = sqrt(-2 log1p(-u1)) * cos(2 pi u2); latency = lat_ms * exp(sigma * z), evaluated in that order.
+    np.negative(u1, out=out)
+    np.log1p(out, out=out)
+    np.multiply(-2.0, out, out=out)
+    np.sqrt(out, out=out)
+    c = np.multiply(2.0 * np.pi, u2)
+    np.cos(c, out=c)
+    np.multiply(out, c, out=out)
+    np.multiply(params[P_LAT_SIGMA], out, out=out)
+    np.exp(out, out=out)
+    np.multiply(params[P_LAT_MS], out, out=out)
+    return out
 
 
 def build_execution(

@@ -74,7 +74,14 @@ class BatchedPortfolioEnv(VecEnv):
         self._ep_length = np.zeros(B, dtype=np.int64)
         self._length, self._cash0 = self.layout.length, config.initial_cash
         self._rngs = [seeding.np_random(None)[0] for _ in range(B)]
+        self._env_range = range(B)
         self._t0 = time.perf_counter()
+        # The kernel's arguments never change identity (the pool is refilled in place): build them once.
+        pool = self._pool
+        self._step_args = (self._mk, self._feats, self._scale, self._p, self._cv, self._act, pool.lat_rows,
+                           pool.spike_rows, pool.starts, self._length, self._cash0, self._ist, self._fst, self._pos,
+                           self._avg, self._w, self._fills, self._obs, self._term_obs, self._rew, self._flags,
+                           self._ep_return, self._ep_length, self._rec, self._recs)
         super().__init__(B, observation_space(data), action_space(data, config))
 
     def reset(self) -> VecEnvObs:
@@ -92,15 +99,11 @@ class BatchedPortfolioEnv(VecEnv):
         return self._obs.copy()
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._act[:] = np.reshape(actions, self._act.shape)
+        np.copyto(self._act, np.reshape(actions, self._act.shape), casting="unsafe")
 
     def step_wait(self) -> VecEnvStepReturn:
-        pool = self._pool
-        n_done = env_step(self._mk, self._feats, self._scale, self._p, self._cv, self._act, pool.lat_rows,
-                          pool.spike_rows, pool.starts, self._length, self._cash0, self._ist, self._fst,
-                          self._pos, self._avg, self._w, self._fills, self._obs, self._term_obs, self._rew,
-                          self._flags, self._ep_return, self._ep_length, self._rec, self._recs)
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        n_done = env_step(*self._step_args)
+        infos: list[dict[str, Any]] = [{} for _ in self._env_range]  # fresh dicts: callers may add keys
         dones = self._flags > 0
         if n_done:
             now = round(time.perf_counter() - self._t0, 6)
@@ -111,7 +114,7 @@ class BatchedPortfolioEnv(VecEnv):
                     "episode": {"r": round(float(self._ep_return[i]), 6), "l": int(self._ep_length[i]), "t": now},
                 }
             if not self._ist[:, I_PEND].all():
-                pool.refill(self._rngs, self._ist)
+                self._pool.refill(self._rngs, self._ist)
         return self._obs.copy(), self._rew.astype(np.float32), dones, infos
 
     @property

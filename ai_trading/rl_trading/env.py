@@ -94,7 +94,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         self._env0 = np.zeros(1, dtype=np.int64)
         self._act = np.zeros((1, N))
         # Two slots: the running episode and the next, drawn at reset (never ahead: reset(seed) re-seeds).
-        self._pool = EpisodePool(1, 2, self.layout, data.params, N)
+        self._pool = EpisodePool(1, 2, self.layout, data.params, N, keep_states=True)
         self._ist = np.zeros((1, N_IST), dtype=np.int64)
         self._fst = np.zeros((1, N_FST))
         self._pos = np.zeros((1, N))
@@ -108,7 +108,8 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         self._ep_len = np.zeros(1, dtype=np.int64)
         self._rec = np.zeros((1, L, N, 9))
         self._recs = np.zeros((1, L, 3))
-        self._start, self._exec_seed = 0, 0
+        self._start = 0
+        self._exec_state: dict[str, Any] = {}
         self._reset_seed: int | None = None
         self._last_record: EpisodeRecord | None = None
         self._ready = False
@@ -123,7 +124,10 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         start_episodes(self.data, self.config, self._pool, [self.np_random], self._env0, self._ist, self._fst,
                        self._pos, self._avg, self._obs)
         slot = self._ist[0, I_SLOT]
-        self._start, self._exec_seed = int(self._pool.starts[0, slot]), int(self._pool.seeds[0, slot])
+        self._start = int(self._pool.starts[0, slot])
+        state = self._pool.states[0][slot]
+        assert state is not None
+        self._exec_state = state
         self._ready = True
         return self._obs[0].copy(), {"start": self.data.market.timestamps[self._start]}
 
@@ -167,7 +171,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
             cash=recs[:, RS_CASH].copy(), positions=rec[..., R_POSITION].copy(), qty=rec[..., R_QTY].copy(),
             spread=rec[..., R_SPREAD].copy(), impact=rec[..., R_IMPACT].copy(), fee=rec[..., R_FEE].copy(),
             notional=rec[..., R_NOTIONAL].copy(), rewards=recs[:, RS_REWARD].copy(),
-            initial_cash=self.config.initial_cash, start=self._start, exec_seed=self._exec_seed,
+            initial_cash=self.config.initial_cash, start=self._start, exec_state=self._exec_state,
             reset_seed=self._reset_seed)
 
 

@@ -2,8 +2,8 @@
 
 The agent plays the evaluation episode of :class:`~ai_trading.rl_trading.PortfolioEnv`
 deterministically; its applied targets are then replayed through the evaluation module's backtest
-with the episode's execution seed (which reproduces the env's fills exactly), and buy-and-hold, cash
-and the trend rule run on the same window, simulator, costs and seed.
+with the episode's execution generator state (which reproduces the env's fills exactly), and buy-and-hold, cash
+and the trend rule run on the same window, simulator, costs and execution draws.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def evaluate_agent(cfg: DictConfig, data: EnvData, agent: TrainedAgent, *, seed:
     }
     results = {
         name: backtest(window, data.params, weights, initial_cash=record.initial_cash,
-                       rng=np.random.default_rng(record.exec_seed), name=name, ppy=ppy)
+                       rng=record.exec_rng(), name=name, ppy=ppy)
         for name, weights in candidates.items()
     }
     if record.n_steps and not np.allclose(results["rl"].equity.to_numpy()[1:], record.equity, rtol=0, atol=1e-6):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -156,48 +157,51 @@ def config_vector(config: PortfolioEnvConfig) -> FloatArray:
 
 
 def draw_episodes(rngs: list[np.random.Generator], counts: list[int], layout: EpisodeLayout, params: ExecParams,
-                  n_symbols: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray, FloatArray]:
-    """Draw ``counts[j]`` consecutive episodes from generator ``rngs[j]``: each its start row, then a seed
-    for its execution randomness. Returns (starts, seeds, latency, spike), episodes in that order.
-
-    The execution generator's first ``3 * N * length`` uniforms, in the layout of
-    :func:`ai_trading.execution.vectorized.run_targets`, become the episode's latency and spike draws
-    (length, N); replaying its targets through ``run_targets`` with that seed reproduces its fills.
-    Latency is computed for all episodes in one call (its ufuncs dominate a single episode's cost).
+                  n_symbols: int, keep_states: bool = False
+                  ) -> tuple[npt.NDArray[np.int64], list[dict[str, Any]] | None, FloatArray, FloatArray]:
+    """Draw ``counts[j]`` consecutive episodes from generator ``rngs[j]``: each its start row, then its
+    execution randomness, ``3 * N * length`` uniforms from the same generator in the layout of
+    :func:`ai_trading.execution.vectorized.run_targets`. Returns (starts, states, latency, spike),
+    episodes in that order; ``states`` (with ``keep_states``) holds each episode's generator state just
+    before its uniforms, so ``run_targets`` with a generator at that state reproduces its fills.
+    Latency (length, N) is computed for many episodes per call (its ufuncs dominate an episode's cost).
     """
     total = sum(counts)
+    L, N = layout.length, n_symbols
     starts = np.empty(total, dtype=np.int64)
-    seeds = np.empty(total, dtype=np.int64)
-    i = 0
+    states: list[dict[str, Any]] | None = [] if keep_states else None
+    lat = np.empty((total, L, N))
+    spike = np.empty((total, L, N))
+    chunk = max(1, DRAW_CHUNK_VALUES // (3 * L * N))  # keeps the uniforms in cache
+    u = np.empty((min(chunk, total), L, N, 3))
+    i = lo = 0
     for rng, count in zip(rngs, counts, strict=True):
         for _ in range(count):
             starts[i] = int(rng.integers(layout.lo, layout.hi + 1))
-            seeds[i] = int(rng.integers(0, 2**63 - 1))
+            if states is not None:
+                states.append(dict(rng.bit_generator.state))
+            rng.random(out=u[i - lo])
             i += 1
-    lat = np.empty((total, layout.length, n_symbols))
-    spike = np.empty((total, layout.length, n_symbols))
-    chunk = max(1, DRAW_CHUNK_VALUES // (3 * layout.length * n_symbols))  # keeps the uniforms in cache
-    u = np.empty((min(chunk, total), layout.length, n_symbols, 3))
-    for lo in range(0, total, chunk):
-        hi = min(lo + chunk, total)
-        for j in range(lo, hi):
-            np.random.default_rng(int(seeds[j])).random(out=u[j - lo])
-        lat[lo:hi] = latency_base_ms(u[: hi - lo, ..., 0], u[: hi - lo, ..., 1], params.values)
-        spike[lo:hi] = u[: hi - lo, ..., 2]
-    return starts, seeds, lat, spike
+            if i - lo == u.shape[0] or i == total:
+                n = i - lo
+                latency_base_ms(u[:n, ..., 0], u[:n, ..., 1], params.values, out=lat[lo:i])
+                spike[lo:i] = u[:n, ..., 2]
+                lo = i
+    return starts, states, lat, spike
 
 
 class EpisodePool:
     """Episodes drawn ahead for B envs: a ring of ``slots`` per env holding the running episode and up to
-    ``slots - 1`` drawn next (start row, execution seed, latency and spike draws (length, N)).
+    ``slots - 1`` drawn next (start row, latency and spike draws (length, N), and with ``keep_states`` the
+    execution generator state of :func:`draw_episodes`).
 
     Env b's episodes are drawn from its generator in order, so drawing ahead changes nothing; it lets one
     call draw many episodes (the per-call cost dominates a reset) and lets :func:`env_step` start an env's
     next episode itself. ``ist[:, I_SLOT]``/``ist[:, I_PEND]`` say where each env is in its ring.
     """
 
-    def __init__(self, n_envs: int, slots: int, layout: EpisodeLayout, params: ExecParams, n_symbols: int
-                 ) -> None:
+    def __init__(self, n_envs: int, slots: int, layout: EpisodeLayout, params: ExecParams, n_symbols: int,
+                 keep_states: bool = False) -> None:
         if slots < 2:
             raise ValueError(f"an episode pool needs at least 2 slots, got {slots}")
         B, K, L, N = n_envs, slots, layout.length, n_symbols
@@ -205,7 +209,8 @@ class EpisodePool:
         self.lat = np.zeros((B, K, L, N))
         self.spike = np.zeros((B, K, L, N))
         self.starts = np.zeros((B, K), dtype=np.int64)
-        self.seeds = np.zeros((B, K), dtype=np.int64)
+        self.keep_states = keep_states
+        self.states: list[list[dict[str, Any] | None]] = [[None] * K for _ in range(B)]
         # Row (b * K + slot) * L + k of these is step k of the episode in env b's slot.
         self.lat_rows = self.lat.reshape(B * K * L, N)
         self.spike_rows = self.spike.reshape(B * K * L, N)
@@ -219,13 +224,15 @@ class EpisodePool:
         if envs.size == 0:
             return
         counts = need[envs]
-        starts, seeds, lat, spike = draw_episodes([rngs[b] for b in envs], counts.tolist(), self.layout,
-                                                  self.params, self.lat.shape[3])
+        starts, states, lat, spike = draw_episodes([rngs[b] for b in envs], counts.tolist(), self.layout,
+                                                   self.params, self.lat.shape[3], self.keep_states)
         env_idx = np.repeat(envs, counts)
         offset = np.arange(env_idx.size) - np.repeat(np.cumsum(counts) - counts, counts)
         slot_idx = (cur[env_idx] + 1 + pend[env_idx] + offset) % K
         self.starts[env_idx, slot_idx] = starts
-        self.seeds[env_idx, slot_idx] = seeds
+        if states is not None:
+            for b, slot, state in zip(env_idx.tolist(), slot_idx.tolist(), states, strict=True):
+                self.states[b][slot] = state
         self.lat[env_idx, slot_idx] = lat
         self.spike[env_idx, slot_idx] = spike
         ist[envs, I_PEND] = K - 1
@@ -403,7 +410,8 @@ class EpisodeRecord:
     executed on the next bar; ``equity``/``cash``/``positions`` the state after that bar's fills, marked
     at its close; ``spread``/``impact``/``fee`` (currency) and ``notional`` (traded, currency) per symbol.
     Replay: ``run_targets(slice_market(market, start, start + n_steps + 1), params, targets,
-    np.random.default_rng(exec_seed), initial_cash=initial_cash)`` with ``targets[:n_steps] = weights``.
+    record.exec_rng(), initial_cash=initial_cash)`` with ``targets[:n_steps] = weights``; ``exec_state`` is
+    the env generator's ``bit_generator.state`` just before the episode's execution uniforms.
     """
 
     timestamps: pd.DatetimeIndex
@@ -421,9 +429,15 @@ class EpisodeRecord:
     rewards: FloatArray
     initial_cash: float
     start: int
-    exec_seed: int
+    exec_state: dict[str, Any]
     reset_seed: int | None
 
     @property
     def n_steps(self) -> int:
         return len(self.equity)
+
+    def exec_rng(self) -> np.random.Generator:
+        """A fresh generator at the episode's execution state (each call starts from the same draws)."""
+        bit_generator = getattr(np.random, self.exec_state["bit_generator"])()
+        bit_generator.state = self.exec_state
+        return np.random.Generator(bit_generator)

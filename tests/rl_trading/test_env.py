@@ -103,7 +103,7 @@ def test_episode_record_replayed_through_run_targets_reproduces_equity_exactly()
     window = slice_market(env.data.market, rec.start, rec.start + rec.n_steps + 1)
     targets = np.zeros((rec.n_steps + 1, len(rec.symbols)))
     targets[:-1] = rec.weights
-    seq = run_targets(window, env.data.params, targets, np.random.default_rng(rec.exec_seed),
+    seq = run_targets(window, env.data.params, targets, rec.exec_rng(),
                       initial_cash=rec.initial_cash)
     np.testing.assert_array_equal(seq.equity[1:], rec.equity)
     np.testing.assert_array_equal(seq.cash[1:], rec.cash)
