@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from stable_baselines3 import PPO
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from ai_trading.paths import CONF_DIR
@@ -25,7 +27,8 @@ from ai_trading.rl_trading import PortfolioEnv, build_env_data, env_config, make
 SYMBOLS = ["SP500", "NASDAQ", "NVDA", "ORCL", "YHOO"]
 # The same PPO hyperparameters for both runs (n_steps is per env): every minibatch is full in both, so each
 # sample costs the same gradient work and the speed-up measures collection (env + batched policy calls).
-PPO_COMMON = {"n_steps": 256, "batch_size": 256, "n_epochs": 4, "policy_kwargs": {"net_arch": [64, 64]}}
+# batch_size 1024 is the trainer's own (conf/algo/ppo.yaml); n_steps = batch_size keeps every minibatch full.
+PPO_COMMON = {"n_steps": 1024, "batch_size": 1024, "n_epochs": 4, "policy_kwargs": {"net_arch": [64, 64]}}
 
 
 class TimedVecEnv(VecEnvWrapper):
@@ -48,6 +51,26 @@ class TimedVecEnv(VecEnvWrapper):
         return out
 
 
+class TimedEnv(gym.Wrapper):
+    """Accumulates wall time inside the wrapped env's own step and reset (no SB3 plumbing)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.seconds = 0.0
+
+    def step(self, action: Any) -> Any:
+        t = time.perf_counter()
+        out = self.env.step(action)
+        self.seconds += time.perf_counter() - t
+        return out
+
+    def reset(self, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        out = self.env.reset(**kwargs)
+        self.seconds += time.perf_counter() - t
+        return out
+
+
 def raw_rate(env: gym.Env, steps: int) -> float:
     env.reset(seed=0)
     action = env.action_space.sample()
@@ -62,7 +85,8 @@ def raw_rate(env: gym.Env, steps: int) -> float:
 def batched_rate(venv: VecEnv, steps: int) -> float:
     venv.reset()
     rng = np.random.default_rng(0)
-    actions = rng.uniform(0.0, 0.4, (64, venv.num_envs, venv.action_space.shape[0])).astype(np.float32)
+    width = int(np.prod(venv.action_space.shape or (1,)))
+    actions = rng.uniform(0.0, 0.4, (64, venv.num_envs, width)).astype(np.float32)
     for k in range(50):
         venv.step(actions[k % 64])
     t = time.perf_counter()
@@ -71,15 +95,19 @@ def batched_rate(venv: VecEnv, steps: int) -> float:
     return steps * venv.num_envs / (time.perf_counter() - t)
 
 
-def ppo_rate(venv: VecEnv, total: int, kwargs: dict) -> tuple[float, float]:
+def ppo_rate(venv: VecEnv, total: int, kwargs: dict, inner: TimedEnv | None = None) -> tuple[float, float, float]:
+    """PPO steps/s, the share of its time inside the VecEnv, and inside ``inner`` (the bare env) if given."""
     timed = TimedVecEnv(venv)
     model = PPO("MlpPolicy", timed, seed=0, device="cpu", verbose=0, **kwargs)
     model.learn(total_timesteps=min(total, 2 * kwargs["n_steps"] * venv.num_envs))  # warm-up (torch, numba)
     timed.seconds = 0.0
+    if inner is not None:
+        inner.seconds = 0.0
     t = time.perf_counter()
     model.learn(total_timesteps=total, reset_num_timesteps=True)
     elapsed = time.perf_counter() - t
-    return model.num_timesteps / elapsed, timed.seconds / elapsed
+    bare = (inner.seconds if inner is not None else timed.seconds) / elapsed
+    return model.num_timesteps / elapsed, timed.seconds / elapsed, bare
 
 
 def main() -> None:
@@ -87,8 +115,9 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=5)
     parser.add_argument("--raw-steps", type=int, default=200_000)
     parser.add_argument("--ppo-steps", type=int, default=200_000)
+    parser.add_argument("--torch-threads", type=int, default=2, help="torch intra-op threads for both PPO runs")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.torch_threads)
     symbols = SYMBOLS[: args.symbols]
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name="train", overrides=[f"data.symbols=[{','.join(symbols)}]",
@@ -106,12 +135,15 @@ def main() -> None:
         rate = batched_rate(venv, max(2_000, 200_000 // n))
         print(f"batched          n_envs={n:<4} {rate:>13,.0f} env-steps/s")
 
-    ppo_single, share_single = ppo_rate(make_env(cfg, split="train", seed=0, n_envs=1, data=data, batched=False),
-                                        args.ppo_steps // 10, PPO_COMMON)
-    ppo_batched, share_batched = ppo_rate(make_env(cfg, split="train", seed=0, n_envs=64, data=data),
-                                          args.ppo_steps, PPO_COMMON)
+    inner = TimedEnv(PortfolioEnv(data, config))
+    single_venv = DummyVecEnv([lambda: Monitor(inner)])
+    single_venv.seed(0)
+    ppo_single, share_single, bare_single = ppo_rate(single_venv, args.ppo_steps // 10, PPO_COMMON, inner)
+    ppo_batched, share_batched, _ = ppo_rate(make_env(cfg, split="train", seed=0, n_envs=64, data=data),
+                                             args.ppo_steps, PPO_COMMON)
     print(f"PPO hyperparameters (both runs): {PPO_COMMON}")
-    print(f"PPO DummyVecEnv(1 env) {ppo_single:>9,.0f} steps/s  env share {100 * share_single:.1f}%")
+    print(f"PPO DummyVecEnv(1 env) {ppo_single:>9,.0f} steps/s  env share {100 * bare_single:.1f}% "
+          f"(PortfolioEnv.step itself), {100 * share_single:.1f}% with SB3's DummyVecEnv + Monitor")
     print(f"PPO batched(64 envs)   {ppo_batched:>9,.0f} steps/s  env share {100 * share_batched:.1f}%")
     print(f"PPO speed-up batched / single: {ppo_batched / ppo_single:.1f}x")
 
