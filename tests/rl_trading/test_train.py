@@ -56,3 +56,25 @@ def test_algo_config_rejects_unknown_algorithm_and_bad_hyperparameter() -> None:
         AlgoConfig(name="dqn", total_timesteps=10)
     with pytest.raises(ConfigError, match="bad hyperparameter"):
         _train(0, "+algo.hyperparams.not_a_ppo_argument=3")
+
+
+def test_evaluate_agent_replays_episode_and_runs_baselines_on_same_window() -> None:
+    from ai_trading.rl_trading import build_env_data
+    from ai_trading.rl_trading.evaluate import evaluate_agent, play_eval_episode
+
+    cfg = compose_config(TINY)
+    agent = _train(3)
+    data = build_env_data(cfg, dataset())
+    record = play_eval_episode(cfg, data, agent, seed=3)
+    results = evaluate_agent(cfg, data, agent, seed=3)
+    assert set(results) == {"rl", "buy_and_hold", "cash", "trend"}
+    np.testing.assert_array_equal(results["rl"].equity.to_numpy()[1:], record.equity)
+    stamps = results["rl"].equity.index
+    assert stamps[1] == data.market.timestamps[data.n_train]  # first execution on the held-out tail
+    assert stamps[-1] == data.market.timestamps[-1]
+    for result in results.values():
+        assert result.equity.index.equals(stamps)
+        costs = result.costs.to_numpy().sum()
+        gap = result.gross_equity.iloc[-1] - result.equity.iloc[-1]
+        assert gap == pytest.approx(costs, rel=1e-9, abs=1e-6)
+    assert results["cash"].equity.nunique() == 1
