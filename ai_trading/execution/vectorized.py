@@ -108,6 +108,20 @@ def _row_sum(start: FloatArray, terms: FloatArray) -> FloatArray:
     return acc
 
 
+def _decision_rows(market: MarketArrays, positions: FloatArray, cash: FloatArray, targets: FloatArray,
+                   t: npt.ArrayLike) -> npt.NDArray[np.intp]:
+    """The B decision rows of a step, after checking every input's shape and range."""
+    B, N = positions.shape
+    d = np.asarray(t, dtype=np.intp).reshape(-1)
+    if d.shape != (B,) or np.shape(cash) != (B,) or np.shape(targets) != (B, N) or len(market.symbols) != N:
+        raise ConfigError(f"step shapes: positions {positions.shape}, cash {np.shape(cash)}, targets "
+                          f"{np.shape(targets)}, t {d.shape}; market has {len(market.symbols)} symbols")
+    T = market.open.shape[0]
+    if np.any(d < 0) or np.any(d >= T - 1):
+        raise ConfigError(f"step: decision index must be in [0, {T - 2}], got {d.min()}..{d.max()}")
+    return d
+
+
 def step(
     market: MarketArrays,
     params: ExecParams,
@@ -125,13 +139,7 @@ def step(
     """
     positions = np.asarray(positions, dtype=np.float64)
     B, N = positions.shape
-    d = np.asarray(t, dtype=np.intp).reshape(-1)
-    if d.shape != (B,) or np.shape(cash) != (B,) or np.shape(targets) != (B, N) or len(market.symbols) != N:
-        raise ConfigError(f"step shapes: positions {positions.shape}, cash {np.shape(cash)}, targets "
-                          f"{np.shape(targets)}, t {d.shape}; market has {len(market.symbols)} symbols")
-    T = market.open.shape[0]
-    if np.any(d < 0) or np.any(d >= T - 1):
-        raise ConfigError(f"step: decision index must be in [0, {T - 2}], got {d.min()}..{d.max()}")
+    d = _decision_rows(market, positions, cash, targets, t)
     u = rng.random((B, N, 3))
     p = params.values
     lat = latency_base_ms(u[..., 0], u[..., 1], p)
@@ -202,13 +210,7 @@ def step_compiled(
     """
     pos = np.array(positions, dtype=np.float64, order="C")
     B, N = pos.shape
-    d = np.asarray(t, dtype=np.intp).reshape(-1)
-    if d.shape != (B,) or np.shape(cash) != (B,) or np.shape(targets) != (B, N) or len(market.symbols) != N:
-        raise ConfigError(f"step shapes: positions {pos.shape}, cash {np.shape(cash)}, targets "
-                          f"{np.shape(targets)}, t {d.shape}; market has {len(market.symbols)} symbols")
-    T = market.open.shape[0]
-    if np.any(d < 0) or np.any(d >= T - 1):
-        raise ConfigError(f"step: decision index must be in [0, {T - 2}], got {d.min()}..{d.max()}")
+    d = _decision_rows(market, pos, cash, targets, t)
     u = rng.random((B, N, 3))
     lat = np.ascontiguousarray(latency_base_ms(u[..., 0], u[..., 1], params.values))
     acc = np.array(cash, dtype=np.float64)
