@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ai_trading.errors import ConfigError
 from ai_trading.execution import ExecParams, MarketArrays, run_targets, step
-from tests.execution.conftest import BARE, frame_from_rows, random_walk_frame
+from tests.execution.conftest import BARE, FULL_COST, frame_from_rows, random_walk_frame
 
 DAILY = [
     ("2020-01-02", "AAA", 100.0, 101.0, 99.0, 100.0, 1000.0),
@@ -101,11 +101,7 @@ def test_run_targets_net_pnl_equals_gross_minus_costs_every_period() -> None:
 @given(seed=st.integers(0, 2**32 - 1), batch=st.integers(1, 4), weights=st.booleans())
 def test_step_batch_repeated_equals_run_targets_bit_for_bit(seed: int, batch: int, weights: bool) -> None:
     frame = random_walk_frame(60, symbols=("AAA", "BBB"), volume=40.0)
-    config = dataclasses.replace(BARE, spread_bps=None, min_half_spread_bps=0.5, max_half_spread_bps=100.0,
-                                 spread_vol_coef=0.3, latency="lognormal", latency_ms=2000.0, latency_sigma=1.0,
-                                 spike_prob=0.3, spike_ms=3000.0, spike_vol_coef=0.1, slippage_fixed_bps=0.5,
-                                 slippage_vol_coef=0.1, impact_coef=0.7, participation_cap=0.3, fee_bps=1.0,
-                                 fee_min=0.2, no_trade_band=0.001)
+    config = FULL_COST
     market = MarketArrays.from_bars(frame, config)
     params = ExecParams.from_config(config, market)
     rng_targets = np.random.default_rng(seed)

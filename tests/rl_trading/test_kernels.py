@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ai_trading.execution import ExecParams, MarketArrays
 from ai_trading.execution.vectorized import step, step_compiled
-from tests.execution.conftest import BARE, random_walk_frame
+from tests.execution.conftest import FULL_COST, random_walk_frame
 
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), batch=st.integers(1, 6), weights=st.booleans())
 def test_step_compiled_random_states_equals_numpy_step_bit_for_bit(seed: int, batch: int, weights: bool) -> None:
     frame = random_walk_frame(40, symbols=("AAA", "BBB", "CCC"), volume=50.0)
-    config = dataclasses.replace(BARE, spread_bps=None, min_half_spread_bps=0.5, max_half_spread_bps=100.0,
-                                 spread_vol_coef=0.3, latency="lognormal", latency_ms=2000.0, latency_sigma=1.0,
-                                 spike_prob=0.3, spike_ms=3000.0, spike_vol_coef=0.1, slippage_fixed_bps=0.5,
-                                 slippage_vol_coef=0.1, impact_coef=0.7, participation_cap=0.3, fee_bps=1.0,
-                                 fee_min=0.2, no_trade_band=0.001)
+    config = FULL_COST
     market = MarketArrays.from_bars(frame, config)
     params = ExecParams.from_config(config, market)
     rng = np.random.default_rng(seed)
