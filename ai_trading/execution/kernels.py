@@ -1,9 +1,10 @@
 """Compiled kernels: one child-order slice on one bar, the target-sequence loop and the order loop.
 
-:func:`fill_slice` is the single definition of a fill; the sequence kernel and the order kernel both call
-it, and :mod:`ai_trading.execution.vectorized` mirrors it in numpy (a test pins them equal). The kernels
-only do arithmetic and ``sqrt`` (exactly rounded everywhere); random latency is turned into numbers in
-numpy beforehand, so compiled and numpy paths agree to the last bit.
+:func:`fill_slice` is the single definition of a fill: the sequence, step and order kernels all call it.
+:func:`run_sequence` inlines one env's bar (the arithmetic of :func:`step_one`, in the same order) because
+calling ``step_one`` per row halved its speed on one symbol; a test pins repeated batched steps equal to
+the sequence, bit for bit. Random latency is turned into numbers in numpy beforehand (one function,
+:func:`ai_trading.execution.market.latency_base_ms`), so every path sees the same draws.
 """
 
 from __future__ import annotations

@@ -19,20 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ai_trading.errors import ConfigError
-from ai_trading.execution.kernels import EPS_SHARES, run_sequence, step_batch
+from ai_trading.execution.kernels import run_sequence, step_batch
 from ai_trading.execution.market import (
-    P_BAND,
-    P_BAR_SECONDS,
-    P_CAP,
-    P_FEE_MIN,
-    P_FEE_RATE,
-    P_FEE_SHARE,
-    P_FIXED,
-    P_IMPACT,
-    P_SPIKE_MS,
-    P_SPIKE_PROB,
-    P_SPIKE_VOL,
-    P_VOLC,
     ExecParams,
     MarketArrays,
     latency_base_ms,
@@ -85,29 +73,6 @@ class SequenceResult:
         return (self.spread + self.impact + self.fee).sum(axis=1)
 
 
-def _path_price(o: FloatArray, h: FloatArray, low: FloatArray, c: FloatArray, f: FloatArray) -> FloatArray:
-    up = c >= o
-    x, y = np.where(up, low, h), np.where(up, h, low)
-    d1, d2, d3 = np.abs(o - x), np.abs(x - y), np.abs(y - c)
-    dist = f * (d1 + d2 + d3)
-    r2 = dist - d1
-    r3 = r2 - d2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        seg1 = np.where(d1 > 0.0, o + (x - o) * (dist / d1), o)
-        seg2 = np.where(d2 > 0.0, x + (y - x) * (r2 / d2), x)
-        seg3 = np.where(d3 > 0.0, y + (c - y) * np.minimum(r3 / d3, 1.0), c)
-    out = np.where(dist <= d1, seg1, np.where(r2 <= d2, seg2, seg3))
-    return np.where(f <= 0.0, o, out)
-
-
-def _row_sum(start: FloatArray, terms: FloatArray) -> FloatArray:
-    """start + terms[:, 0] + terms[:, 1] + ... in that order (matches the kernels' loop exactly)."""
-    acc = start.copy()
-    for n in range(terms.shape[1]):
-        acc = acc + terms[:, n]
-    return acc
-
-
 def _decision_rows(market: MarketArrays, positions: FloatArray, cash: FloatArray, targets: FloatArray,
                    t: npt.ArrayLike) -> npt.NDArray[np.intp]:
     """The B decision rows of a step, after checking every input's shape and range."""
@@ -133,80 +98,11 @@ def step(
     *,
     targets_are_weights: bool = True,
 ) -> StepResult:
-    """Execute B envs' targets decided at their bar ``t`` (B,) on bar ``t+1``; pure numpy.
+    """Execute B envs' targets decided at their bar ``t`` (B,) on bar ``t+1`` with the compiled
+    :func:`ai_trading.execution.kernels.step_one` per env, the arithmetic of one :func:`run_targets` row.
 
-    ``positions`` (B x N shares), ``cash`` (B), ``targets`` (B x N weights of equity, or shares).
-    """
-    positions = np.asarray(positions, dtype=np.float64)
-    B, N = positions.shape
-    d = _decision_rows(market, positions, cash, targets, t)
-    u = rng.random((B, N, 3))
-    p = params.values
-    lat = latency_base_ms(u[..., 0], u[..., 1], p)
-    e = d + 1
-    o, h, low, c, v = (a[e] for a in (market.open, market.high, market.low, market.close, market.volume))
-    hs, sig, m = market.half_spread[d], market.vol[d], market.mark[d]
-    eq_d = _row_sum(np.asarray(cash, dtype=np.float64), positions * m)
-    w = np.asarray(targets, dtype=np.float64)
-    if targets_are_weights:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            target = np.where(m > 0.0, (w * eq_d[:, None]) / m, 0.0)
-    else:
-        target = w
-    trade = target - positions
-    if p[P_BAND] > 0.0:
-        trade = np.where(np.abs(trade) * m < p[P_BAND] * np.abs(eq_d)[:, None], 0.0, trade)
-    trade = np.where(market.tradable[e], trade, 0.0)
-    side = np.where(trade > 0.0, 1.0, -1.0)
-    want = np.abs(trade)
-    active = (want > EPS_SHARES) & (v > 0.0)
-
-    spike = np.where(u[..., 2] < p[P_SPIKE_PROB], p[P_SPIKE_MS] * (1.0 + p[P_SPIKE_VOL] * sig * 1e4), 0.0)
-    lat = np.where(u[..., 2] < p[P_SPIKE_PROB], lat + spike, lat)
-    f = np.minimum(lat * 1e-3 / p[P_BAR_SECONDS], 1.0)
-    ref = _path_price(o, h, low, c, f)
-    cap = p[P_CAP] * v
-    q = np.where(want < cap, want, cap)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        root = np.sqrt(q / v)
-    imp = params.impact_scale * (p[P_FIXED] + p[P_VOLC] * sig + p[P_IMPACT] * sig * root)
-    price = ref * (1.0 + side * (hs + imp))
-    spread_cost = q * ref * hs
-    impact_cost = q * ref * imp
-    fee = np.maximum(p[P_FEE_SHARE] * q + p[P_FEE_RATE] * (q * price), p[P_FEE_MIN])
-
-    zero = np.zeros((B, N))
-    q = np.where(active, q, 0.0)
-    filled = side * q
-    price = np.where(active, price, np.nan)
-    ref = np.where(active, ref, np.nan)
-    spread_cost, impact_cost, fee = (np.where(active, a, 0.0) for a in (spread_cost, impact_cost, fee))
-    outlay = np.where(active, ((filled * ref + spread_cost) + impact_cost) + fee, zero)
-    new_pos = np.where(active, positions + filled, positions)
-    acc = np.asarray(cash, dtype=np.float64).copy()
-    for n in range(N):
-        acc = np.where(active[:, n], acc - outlay[:, n], acc)
-    equity = _row_sum(acc, new_pos * market.mark[e])
-    return StepResult(qty=filled, price=price, ref=ref, spread=spread_cost, impact=impact_cost, fee=fee,
-                      notional=q * np.where(active, price, 0.0), positions=new_pos, cash=acc, equity=equity,
-                      exec_index=e)
-
-
-def step_compiled(
-    market: MarketArrays,
-    params: ExecParams,
-    positions: FloatArray,
-    cash: FloatArray,
-    targets: FloatArray,
-    t: npt.ArrayLike,
-    rng: np.random.Generator,
-    *,
-    targets_are_weights: bool = True,
-) -> StepResult:
-    """:func:`step` through the compiled per-env kernel (:func:`ai_trading.execution.kernels.step_batch`).
-
-    Same inputs, same random draws, same bits as :func:`step` (a test pins them equal); the RL envs call
-    the kernel directly with preallocated buffers.
+    ``positions`` (B x N shares), ``cash`` (B), ``targets`` (B x N weights of equity, or shares). The RL
+    envs call the kernel directly with preallocated buffers.
     """
     pos = np.array(positions, dtype=np.float64, order="C")
     B, N = pos.shape
