@@ -41,3 +41,4 @@ def build_execution_for(cfg: DictConfig, bars: pd.DataFrame) -> tuple[MarketArra
     sim_config: SimulatorConfig = instantiate(cfg.simulator, _convert_="all")
     cost_model = EwmaCostModel(instantiate(cfg.cost_model, _convert_="all")) if cfg.use_cost_model else None
     return build_execution(bars, sim_config, cost_model)
+

@@ -21,17 +21,17 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ai_trading.evaluation.report import log_backtests
 from ai_trading.evaluation.slo import SLOConfig, check_backtests, log_events
+from ai_trading.jobs import start_job_run
 from ai_trading.pipeline import build_dataset
 from ai_trading.rl_trading.env import build_env_data
 from ai_trading.rl_trading.evaluate import evaluate_agent
 from ai_trading.rl_trading.train import train_agent
 from ai_trading.seeding import seed_everything
 from ai_trading.sweep import sweep_id_of
-from ai_trading.tracking import TrackingConfig, start_run
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +46,10 @@ def run(cfg: DictConfig, overrides: list[str], sweep_id: str) -> dict[str, float
     seed_everything(seed)
     dataset = build_dataset(cfg)
     data = build_env_data(cfg, dataset)
-    tracking: TrackingConfig = instantiate(cfg.tracking)
     slo_config: SLOConfig = instantiate(cfg.slo, _convert_="all")
-    resolved = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
     run_name = f"{cfg.experiment_name}__{cfg.algo.name}__seed{seed}"
-    tags = {
-        "feature_schema_hash": dataset.features.schema_hash,
-        "dataset_fingerprint": dataset.bars.fingerprint,
-        "seed": seed,
-        "sweep_id": sweep_id,
-        "algo": cfg.algo.name,
-        "experiment": cfg.experiment_name,
-    }
-    with start_run(tracking, run_name=run_name, resolved_config=resolved, overrides=overrides, tags=tags) as tracked:
+    tags = {"sweep_id": sweep_id, "algo": cfg.algo.name, "experiment": cfg.experiment_name}
+    with start_job_run(cfg, dataset, run_name=run_name, overrides=overrides, tags=tags) as tracked:
         agent = train_agent(cfg, dataset, seed=seed, run=tracked)
         results = evaluate_agent(cfg, data, agent, seed=seed)
         metrics = log_backtests(tracked, results, prefix="eval")

@@ -212,14 +212,13 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     """One evaluation job from the composed ``conf/evaluate.yaml``: data, features, walk-forward, report,
     SLO checks. Returns the logged metrics."""
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     from ai_trading.evaluation.report import log_backtests
     from ai_trading.evaluation.slo import SLOConfig, check_backtests, log_events
     from ai_trading.evaluation.strategies import PretrainedStrategy, load_ml_strategy, make_strategy
+    from ai_trading.jobs import start_job_run
     from ai_trading.pipeline import build_dataset, build_execution_for
     from ai_trading.seeding import seed_everything
-    from ai_trading.tracking import TrackingConfig, start_run
 
     seed_everything(int(cfg.seed))
     dataset = build_dataset(cfg)
@@ -231,12 +230,8 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         strategy = make_strategy(instantiate(cfg.strategy, _convert_="all"))
     wf_config: WalkForwardConfig = instantiate(cfg.walkforward, _convert_="all")
     slo_config: SLOConfig = instantiate(cfg.slo, _convert_="all")
-    tracking: TrackingConfig = instantiate(cfg.tracking)
-    resolved = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
-    tags = {"feature_schema_hash": dataset.features.schema_hash, "dataset_fingerprint": dataset.bars.fingerprint,
-            "seed": cfg.seed, "strategy": strategy.name}
     run_name = f"{cfg.experiment_name}__{strategy.name}__seed{cfg.seed}"
-    with start_run(tracking, run_name=run_name, resolved_config=resolved, overrides=overrides, tags=tags) as run:
+    with start_job_run(cfg, dataset, run_name=run_name, overrides=overrides, tags={"strategy": strategy.name}) as run:
         wf = run_walkforward(market, params, dataset.features, strategy, wf_config)
         metrics = log_backtests(run, wf.results, prefix="eval")
         run.log_text(wf.fold_info.to_csv(index=False), "eval/fold_models.csv")
