@@ -13,14 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 
 from ai_trading.data.schema import BAR_COLUMNS, canonicalize
 from ai_trading.errors import DataValidationError, UnknownSymbolError
-
-Frequency = Literal["1d", "1min"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +25,6 @@ class BundledFile:
     """How one bundled file is laid out."""
 
     filename: str
-    frequency: Frequency
     date_format: str
     timezone: str = "UTC"
     # The 1-minute file's header names 7 columns while its rows carry 8 fields (date and time
@@ -41,14 +37,13 @@ class BundledFile:
 _DAILY_HEADER = ("Date", "Open", "High", "Low", "Close", "Adj Close", "Volume")
 
 BUNDLED: Mapping[str, BundledFile] = {
-    "SP500": BundledFile("sp500_index_daily.csv.gz", "1d", "%m/%d/%Y"),
-    "NASDAQ": BundledFile("nasdaq_index_daily.csv.gz", "1d", "%m/%d/%Y"),
-    "NVDA": BundledFile("nvda_daily.csv.gz", "1d", "%Y-%m-%d"),
-    "ORCL": BundledFile("orcl_daily.csv.gz", "1d", "%Y-%m-%d"),
-    "YHOO": BundledFile("yhoo_daily.csv.gz", "1d", "%Y-%m-%d"),
+    "SP500": BundledFile("sp500_index_daily.csv.gz", "%m/%d/%Y"),
+    "NASDAQ": BundledFile("nasdaq_index_daily.csv.gz", "%m/%d/%Y"),
+    "NVDA": BundledFile("nvda_daily.csv.gz", "%Y-%m-%d"),
+    "ORCL": BundledFile("orcl_daily.csv.gz", "%Y-%m-%d"),
+    "YHOO": BundledFile("yhoo_daily.csv.gz", "%Y-%m-%d"),
     "STOXX50F": BundledFile(
         "stoxx50_future_1min_2006.csv.gz",
-        "1min",
         "%Y-%m-%d %H:%M:%S",
         timezone="Europe/Berlin",
         quirky_header=("Date", "Open", "High", "Low", "Close", "Volume", "OpenInterest"),
