@@ -25,7 +25,16 @@ from ai_trading.execution import (
     run_targets,
     step,
 )
-from ai_trading.execution.market import latency_base_ms
+from ai_trading.execution.market import (
+    P_BAR_SECONDS,
+    P_LAT_MS,
+    P_LAT_SIGMA,
+    P_LOGNORMAL,
+    P_SPIKE_MS,
+    P_SPIKE_VOL,
+    P_SPIKE_Z,
+    draw_noise,
+)
 
 
 def best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
@@ -52,8 +61,15 @@ def py_path_price(o: float, h: float, lo: float, c: float, f: float) -> float:
     return y + (c - y) * min(r3 / d3, 1.0) if d3 > 0 else c
 
 
+def py_latency_fraction(p: np.ndarray, sig: float, z_lat: float, z_spike: float) -> float:
+    """Latency (with a spike when its normal falls below the spike quantile) as a fraction of the bar."""
+    la = p[P_LAT_MS] * math.exp(p[P_LAT_SIGMA] * z_lat) if p[P_LOGNORMAL] > 0 else p[P_LAT_MS]
+    la += p[P_SPIKE_MS] * (1 + p[P_SPIKE_VOL] * sig * 1e4) if z_spike < p[P_SPIKE_Z] else 0.0
+    return min(la * 1e-3 / p[P_BAR_SECONDS], 1.0)
+
+
 def py_sequence(m: MarketArrays, p: np.ndarray, scale: list[float], targets: list[list[float]],
-                lat: list[list[float]], spike: list[list[float]], cash: float, rows: int) -> float:
+                noise: list[list[list[float]]], cash: float, rows: int) -> float:
     """Plain-Python loop: weights -> shares -> capped market fills with spread, impact and fees."""
     o, h, lo, c, v = (a.tolist() for a in (m.open, m.high, m.low, m.close, m.volume))
     mark, hs, vol, trad = m.mark.tolist(), m.half_spread.tolist(), m.vol.tolist(), m.tradable.tolist()
@@ -69,8 +85,7 @@ def py_sequence(m: MarketArrays, p: np.ndarray, scale: list[float], targets: lis
                 continue
             side = 1.0 if trade > 0 else -1.0
             sig = vol[d][n]
-            la = lat[d][n] + (p[9] * (1 + p[10] * sig * 1e4) if spike[d][n] < p[8] else 0.0)
-            ref = py_path_price(o[t][n], h[t][n], lo[t][n], c[t][n], min(la * 1e-3 / p[11], 1.0))
+            ref = py_path_price(o[t][n], h[t][n], lo[t][n], c[t][n], py_latency_fraction(p, sig, *noise[d][n]))
             q = min(abs(trade), p[3] * v[t][n])
             imp = scale[n] * (p[0] + p[1] * sig + p[2] * sig * math.sqrt(q / v[t][n]))
             price = ref * (1 + side * (hs[d][n] + imp))
@@ -89,11 +104,9 @@ def bench_vectorised(name: str, market: MarketArrays, sim: ExecutionSimulator) -
     # Baseline on the same draws (first rows only: it is slow); checks it computes the same equity.
     rows = min(T, max(2, 60_000 // N))
     rng = np.random.default_rng(0)
-    u = rng.random((T - 1, N, 3))
-    lat = latency_base_ms(u[..., 0], u[..., 1], params.values).tolist()
-    spike = u[..., 2].tolist()
+    noise = draw_noise(rng, (T - 1, N)).tolist()
     t0 = time.perf_counter()
-    py_eq = py_sequence(market, params.values, params.impact_scale.tolist(), targets.tolist(), lat, spike, 1e6, rows)
+    py_eq = py_sequence(market, params.values, params.impact_scale.tolist(), targets.tolist(), noise, 1e6, rows)
     py_rate = (rows - 1) * N / (time.perf_counter() - t0)
     sub = dataclasses.replace(market, **{k: getattr(market, k)[:rows] for k in (
         "open", "high", "low", "close", "volume", "mark", "tradable", "half_spread", "vol")})
@@ -138,18 +151,16 @@ def bench_orders(frame: Any, config: SimulatorConfig) -> None:
 
     def py_orders() -> int:
         count = 0
-        draws = np.random.default_rng(0).random((len(orders) * 4, 3)).tolist()
+        draws = draw_noise(np.random.default_rng(0), (len(orders) * 4,)).tolist()
         k = 0
         for order in orders:
             b = bisect.bisect_right(ns, order.submitted_at.value)
             left, side = order.quantity, order.side.sign
             while left > 1e-9 and b < len(o):
                 d = b - 1
-                u1, u2, u3 = draws[k]
+                f = py_latency_fraction(p, vol[d], *draws[k])
                 k += 1
-                la = p[13] * math.exp(p[14] * math.sqrt(-2 * math.log1p(-u1)) * math.cos(2 * math.pi * u2))
-                la += p[9] * (1 + p[10] * vol[d] * 1e4) if u3 < p[8] else 0.0
-                ref = py_path_price(o[b], h[b], lo[b], c[b], min(la * 1e-3 / p[11], 1.0))
+                ref = py_path_price(o[b], h[b], lo[b], c[b], f)
                 q = min(left, p[3] * v[b])
                 imp = p[0] + p[1] * vol[d] + p[2] * vol[d] * math.sqrt(q / v[b])
                 price = ref * (1 + side * (hs[d] + imp))

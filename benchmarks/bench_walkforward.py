@@ -19,7 +19,7 @@ from ai_trading.data import load_bars
 from ai_trading.evaluation.strategies import MLStrategy, MLStrategyConfig
 from ai_trading.evaluation.walkforward import WalkForwardConfig, run_walkforward
 from ai_trading.execution import EwmaCostModel, EwmaCostModelConfig, SimulatorConfig, run_targets
-from ai_trading.execution.market import build_execution, latency_base_ms, slice_market
+from ai_trading.execution.market import build_execution, draw_noise, slice_market
 from ai_trading.features import FeatureBuilder
 
 CASH = 1_000_000.0
@@ -47,12 +47,10 @@ def main() -> None:
     vec_s = time.perf_counter() - t0
 
     rng = np.random.default_rng(config.seed)
-    u = rng.random((T - 1, N, 3))
-    lat = latency_base_ms(u[..., 0], u[..., 1], params.values).tolist()
-    spike = u[..., 2].tolist()
+    noise = draw_noise(rng, (T - 1, N)).tolist()
     t0 = time.perf_counter()
     py_equity = {name: py_sequence(window, params.values, params.impact_scale.tolist(), r.targets.to_numpy().tolist(),
-                                   lat, spike, CASH, T) for name, r in wf.results.items()}
+                                   noise, CASH, T) for name, r in wf.results.items()}
     py_s = time.perf_counter() - t0
     for name, r in wf.results.items():
         final = r.equity.iloc[-1]

@@ -1,10 +1,11 @@
 """Compiled kernels: one child-order slice on one bar, the target-sequence loop and the order loop.
 
 :func:`fill_slice` is the single definition of a fill: the sequence, step and order kernels all call it.
-:func:`run_sequence` inlines one env's bar (the arithmetic of :func:`step_one`, in the same order) because
-calling ``step_one`` per row halved its speed on one symbol; a test pins repeated batched steps equal to
-the sequence, bit for bit. Random latency is turned into numbers in numpy beforehand (one function,
-:func:`ai_trading.execution.market.latency_base_ms`), so every path sees the same draws.
+:func:`run_sequence` runs one env's bars with the arithmetic of one env in :func:`step_batch`, in the same
+order (calling ``step_batch`` per row would cost a reference count per array and row, which halved the
+speed on one symbol); a test pins repeated batched steps equal to the sequence, bit for bit. Every path
+draws its randomness with :func:`ai_trading.execution.market.draw_noise` (two standard normals per fill
+slot) and turns it into latency only here, in :func:`fill_slice`, so all paths see the same latencies.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from ai_trading.execution.market import (
     P_FIXED,
     P_HAIRCUT,
     P_IMPACT,
+    P_LAT_MS,
+    P_LAT_SIGMA,
+    P_LOGNORMAL,
     P_SPIKE_MS,
-    P_SPIKE_PROB,
     P_SPIKE_VOL,
+    P_SPIKE_Z,
     P_VOLC,
 )
 
@@ -60,20 +64,32 @@ def path_price(o: float, h: float, low: float, c: float, f: float) -> float:
     return c
 
 
+@njit(cache=True, inline="always")
+def param_tuple(p: np.ndarray) -> tuple[float, ...]:
+    """The parameter vector as a tuple: the per-fill calls then pass plain floats, where an array argument
+    would cost a reference-count round trip per call (the largest cost of a fill that does nothing)."""
+    return (p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15])
+
+
 @njit(cache=True)
 def fill_slice(side: float, want: float, o: float, h: float, low: float, c: float, v: float, hs: float,
-               sig: float, lat_base: float, u_spike: float, scale: float, is_limit: bool, limit: float,
-               p: np.ndarray) -> tuple[float, float, float, float, float, float, float]:
+               sig: float, z_lat: float, z_spike: float, scale: float, is_limit: bool, limit: float,
+               p: tuple[float, ...]) -> tuple[float, float, float, float, float, float, float]:
     """Execute up to ``want`` shares on one bar; returns (qty, price, ref, spread, impact, fee, maker).
 
     ``hs`` and ``sig`` are the half-spread and volatility known at the decision bar; ``ref`` is the path
-    price after the latency (for passive limit fills: the limit). Nothing fills: qty 0, prices NaN.
+    price after the latency (for passive limit fills: the limit). The slot's two standard normals set the
+    latency: ``latency_ms`` (constant) or ``latency_ms * exp(latency_sigma * z_lat)`` (lognormal), plus a
+    spike when ``z_spike`` falls below the spike probability's normal quantile. Nothing fills: qty 0,
+    prices NaN. ``p`` is :func:`param_tuple` of the parameter vector.
     """
     nothing = (0.0, math.nan, math.nan, 0.0, 0.0, 0.0, 0.0)
     if want <= EPS_SHARES or v <= 0.0:
         return nothing
-    lat = lat_base
-    if u_spike < p[P_SPIKE_PROB]:
+    lat = p[P_LAT_MS]
+    if p[P_LOGNORMAL] > 0.0:
+        lat = lat * math.exp(p[P_LAT_SIGMA] * z_lat)
+    if z_spike < p[P_SPIKE_Z]:
         lat = lat + p[P_SPIKE_MS] * (1.0 + p[P_SPIKE_VOL] * sig * 1e4)
     f = lat * 1e-3 / p[P_BAR_SECONDS]
     if f > 1.0:
@@ -113,13 +129,14 @@ def fill_slice(side: float, want: float, o: float, h: float, low: float, c: floa
 @njit(cache=True)
 def run_sequence(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray,
                  mark: np.ndarray, tradable: np.ndarray, hs: np.ndarray, vol: np.ndarray, scale: np.ndarray,
-                 p: np.ndarray, targets: np.ndarray, weights: bool, lat_base: np.ndarray, u_spike: np.ndarray,
-                 cash0: float, pos0: np.ndarray, out_pos: np.ndarray, out_cash: np.ndarray,
-                 out_equity: np.ndarray, out_qty: np.ndarray, out_price: np.ndarray, out_ref: np.ndarray,
-                 out_spread: np.ndarray, out_impact: np.ndarray, out_fee: np.ndarray,
-                 out_notional: np.ndarray) -> None:
-    """Targets decided at row d's close execute on row d+1; row 0 of every output is the initial state."""
+                 p: np.ndarray, targets: np.ndarray, weights: bool, noise: np.ndarray, cash0: float,
+                 pos0: np.ndarray, out_pos: np.ndarray, out_cash: np.ndarray, out_equity: np.ndarray,
+                 out_qty: np.ndarray, out_price: np.ndarray, out_ref: np.ndarray, out_spread: np.ndarray,
+                 out_impact: np.ndarray, out_fee: np.ndarray, out_notional: np.ndarray) -> None:
+    """Targets decided at row d's close execute on row d+1 with the noise of slot ``noise[d, n]`` (T-1, N, 2);
+    row 0 of every output is the initial state."""
     T, N = o.shape
+    pt = param_tuple(p)
     pos = pos0.copy()
     cash = cash0
     eq = cash
@@ -146,8 +163,8 @@ def run_sequence(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v
                 trade = 0.0
             side = 1.0 if trade > 0.0 else -1.0
             q, price, ref, sc, ic, fee, _ = fill_slice(side, abs(trade), o[t, n], h[t, n], low[t, n], c[t, n],
-                                                       v[t, n], hs[d, n], vol[d, n], lat_base[d, n],
-                                                       u_spike[d, n], scale[n], False, 0.0, p)
+                                                       v[t, n], hs[d, n], vol[d, n], noise[d, n, 0],
+                                                       noise[d, n, 1], scale[n], False, 0.0, pt)
             if q > 0.0:
                 filled = side * q
                 pos[n] = pos[n] + filled
@@ -171,17 +188,17 @@ def run_sequence(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v
 def run_orders(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, hs: np.ndarray,
                vol: np.ndarray, scale: np.ndarray, p: np.ndarray, sym: np.ndarray, side: np.ndarray,
                qty: np.ndarray, is_limit: np.ndarray, limit: np.ndarray, stop: np.ndarray,
-               filled: np.ndarray, next_bar: np.ndarray, first: int, lat_pool: np.ndarray,
-               spike_pool: np.ndarray, out_order: np.ndarray, out_bar: np.ndarray, out: np.ndarray
-               ) -> tuple[int, int]:
-    """Work orders ``first..`` bar by bar (one child slice per bar, one random draw per bar).
+               filled: np.ndarray, next_bar: np.ndarray, first: int, noise: np.ndarray, out_order: np.ndarray,
+               out_bar: np.ndarray, out: np.ndarray) -> tuple[int, int]:
+    """Work orders ``first..`` bar by bar (one child slice per bar, one noise slot ``noise[k]`` (2,) per bar).
 
     Stops when the draw pool runs out; returns (order to resume at, fills written). ``filled`` and
     ``next_bar`` carry each order's progress across calls; ``out`` rows are the 7 fields of a fill.
     """
+    pt = param_tuple(p)
     k = 0
     m = 0
-    pool = lat_pool.shape[0]
+    pool = noise.shape[0]
     for i in range(first, qty.shape[0]):
         b = next_bar[i]
         s = sym[i]
@@ -194,8 +211,8 @@ def run_orders(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: 
                 return i, m
             d = b - 1
             q, price, ref, sc, ic, fee, maker = fill_slice(side[i], want, o[b, s], h[b, s], low[b, s],
-                                                           c[b, s], v[b, s], hs[d, s], vol[d, s], lat_pool[k],
-                                                           spike_pool[k], scale[s], is_limit[i], limit[i], p)
+                                                           c[b, s], v[b, s], hs[d, s], vol[d, s], noise[k, 0],
+                                                           noise[k, 1], scale[s], is_limit[i], limit[i], pt)
             k += 1
             if q > 0.0:
                 filled[i] = filled[i] + q
@@ -215,64 +232,57 @@ def run_orders(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: 
 
 
 @njit(cache=True)
-def step_one(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, mark: np.ndarray,
-             tradable: np.ndarray, hs: np.ndarray, vol: np.ndarray, scale: np.ndarray, p: np.ndarray, d: int,
-             targets: np.ndarray, weights: bool, lat_base: np.ndarray, u_spike: np.ndarray, r: int,
-             pos: np.ndarray, cash: float, out: np.ndarray, b: int) -> tuple[float, float]:
-    """One env, one bar: env ``b``'s targets ``targets[b]`` (N,) decided at row ``d``'s close execute on row ``d+1``.
-
-    Exactly the arithmetic of one row of :func:`run_sequence` (same operation order, so the same bits).
-    Latency and spike draws are row ``r`` of ``lat_base``/``u_spike`` (R, N). ``pos[b]`` (N,) is updated in
-    place; ``out[b]`` (N, 7) receives qty (signed), price, ref, spread, impact, fee, notional per symbol.
-    Rows are addressed by index, not passed as views (a view costs a reference count per call).
-    Returns (cash, equity marked at row ``d+1``'s mark).
-    """
-    N = pos.shape[1]
-    e = d + 1
-    band = p[P_BAND]
-    eq_d = cash
-    for n in range(N):
-        eq_d = eq_d + pos[b, n] * mark[d, n]
-    for n in range(N):
-        m = mark[d, n]
-        target = (targets[b, n] * eq_d / m if m > 0.0 else 0.0) if weights else targets[b, n]
-        trade = target - pos[b, n]
-        if band > 0.0 and abs(trade) * m < band * abs(eq_d):
-            trade = 0.0
-        if not tradable[e, n]:
-            trade = 0.0
-        side = 1.0 if trade > 0.0 else -1.0
-        q, price, ref, sc, ic, fee, _ = fill_slice(side, abs(trade), o[e, n], h[e, n], low[e, n], c[e, n],
-                                                   v[e, n], hs[d, n], vol[d, n], lat_base[r, n], u_spike[r, n],
-                                                   scale[n], False, 0.0, p)
-        out[b, n, 0] = 0.0
-        out[b, n, 6] = 0.0
-        if q > 0.0:
-            filled = side * q
-            pos[b, n] = pos[b, n] + filled
-            cash = cash - (((filled * ref + sc) + ic) + fee)
-            out[b, n, 0] = filled
-            out[b, n, 6] = q * price
-        out[b, n, 1] = price
-        out[b, n, 2] = ref
-        out[b, n, 3] = sc
-        out[b, n, 4] = ic
-        out[b, n, 5] = fee
-    eq = cash
-    for n in range(N):
-        eq = eq + pos[b, n] * mark[e, n]
-    return cash, eq
-
-
-@njit(cache=True)
 def step_batch(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, mark: np.ndarray,
                tradable: np.ndarray, hs: np.ndarray, vol: np.ndarray, scale: np.ndarray, p: np.ndarray,
-               d: np.ndarray, targets: np.ndarray, weights: bool, lat_base: np.ndarray, u_spike: np.ndarray,
+               d: np.ndarray, targets: np.ndarray, weights: bool, noise: np.ndarray, rows: np.ndarray,
                pos: np.ndarray, cash: np.ndarray, equity: np.ndarray, out: np.ndarray) -> None:
-    """B envs, one bar each (env b decided at its row ``d[b]``): :func:`step_one` per env.
+    """B envs, one bar each: env b's targets ``targets[b]`` (N,) decided at its row ``d[b]``'s close execute
+    on row ``d[b] + 1`` with the noise ``noise[rows[b]]`` (N, 2).
 
-    ``pos`` (B, N) and ``cash`` (B,) are updated in place; ``equity`` (B,) and ``out`` (B, N, 7) are written.
+    Per env exactly the arithmetic of one row of :func:`run_sequence` (same operation order, so the same
+    bits). ``pos`` (B, N) and ``cash`` (B,) are updated in place; ``equity`` (B,) receives the equity marked
+    at row ``d[b] + 1`` and ``out`` (B, N, 7) qty (signed), price, ref, spread, impact, fee, notional per
+    symbol. All envs are stepped in one call: passing the arrays to a per-env function would cost a
+    reference-count round trip per array and env.
     """
-    for b in range(pos.shape[0]):
-        cash[b], equity[b] = step_one(o, h, low, c, v, mark, tradable, hs, vol, scale, p, d[b], targets,
-                                      weights, lat_base, u_spike, b, pos, cash[b], out, b)
+    B, N = pos.shape
+    pt = param_tuple(p)
+    band = pt[P_BAND]
+    for b in range(B):
+        dd = d[b]
+        e = dd + 1
+        r = rows[b]
+        acc = cash[b]
+        eq_d = acc
+        for n in range(N):
+            eq_d = eq_d + pos[b, n] * mark[dd, n]
+        for n in range(N):
+            m = mark[dd, n]
+            target = (targets[b, n] * eq_d / m if m > 0.0 else 0.0) if weights else targets[b, n]
+            trade = target - pos[b, n]
+            if band > 0.0 and abs(trade) * m < band * abs(eq_d):
+                trade = 0.0
+            if not tradable[e, n]:
+                trade = 0.0
+            side = 1.0 if trade > 0.0 else -1.0
+            q, price, ref, sc, ic, fee, _ = fill_slice(side, abs(trade), o[e, n], h[e, n], low[e, n], c[e, n],
+                                                       v[e, n], hs[dd, n], vol[dd, n], noise[r, n, 0],
+                                                       noise[r, n, 1], scale[n], False, 0.0, pt)
+            out[b, n, 0] = 0.0
+            out[b, n, 6] = 0.0
+            if q > 0.0:
+                filled = side * q
+                pos[b, n] = pos[b, n] + filled
+                acc = acc - (((filled * ref + sc) + ic) + fee)
+                out[b, n, 0] = filled
+                out[b, n, 6] = q * price
+            out[b, n, 1] = price
+            out[b, n, 2] = ref
+            out[b, n, 3] = sc
+            out[b, n, 4] = ic
+            out[b, n, 5] = fee
+        eq = acc
+        for n in range(N):
+            eq = eq + pos[b, n] * mark[e, n]
+        cash[b] = acc
+        equity[b] = eq

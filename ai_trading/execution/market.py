@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,8 +35,9 @@ DAILY_SESSION_SECONDS = 6.5 * 3600.0
 
 # Layout of the flat parameter vector the kernels read (numba-friendly: one float64 array).
 P_FIXED, P_VOLC, P_IMPACT, P_CAP, P_HAIRCUT, P_FEE_SHARE, P_FEE_RATE, P_FEE_MIN = range(8)
-P_SPIKE_PROB, P_SPIKE_MS, P_SPIKE_VOL, P_BAR_SECONDS, P_BAND, P_LAT_MS, P_LAT_SIGMA, P_LOGNORMAL = range(8, 16)
+P_SPIKE_Z, P_SPIKE_MS, P_SPIKE_VOL, P_BAR_SECONDS, P_BAND, P_LAT_MS, P_LAT_SIGMA, P_LOGNORMAL = range(8, 16)
 N_PARAMS = 16
+NOISE_FIELDS = 2  # standard normals per fill slot: latency, spike (see draw_noise)
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,8 @@ class ExecParams:
         v[P_FIXED], v[P_VOLC], v[P_IMPACT] = fixed_bps * 1e-4, volc, coef
         v[P_CAP], v[P_HAIRCUT] = config.participation_cap, config.queue_haircut
         v[P_FEE_SHARE], v[P_FEE_RATE], v[P_FEE_MIN] = config.fee_per_share, config.fee_bps * 1e-4, config.fee_min
-        v[P_SPIKE_PROB], v[P_SPIKE_MS], v[P_SPIKE_VOL] = config.spike_prob, config.spike_ms, config.spike_vol_coef
+        v[P_SPIKE_Z], v[P_SPIKE_MS], v[P_SPIKE_VOL] = spike_quantile(config.spike_prob), config.spike_ms, \
+            config.spike_vol_coef
         v[P_BAR_SECONDS], v[P_BAND] = market.bar_seconds, config.no_trade_band
         v[P_LAT_MS], v[P_LAT_SIGMA] = config.latency_ms, config.latency_sigma
         v[P_LOGNORMAL] = 1.0 if config.latency == "lognormal" else 0.0
@@ -181,32 +185,30 @@ class ExecParams:
         return cls(values=v, impact_scale=scale)
 
 
-def latency_base_ms(u1: FloatArray, u2: FloatArray, params: FloatArray, out: FloatArray | None = None
-                    ) -> FloatArray:
-    """Latency before spikes (ms) from two uniforms: constant, or lognormal via Box-Muller.
+def spike_quantile(probability: float) -> float:
+    """The standard-normal quantile of the spike probability: a slot spikes when its spike normal falls
+    below it, which happens with exactly that probability."""
+    if probability <= 0.0:
+        return -math.inf
+    if probability >= 1.0:
+        return math.inf
+    return NormalDist().inv_cdf(probability)
 
-    Shared by every path (computed in numpy, never inside a kernel) so all paths see identical numbers.
-    ``out`` (float64, the shape of ``u1``) receives the result; the same ufuncs run on the same values
-    either way (only the temporaries are reused), so the result does not depend on it.
+
+def draw_noise(rng: np.random.Generator, slots: tuple[int, ...], out: FloatArray | None = None) -> FloatArray:
+    """The execution randomness of ``slots`` fill slots (one slot = one symbol on one bar, or one child
+    slice): ``(*slots, NOISE_FIELDS)`` standard normals from ``rng`` in one call, ``[..., 0]`` for the
+    latency and ``[..., 1]`` for the spike (:func:`ai_trading.execution.kernels.fill_slice` turns them into
+    milliseconds). Every path draws this way, and the stream does not depend on how the slots are cut into
+    calls, so the same generator gives the same fills on every path. ``out`` (C-contiguous, that shape)
+    receives the draws in place.
     """
-    shape = np.shape(u1)
+    shape = (*slots, NOISE_FIELDS)
     if out is None:
-        out = np.empty(shape)
-    if params[P_LOGNORMAL] == 0.0:
-        out[...] = params[P_LAT_MS]
-        return out
-    # z = sqrt(-2 log1p(-u1)) * cos(2 pi u2); latency = lat_ms * exp(sigma * z), evaluated in that order.
-    np.negative(u1, out=out)
-    np.log1p(out, out=out)
-    np.multiply(-2.0, out, out=out)
-    np.sqrt(out, out=out)
-    c = np.multiply(2.0 * np.pi, u2)
-    np.cos(c, out=c)
-    np.multiply(out, c, out=out)
-    np.multiply(params[P_LAT_SIGMA], out, out=out)
-    np.exp(out, out=out)
-    np.multiply(params[P_LAT_MS], out, out=out)
-    return out
+        return rng.standard_normal(shape)
+    if out.shape != shape:
+        raise ValueError(f"noise buffer has shape {out.shape}, expected {shape}")
+    return rng.standard_normal(out=out)
 
 
 def build_execution(

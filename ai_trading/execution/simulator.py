@@ -29,7 +29,8 @@ Timing and fill-price convention (both paths):
 - Cash: ``cash -= q * ref + spread_cost + impact_cost + fee`` with ``spread_cost + impact_cost ==
   q * (price - ref)`` for buys, so net PnL = gross PnL (fills at ``ref``, no fees) - costs.
 
-Randomness: only the ``numpy.random.Generator`` made from ``seed`` (3 uniforms per working bar).
+Randomness: only the ``numpy.random.Generator`` made from ``seed`` (one noise slot of two standard normals
+per working bar, :func:`ai_trading.execution.market.draw_noise`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from ai_trading.errors import OrderValidationError
 from ai_trading.execution.config import SimulatorConfig
 from ai_trading.execution.cost_model import CostObservation, EwmaCostModel
 from ai_trading.execution.kernels import EPS_SHARES, run_orders
-from ai_trading.execution.market import ExecParams, MarketArrays, latency_base_ms
+from ai_trading.execution.market import ExecParams, MarketArrays, draw_noise
 from ai_trading.execution.vectorized import SequenceResult, StepResult, run_targets, step
 
 log = logging.getLogger(__name__)
@@ -309,14 +310,13 @@ class ExecutionSimulator:
             # The kernel asks for more only when a pool is used up, so the stream consumed is the same
             # whatever the pool sizes; they grow to keep refills of long GTC orders rare.
             pool = max(16, 2 * (n - first), 2 * pool)
-            u = self.rng.random((pool, 3))
-            lat = latency_base_ms(u[:, 0], u[:, 1], p.values)
+            noise = draw_noise(self.rng, (pool,))
             out_order = np.empty(pool, dtype=np.int64)
             out_bar = np.empty(pool, dtype=np.int64)
             out = np.empty((pool, 7))
             first, k = run_orders(m.open, m.high, m.low, m.close, m.volume, m.half_spread, m.vol,
                                   p.impact_scale, p.values, sym, side, qty, is_limit, limit, stop, filled,
-                                  next_bar, first, lat, np.ascontiguousarray(u[:, 2]), out_order, out_bar, out)
+                                  next_bar, first, noise, out_order, out_bar, out)
             parts.append((out_order[:k], out_bar[:k], out[:k]))
         with _gc_paused():
             return self._results(orders, sym, start, qty, filled, parts)

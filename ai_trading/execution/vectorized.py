@@ -7,8 +7,9 @@ fills at the price on bar ``t+1``'s open -> low/high -> close path at that momen
 ``participation_cap * volume`` shares. An unfilled remainder is not lost: the next bar's target again
 asks for it. Equity is marked at bar ``t+1``'s close: ``equity == cash + sum(positions * mark)``.
 
-Both functions draw exactly ``3 * N`` uniforms per env and bar from the given Generator, in the same
-order, so ``run_targets`` equals repeated ``step`` calls with the same seed, to the bit.
+Both functions draw one noise slot per env, symbol and bar from the given Generator
+(:func:`ai_trading.execution.market.draw_noise`), in the same order, so ``run_targets`` equals repeated
+``step`` calls with the same seed, to the bit.
 """
 
 from __future__ import annotations
@@ -20,11 +21,7 @@ import numpy.typing as npt
 
 from ai_trading.errors import ConfigError
 from ai_trading.execution.kernels import run_sequence, step_batch
-from ai_trading.execution.market import (
-    ExecParams,
-    MarketArrays,
-    latency_base_ms,
-)
+from ai_trading.execution.market import ExecParams, MarketArrays, draw_noise
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -99,7 +96,7 @@ def step(
     targets_are_weights: bool = True,
 ) -> StepResult:
     """Execute B envs' targets decided at their bar ``t`` (B,) on bar ``t+1`` with the compiled
-    :func:`ai_trading.execution.kernels.step_one` per env, the arithmetic of one :func:`run_targets` row.
+    :func:`ai_trading.execution.kernels.step_batch`, per env the arithmetic of one :func:`run_targets` row.
 
     ``positions`` (B x N shares), ``cash`` (B), ``targets`` (B x N weights of equity, or shares). The RL
     envs call the kernel directly with preallocated buffers.
@@ -107,15 +104,14 @@ def step(
     pos = np.array(positions, dtype=np.float64, order="C")
     B, N = pos.shape
     d = _decision_rows(market, pos, cash, targets, t)
-    u = rng.random((B, N, 3))
-    lat = np.ascontiguousarray(latency_base_ms(u[..., 0], u[..., 1], params.values))
+    noise = draw_noise(rng, (B, N))
     acc = np.array(cash, dtype=np.float64)
     equity = np.zeros(B)
     out = np.zeros((B, N, 7))
     step_batch(market.open, market.high, market.low, market.close, market.volume, market.mark, market.tradable,
                market.half_spread, market.vol, params.impact_scale, params.values, d,
-               np.ascontiguousarray(targets, dtype=np.float64), targets_are_weights, lat,
-               np.ascontiguousarray(u[..., 2]), pos, acc, equity, out)
+               np.ascontiguousarray(targets, dtype=np.float64), targets_are_weights, noise,
+               np.arange(B), pos, acc, equity, out)
     return StepResult(qty=out[..., 0], price=out[..., 1], ref=out[..., 2], spread=out[..., 3], impact=out[..., 4],
                       fee=out[..., 5], notional=out[..., 6], positions=pos, cash=acc, equity=equity,
                       exec_index=d + 1)
@@ -137,15 +133,13 @@ def run_targets(
     if targets.shape != (T, N):
         raise ConfigError(f"targets have shape {targets.shape}, market is {(T, N)}")
     pos0 = np.zeros(N) if initial_positions is None else np.asarray(initial_positions, dtype=np.float64)
-    u = rng.random((T - 1, N, 3))
-    lat = latency_base_ms(u[..., 0], u[..., 1], params.values)
-    spike_u = np.ascontiguousarray(u[..., 2])
+    noise = draw_noise(rng, (T - 1, N))
     out = {name: np.zeros((T, N)) for name in ("positions", "qty", "price", "ref", "spread", "impact", "fee",
                                                 "notional")}
     cash, equity = np.zeros(T), np.zeros(T)
     run_sequence(market.open, market.high, market.low, market.close, market.volume, market.mark,
                  market.tradable, market.half_spread, market.vol, params.impact_scale, params.values, targets,
-                 targets_are_weights, lat, spike_u, float(initial_cash), pos0, out["positions"], cash, equity,
+                 targets_are_weights, noise, float(initial_cash), pos0, out["positions"], cash, equity,
                  out["qty"], out["price"], out["ref"], out["spread"], out["impact"], out["fee"],
                  out["notional"])
     return SequenceResult(cash=cash, equity=equity, **out)

@@ -1,9 +1,9 @@
 """Many portfolio episodes stepped together: a numpy/numba stable-baselines3 ``VecEnv``.
 
 Env i is :class:`ai_trading.rl_trading.PortfolioEnv` seeded with ``seed + i``: the same generator, the same
-episode draws (:func:`ai_trading.rl_trading.state.draw_episodes`) and the same compiled step, but one kernel
-call steps all of them. Episodes are drawn ahead into an :class:`~ai_trading.rl_trading.state.EpisodePool`
-(many per call, in each env's draw order), so the kernel starts an env's next episode itself and Python
+episode draws (:meth:`ai_trading.rl_trading.state.EpisodePool.refill`) and the same compiled step, but one
+kernel call steps all of them. Episodes are drawn ahead into an :class:`~ai_trading.rl_trading.state.EpisodePool`
+(each env in its own draw order), so the kernel starts an env's next episode itself and Python
 only tops the pool up when some env has used all of its drawn episodes. Like ``VecMonitor`` it reports
 ``info["episode"]`` (return, length, time) at the end of each episode, plus ``terminal_observation`` and
 ``TimeLimit.truncated`` as SB3 expects.
@@ -39,7 +39,7 @@ from ai_trading.rl_trading.state import (
 
 log = logging.getLogger(__name__)
 
-POOL_VALUES = 1_000_000  # latency values per pool array: bounds the episodes drawn ahead (memory, ~8 MB)
+POOL_VALUES = 1_000_000  # noise slots in the pool: bounds the episodes drawn ahead (memory, ~16 MB)
 MAX_SLOTS = 16
 
 
@@ -57,7 +57,7 @@ class BatchedPortfolioEnv(VecEnv):
         self._scale, self._p = data.params.impact_scale, data.params.values
         self._act = np.zeros((B, N))
         slots = max(2, min(MAX_SLOTS, 1 + POOL_VALUES // (B * L * N)))
-        self._pool = EpisodePool(B, slots, self.layout, data.params, N)
+        self._pool = EpisodePool(B, slots, self.layout, N)
         self._ist = np.zeros((B, N_IST), dtype=np.int64)
         self._fst = np.zeros((B, N_FST))
         self._pos = np.zeros((B, N))
@@ -78,8 +78,8 @@ class BatchedPortfolioEnv(VecEnv):
         self._t0 = time.perf_counter()
         # The kernel's arguments never change identity (the pool is refilled in place): build them once.
         pool = self._pool
-        self._step_args = (self._mk, self._feats, self._scale, self._p, self._cv, self._act, pool.lat_rows,
-                           pool.spike_rows, pool.starts, self._length, self._cash0, self._ist, self._fst, self._pos,
+        self._step_args = (self._mk, self._feats, self._scale, self._p, self._cv, self._act, pool.noise_rows,
+                           pool.starts, self._length, self._cash0, self._ist, self._fst, self._pos,
                            self._avg, self._w, self._fills, self._obs, self._term_obs, self._rew, self._flags,
                            self._ep_return, self._ep_length, self._rec, self._recs)
         super().__init__(B, observation_space(data), action_space(data, config))

@@ -94,7 +94,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         self._env0 = np.zeros(1, dtype=np.int64)
         self._act = np.zeros((1, N))
         # Two slots: the running episode and the next, drawn at reset (never ahead: reset(seed) re-seeds).
-        self._pool = EpisodePool(1, 2, self.layout, data.params, N, keep_states=True)
+        self._pool = EpisodePool(1, 2, self.layout, N, keep_states=True)
         self._ist = np.zeros((1, N_IST), dtype=np.int64)
         self._fst = np.zeros((1, N_FST))
         self._pos = np.zeros((1, N))
@@ -137,8 +137,8 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
             raise gym.error.ResetNeeded("call reset() before step()")
         self._act[0] = action
         pool = self._pool
-        env_step(self._mk, self._feats, self._scale, self._p, self._cv, self._act, pool.lat_rows, pool.spike_rows,
-                 pool.starts, self.layout.length, self.config.initial_cash, self._ist, self._fst, self._pos,
+        env_step(self._mk, self._feats, self._scale, self._p, self._cv, self._act, pool.noise_rows, pool.starts,
+                 self.layout.length, self.config.initial_cash, self._ist, self._fst, self._pos,
                  self._avg, self._w, self._fills, self._obs, self._obs, self._rew, self._flags, self._ep_ret,
                  self._ep_len, self._rec, self._recs)
         flag = self._flags[0]

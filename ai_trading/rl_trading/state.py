@@ -2,7 +2,7 @@
 step (constraints -> fills -> reward -> observation) over B envs.
 
 :class:`PortfolioEnv` runs it with B = 1, :class:`BatchedPortfolioEnv` with B = n_envs; both draw each
-episode's randomness the same way (:func:`draw_episodes`, through an :class:`EpisodePool`), so they agree bit for bit.
+episode's randomness the same way (through an :class:`EpisodePool`), so they agree bit for bit.
 
 Observation at decision row t (float32): the feature rows of every symbol at t (symbol-major, the
 feature spec's column order), then ``cash / equity``, the N position weights ``positions * mark / equity``,
@@ -24,8 +24,8 @@ import pandas as pd
 from numba import njit
 
 from ai_trading.errors import ConfigError, DataValidationError
-from ai_trading.execution.kernels import step_one
-from ai_trading.execution.market import ExecParams, MarketArrays, latency_base_ms, slice_market
+from ai_trading.execution.kernels import step_batch
+from ai_trading.execution.market import NOISE_FIELDS, ExecParams, MarketArrays, draw_noise, slice_market
 from ai_trading.features import FeatureSet
 from ai_trading.rl_trading.config import PortfolioEnvConfig
 
@@ -47,7 +47,6 @@ R_WEIGHT, R_QTY, R_PRICE, R_REF, R_SPREAD, R_IMPACT, R_FEE, R_NOTIONAL, R_POSITI
 RS_CASH, RS_EQUITY, RS_REWARD = range(3)
 N_PORTFOLIO_BASE = 6  # cash fraction, leverage, gross, net, unrealised PnL, drawdown (+ N weights)
 TERMINATED, TRUNCATED = 1, 2
-DRAW_CHUNK_VALUES = 1 << 16  # uniforms turned into latency per ufunc call when drawing episodes
 
 
 @dataclass(frozen=True)
@@ -156,93 +155,53 @@ def config_vector(config: PortfolioEnvConfig) -> FloatArray:
                      r.turnover_penalty, config.ruin_threshold], dtype=np.float64)
 
 
-def draw_episodes(rngs: list[np.random.Generator], counts: list[int], layout: EpisodeLayout, params: ExecParams,
-                  n_symbols: int, keep_states: bool = False
-                  ) -> tuple[npt.NDArray[np.int64], list[dict[str, Any]] | None, FloatArray, FloatArray]:
-    """Draw ``counts[j]`` consecutive episodes from generator ``rngs[j]``: each its start row, then its
-    execution randomness, ``3 * N * length`` uniforms from the same generator in the layout of
-    :func:`ai_trading.execution.vectorized.run_targets`. Returns (starts, states, latency, spike),
-    episodes in that order; ``states`` (with ``keep_states``) holds each episode's generator state just
-    before its uniforms, so ``run_targets`` with a generator at that state reproduces its fills.
-    Latency (length, N) is computed for many episodes per call (its ufuncs dominate an episode's cost).
-    """
-    total = sum(counts)
-    L, N = layout.length, n_symbols
-    starts = np.empty(total, dtype=np.int64)
-    states: list[dict[str, Any]] | None = [] if keep_states else None
-    lat = np.empty((total, L, N))
-    spike = np.empty((total, L, N))
-    chunk = max(1, DRAW_CHUNK_VALUES // (3 * L * N))  # keeps the uniforms in cache
-    u = np.empty((min(chunk, total), L, N, 3))
-    i = lo = 0
-    for rng, count in zip(rngs, counts, strict=True):
-        for _ in range(count):
-            starts[i] = int(rng.integers(layout.lo, layout.hi + 1))
-            if states is not None:
-                states.append(dict(rng.bit_generator.state))
-            rng.random(out=u[i - lo])
-            i += 1
-            if i - lo == u.shape[0] or i == total:
-                n = i - lo
-                latency_base_ms(u[:n, ..., 0], u[:n, ..., 1], params.values, out=lat[lo:i])
-                spike[lo:i] = u[:n, ..., 2]
-                lo = i
-    return starts, states, lat, spike
-
-
 class EpisodePool:
     """Episodes drawn ahead for B envs: a ring of ``slots`` per env holding the running episode and up to
-    ``slots - 1`` drawn next (start row, latency and spike draws (length, N), and with ``keep_states`` the
-    execution generator state of :func:`draw_episodes`).
+    ``slots - 1`` drawn next (start row, execution noise (length, N, 2) and with ``keep_states`` the
+    execution generator state).
 
-    Env b's episodes are drawn from its generator in order, so drawing ahead changes nothing; it lets one
-    call draw many episodes (the per-call cost dominates a reset) and lets :func:`env_step` start an env's
-    next episode itself. ``ist[:, I_SLOT]``/``ist[:, I_PEND]`` say where each env is in its ring.
+    Env b draws each episode from its generator ``rngs[b]``: the start row, then the episode's noise
+    (:func:`ai_trading.execution.market.draw_noise`, in the layout of
+    :func:`ai_trading.execution.vectorized.run_targets`), straight into its slot. Episodes are drawn in each
+    env's order, so drawing ahead changes nothing; it lets :func:`env_step` start an env's next episode
+    itself. ``ist[:, I_SLOT]``/``ist[:, I_PEND]`` say where each env is in its ring. ``states`` holds each
+    episode's generator state just before its noise, so ``run_targets`` with a generator at that state
+    reproduces its fills.
     """
 
-    def __init__(self, n_envs: int, slots: int, layout: EpisodeLayout, params: ExecParams, n_symbols: int,
+    def __init__(self, n_envs: int, slots: int, layout: EpisodeLayout, n_symbols: int,
                  keep_states: bool = False) -> None:
         if slots < 2:
             raise ValueError(f"an episode pool needs at least 2 slots, got {slots}")
         B, K, L, N = n_envs, slots, layout.length, n_symbols
-        self.layout, self.params, self.slots = layout, params, slots
-        self.lat = np.zeros((B, K, L, N))
-        self.spike = np.zeros((B, K, L, N))
+        self.layout, self.slots = layout, slots
+        self.noise = np.zeros((B, K, L, N, NOISE_FIELDS))
         self.starts = np.zeros((B, K), dtype=np.int64)
         self.keep_states = keep_states
         self.states: list[list[dict[str, Any] | None]] = [[None] * K for _ in range(B)]
-        # Row (b * K + slot) * L + k of these is step k of the episode in env b's slot.
-        self.lat_rows = self.lat.reshape(B * K * L, N)
-        self.spike_rows = self.spike.reshape(B * K * L, N)
+        # Row (b * K + slot) * L + k of this is step k of the episode in env b's slot.
+        self.noise_rows = self.noise.reshape(B * K * L, N, NOISE_FIELDS)
 
     def refill(self, rngs: list[np.random.Generator], ist: np.ndarray) -> None:
         """Draw episodes until every env has ``slots - 1`` ahead (env b from ``rngs[b]``)."""
-        K = self.slots
+        K, lo, hi = self.slots, self.layout.lo, self.layout.hi + 1
+        slots = self.noise.shape[2:4]
         pend, cur = ist[:, I_PEND], ist[:, I_SLOT]
-        need = K - 1 - pend
-        envs = np.flatnonzero(need > 0)
-        if envs.size == 0:
-            return
-        counts = need[envs]
-        starts, states, lat, spike = draw_episodes([rngs[b] for b in envs], counts.tolist(), self.layout,
-                                                   self.params, self.lat.shape[3], self.keep_states)
-        env_idx = np.repeat(envs, counts)
-        offset = np.arange(env_idx.size) - np.repeat(np.cumsum(counts) - counts, counts)
-        slot_idx = (cur[env_idx] + 1 + pend[env_idx] + offset) % K
-        self.starts[env_idx, slot_idx] = starts
-        if states is not None:
-            for b, slot, state in zip(env_idx.tolist(), slot_idx.tolist(), states, strict=True):
-                self.states[b][slot] = state
-        self.lat[env_idx, slot_idx] = lat
-        self.spike[env_idx, slot_idx] = spike
-        ist[envs, I_PEND] = K - 1
+        for b in np.flatnonzero(pend < K - 1).tolist():
+            rng = rngs[b]
+            for ahead in range(int(pend[b]), K - 1):
+                slot = (int(cur[b]) + 1 + ahead) % K
+                self.starts[b, slot] = rng.integers(lo, hi)
+                if self.keep_states:
+                    self.states[b][slot] = dict(rng.bit_generator.state)
+                draw_noise(rng, slots, out=self.noise[b, slot])
+            ist[b, I_PEND] = K - 1
 
 
 @njit(cache=True)
-def begin_episode(mk: np.ndarray, feats: np.ndarray, cv: np.ndarray, starts: np.ndarray, length: int,
-                  cash0: float, ist: np.ndarray, fst: np.ndarray, pos: np.ndarray, avg: np.ndarray,
-                  obs: np.ndarray, b: int) -> None:
-    """Env ``b`` moves to the next episode of its pool: flat book at its start row, first observation."""
+def begin_episode(starts: np.ndarray, length: int, cash0: float, ist: np.ndarray, fst: np.ndarray, pos: np.ndarray,
+                  avg: np.ndarray, b: int) -> None:
+    """Env ``b`` moves to the next episode of its pool: flat book at its start row (no observation)."""
     slot = (ist[b, I_SLOT] + 1) % starts.shape[1]
     ist[b, I_SLOT] = slot
     ist[b, I_PEND] -= 1
@@ -258,72 +217,78 @@ def begin_episode(mk: np.ndarray, feats: np.ndarray, cv: np.ndarray, starts: np.
     for n in range(pos.shape[1]):
         pos[b, n] = 0.0
         avg[b, n] = 0.0
-    write_obs(mk, feats, cv, ist, fst, pos, avg, obs, b)
 
 
 @njit(cache=True)
 def reset_envs(mk: np.ndarray, feats: np.ndarray, cv: np.ndarray, envs: np.ndarray, starts: np.ndarray,
                length: int, cash0: float, ist: np.ndarray, fst: np.ndarray, pos: np.ndarray, avg: np.ndarray,
                obs: np.ndarray) -> None:
-    """Start the next pooled episode of each env in ``envs`` (:func:`begin_episode`)."""
+    """Start the next pooled episode of each env in ``envs`` (:func:`begin_episode`) and write its first
+    observation."""
     for j in range(envs.shape[0]):
-        begin_episode(mk, feats, cv, starts, length, cash0, ist, fst, pos, avg, obs, envs[j])
+        begin_episode(starts, length, cash0, ist, fst, pos, avg, envs[j])
+        write_obs(mk, feats, cv, ist, fst, pos, avg, obs, envs[j], envs[j] + 1)
 
 
 @njit(cache=True)
 def write_obs(mk: np.ndarray, feats: np.ndarray, cv: np.ndarray, ist: np.ndarray, fst: np.ndarray,
-              pos: np.ndarray, avg: np.ndarray, obs: np.ndarray, b: int) -> None:
-    """Observation of env ``b`` at its current decision row (layout in the module docstring)."""
-    t = ist[b, I_T]
+              pos: np.ndarray, avg: np.ndarray, obs: np.ndarray, first: int, stop: int) -> None:
+    """Observations of envs ``first .. stop - 1`` at their current decision rows (layout in the module
+    docstring)."""
     nf = feats.shape[1]
     N = pos.shape[1]
-    for j in range(nf):
-        obs[b, j] = feats[t, j]
-    eq = fst[b, F_EQUITY]
-    den = eq if eq > 1e-12 * fst[b, F_EQ0] else 1e-12 * fst[b, F_EQ0]
-    gross = 0.0
-    net = 0.0
-    upnl = 0.0
-    for n in range(N):
-        m = mk[MK_MARK, t, n]
-        w = pos[b, n] * m / den
-        obs[b, nf + 1 + n] = w
-        gross += abs(w)
-        net += w
-        if pos[b, n] != 0.0:
-            upnl += pos[b, n] * (m - avg[b, n])
     k = nf + 1 + N
-    obs[b, nf] = fst[b, F_CASH] / den
-    obs[b, k] = gross / cv[CV_MAX_LEV]
-    obs[b, k + 1] = gross
-    obs[b, k + 2] = net
-    obs[b, k + 3] = upnl / den
-    obs[b, k + 4] = 1.0 - eq / fst[b, F_PEAK]
+    for b in range(first, stop):
+        t = ist[b, I_T]
+        for j in range(nf):
+            obs[b, j] = feats[t, j]
+        eq = fst[b, F_EQUITY]
+        den = eq if eq > 1e-12 * fst[b, F_EQ0] else 1e-12 * fst[b, F_EQ0]
+        gross = 0.0
+        net = 0.0
+        upnl = 0.0
+        for n in range(N):
+            m = mk[MK_MARK, t, n]
+            w = pos[b, n] * m / den
+            obs[b, nf + 1 + n] = w
+            gross += abs(w)
+            net += w
+            if pos[b, n] != 0.0:
+                upnl += pos[b, n] * (m - avg[b, n])
+        obs[b, nf] = fst[b, F_CASH] / den
+        obs[b, k] = gross / cv[CV_MAX_LEV]
+        obs[b, k + 1] = gross
+        obs[b, k + 2] = net
+        obs[b, k + 3] = upnl / den
+        obs[b, k + 4] = 1.0 - eq / fst[b, F_PEAK]
 
 
 @njit(cache=True)
 def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray, cv: np.ndarray,
-             act: np.ndarray, lat: np.ndarray, spike: np.ndarray, starts: np.ndarray, length: int, cash0: float,
+             act: np.ndarray, noise: np.ndarray, starts: np.ndarray, length: int, cash0: float,
              ist: np.ndarray, fst: np.ndarray, pos: np.ndarray, avg: np.ndarray, w: np.ndarray,
              fills: np.ndarray, obs: np.ndarray, term_obs: np.ndarray, rew: np.ndarray, flags: np.ndarray,
              ep_ret: np.ndarray, ep_len: np.ndarray, rec: np.ndarray, recs: np.ndarray) -> int:
-    """Step B envs once: constrain actions to weights ``w``, fill through
-    :func:`ai_trading.execution.kernels.step_one`, reward, end-of-episode flags, next observation.
+    """Step B envs once: constrain actions to weights ``w``, fill all envs through
+    :func:`ai_trading.execution.kernels.step_batch`, reward, end-of-episode flags, next observations.
 
     Constraints, whatever the action: non-finite -> 0; clipped to [0, 1] (long-only) or [-1, 1]; times
     ``max_position``; scaled down so ``sum |w| <= max_leverage``. Step k of the episode in env b's pool slot
-    s uses row ``(b * K + s) * length + k`` of the pooled ``lat``/``spike`` (:class:`EpisodePool` rows).
+    s uses row ``(b * K + s) * length + k`` of the pooled ``noise`` (:class:`EpisodePool` rows).
     Records step k into ``rec``/``recs`` when they have room. An env whose episode ends gets its return
     and length in ``ep_ret``/``ep_len``; if its pool holds a next episode it starts it at once (the final
     observation goes to ``term_obs``, the new first one to ``obs``), else ``obs`` keeps the final one.
-    Returns the number of episodes that ended.
+    Returns the number of episodes that ended. Each phase loops over all envs inside one call (a call
+    per env would cost a reference-count round trip per array argument).
     """
     B, N = pos.shape
     K = starts.shape[1]
     lo = 0.0 if cv[CV_LONG_ONLY] > 0.0 else -1.0
-    o, h, low, c, v = mk[MK_OPEN], mk[MK_HIGH], mk[MK_LOW], mk[MK_CLOSE], mk[MK_VOLUME]
-    mark, tradable, hs, vol = mk[MK_MARK], mk[MK_TRADABLE], mk[MK_HS], mk[MK_VOL]
-    n_done = 0
+    mark = mk[MK_MARK]
+    d = np.empty(B, dtype=np.int64)
+    rows = np.empty(B, dtype=np.int64)
+    cash = np.empty(B)
+    equity = np.empty(B)
     for b in range(B):
         gross = 0.0
         for n in range(N):
@@ -337,14 +302,18 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
             shrink = cv[CV_MAX_LEV] / gross
             for n in range(N):
                 w[b, n] = w[b, n] * shrink
-        d = ist[b, I_T]
+        d[b] = ist[b, I_T]
+        rows[b] = (b * K + ist[b, I_SLOT]) * length + ist[b, I_K]
+        cash[b] = fst[b, F_CASH]
+    step_batch(mk[MK_OPEN], mk[MK_HIGH], mk[MK_LOW], mk[MK_CLOSE], mk[MK_VOLUME], mark, mk[MK_TRADABLE],
+               mk[MK_HS], mk[MK_VOL], scale, p, d, w, True, noise, rows, pos, cash, equity, fills)
+    n_done = 0
+    for b in range(B):
         k = ist[b, I_K]
+        e = d[b] + 1
         eq_before = fst[b, F_EQUITY]
         eq0 = fst[b, F_EQ0]
-        row = (b * K + ist[b, I_SLOT]) * length + k
-        cash, eq = step_one(o, h, low, c, v, mark, tradable, hs, vol, scale, p, d, w, True, lat, spike, row,
-                            pos, fst[b, F_CASH], fills, b)
-        e = d + 1
+        eq = equity[b]
         turnover = 0.0
         gross_after = 0.0
         for n in range(N):
@@ -369,7 +338,7 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
         r -= cv[CV_LEV] * max(gross_after / max(eq, floor) - cv[CV_MAX_LEV], 0.0)
         r -= cv[CV_TURN] * turnover / eq_before
         rew[b] = r
-        fst[b, F_CASH] = cash
+        fst[b, F_CASH] = cash[b]
         fst[b, F_EQUITY] = eq
         fst[b, F_PEAK] = peak
         fst[b, F_RET] += r
@@ -387,7 +356,7 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
                 for j in range(7):
                     rec[b, k, n, R_QTY + j] = fills[b, n, j]
                 rec[b, k, n, R_POSITION] = pos[b, n]
-            recs[b, k, RS_CASH] = cash
+            recs[b, k, RS_CASH] = cash[b]
             recs[b, k, RS_EQUITY] = eq
             recs[b, k, RS_REWARD] = r
         if flags[b] != 0:
@@ -395,10 +364,9 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
             ep_ret[b] = fst[b, F_RET]
             ep_len[b] = k + 1
             if ist[b, I_PEND] > 0:
-                write_obs(mk, feats, cv, ist, fst, pos, avg, term_obs, b)
-                begin_episode(mk, feats, cv, starts, length, cash0, ist, fst, pos, avg, obs, b)
-                continue
-        write_obs(mk, feats, cv, ist, fst, pos, avg, obs, b)
+                write_obs(mk, feats, cv, ist, fst, pos, avg, term_obs, b, b + 1)
+                begin_episode(starts, length, cash0, ist, fst, pos, avg, b)
+    write_obs(mk, feats, cv, ist, fst, pos, avg, obs, 0, B)
     return n_done
 
 

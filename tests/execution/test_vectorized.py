@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -131,6 +132,37 @@ def test_step_batch_repeated_equals_run_targets_bit_for_bit(seed: int, batch: in
                targets_are_weights=weights)
     np.testing.assert_array_equal(out.equity, seq.equity[ts + 1])
     np.testing.assert_array_equal(out.positions, seq.positions[ts + 1])
+
+
+def _latencies_ms(config_overrides: dict, n_bars: int, seed: int) -> np.ndarray:
+    """Latency of every fill, read back from where it met the bar: each 1-minute bar moves linearly from its
+    open 100 (= its low) to its high and close 110, so a fill after ``lat`` ms references
+    ``100 + 10 * lat / 60_000``."""
+    rows = [(str(ts), "AAA", 100.0, 110.0, 100.0, 110.0, 1e9)
+            for ts in pd.date_range("2020-01-06 08:00", periods=n_bars, freq="1min")]
+    market, params = _market(rows, **config_overrides)
+    targets = np.resize([[0.5], [0.0]], (n_bars, 1))  # a trade on every bar
+    res = run_targets(market, params, targets, np.random.default_rng(seed), initial_cash=1e6)
+    return (res.ref[1:, 0] - 100.0) / 10.0 * 60_000.0
+
+
+def test_latency_lognormal_with_spikes_has_the_configured_distribution() -> None:
+    n = 6_000
+    lat = _latencies_ms({"latency": "lognormal", "latency_ms": 3_000.0, "latency_sigma": 0.4, "spike_prob": 0.25,
+                         "spike_ms": 30_000.0, "spike_vol_coef": 0.0}, n + 1, seed=3)
+    # A spike adds 30 s; without one, 20 s is 4.7 sigma above the 3 s median: the two never overlap here.
+    spiked = lat > 20_000.0
+    # Binomial(6000, 0.25): standard deviation 0.0056, so 0.03 is more than 5 of them.
+    assert abs(spiked.mean() - 0.25) < 0.03
+    for logs in (np.log(lat[~spiked]), np.log(lat[spiked] - 30_000.0)):  # spiked slots keep their base latency
+        assert abs(np.median(logs) - np.log(3_000.0)) < 0.06
+        assert abs(np.std(logs) - 0.4) < 0.04
+
+
+def test_latency_constant_without_spikes_is_exactly_the_configured_latency() -> None:
+    lat = _latencies_ms({"latency": "constant", "latency_ms": 1_500.0, "spike_prob": 0.0, "spike_ms": 30_000.0},
+                        201, seed=4)
+    np.testing.assert_allclose(lat, 1_500.0, rtol=1e-9)
 
 
 def test_step_decision_on_last_bar_raises_config_error() -> None:
