@@ -99,7 +99,10 @@ class BatchedPortfolioEnv(VecEnv):
         return self._obs.copy()
 
     def step_async(self, actions: np.ndarray) -> None:
-        np.copyto(self._act, np.reshape(actions, self._act.shape), casting="unsafe")
+        if np.shape(actions) != self._act.shape:
+            raise ValueError(f"actions have shape {np.shape(actions)}, expected (n_envs, n_symbols) "
+                             f"{self._act.shape}")
+        self._act[...] = actions
 
     def step_wait(self) -> VecEnvStepReturn:
         n_done = env_step(*self._step_args)

@@ -59,3 +59,12 @@ def test_batched_env_small_episode_pool_refilled_mid_rollout_equals_single_envs(
 
     monkeypatch.setattr(batched_module, "MAX_SLOTS", slots)
     test_batched_env_same_seeds_equals_single_envs_step_for_step("portfolio", 0.98)
+
+
+def test_batched_env_actions_of_the_wrong_shape_raise_instead_of_broadcasting() -> None:
+    cfg, data = env_cfg("portfolio"), env_data("portfolio")
+    venv = make_env(cfg, split="train", seed=0, n_envs=3, data=data)
+    venv.reset()
+    one_env = np.full(data.n_symbols, 0.5, dtype=np.float32)  # would broadcast to every env
+    with pytest.raises(ValueError, match="actions have shape"):
+        venv.step(one_env)
