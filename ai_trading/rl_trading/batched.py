@@ -110,13 +110,17 @@ class BatchedPortfolioEnv(VecEnv):
         dones = self._flags > 0
         if n_done:
             now = round(time.perf_counter() - self._t0, 6)
-            for i in np.flatnonzero(dones):
+            ended = np.flatnonzero(dones)
+            terminal = self._term_obs[ended]  # a copy: the kernel reuses its buffer
+            truncated = (self._flags[ended] == TRUNCATED).tolist()
+            returns, lengths = self._ep_return[ended].tolist(), self._ep_length[ended].tolist()
+            for j, i in enumerate(ended.tolist()):
                 infos[i] = {
-                    "terminal_observation": self._term_obs[i].copy(),
-                    "TimeLimit.truncated": bool(self._flags[i] == TRUNCATED),
-                    "episode": {"r": round(float(self._ep_return[i]), 6), "l": int(self._ep_length[i]), "t": now},
+                    "terminal_observation": terminal[j],
+                    "TimeLimit.truncated": truncated[j],
+                    "episode": {"r": round(returns[j], 6), "l": lengths[j], "t": now},
                 }
-            if not self._ist[:, I_PEND].all():
+            if not self._ist[ended, I_PEND].all():  # only envs that started an episode used up a drawn one
                 self._pool.refill(self._rngs, self._ist)
         return self._obs.copy(), self._rew.astype(np.float32), dones, infos
 
