@@ -127,6 +127,20 @@ def fill_slice(side: float, want: float, o: float, h: float, low: float, c: floa
 
 
 @njit(cache=True)
+def trade_towards(target: float, weights: bool, position: float, eq_d: float, m: float, band: float,
+                  tradable: bool) -> float:
+    """Shares to trade from ``position`` towards ``target`` (a weight of equity ``eq_d`` at mark ``m``, or
+    shares); 0 inside the no-trade band or on a bar where the symbol does not trade."""
+    shares = (target * eq_d / m if m > 0.0 else 0.0) if weights else target
+    trade = shares - position
+    if band > 0.0 and abs(trade) * m < band * abs(eq_d):
+        trade = 0.0
+    if not tradable:
+        trade = 0.0
+    return trade
+
+
+@njit(cache=True)
 def run_sequence(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray,
                  mark: np.ndarray, tradable: np.ndarray, hs: np.ndarray, vol: np.ndarray, scale: np.ndarray,
                  p: np.ndarray, targets: np.ndarray, weights: bool, noise: np.ndarray, cash0: float,
@@ -154,13 +168,7 @@ def run_sequence(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v
         for n in range(N):
             eq_d = eq_d + pos[n] * mark[d, n]
         for n in range(N):
-            m = mark[d, n]
-            target = (targets[d, n] * eq_d / m if m > 0.0 else 0.0) if weights else targets[d, n]
-            trade = target - pos[n]
-            if band > 0.0 and abs(trade) * m < band * abs(eq_d):
-                trade = 0.0
-            if not tradable[t, n]:
-                trade = 0.0
+            trade = trade_towards(targets[d, n], weights, pos[n], eq_d, mark[d, n], band, tradable[t, n])
             side = 1.0 if trade > 0.0 else -1.0
             q, price, ref, sc, ic, fee, _ = fill_slice(side, abs(trade), o[t, n], h[t, n], low[t, n], c[t, n],
                                                        v[t, n], hs[d, n], vol[d, n], noise[d, n, 0],
@@ -257,13 +265,7 @@ def step_batch(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: 
         for n in range(N):
             eq_d = eq_d + pos[b, n] * mark[dd, n]
         for n in range(N):
-            m = mark[dd, n]
-            target = (targets[b, n] * eq_d / m if m > 0.0 else 0.0) if weights else targets[b, n]
-            trade = target - pos[b, n]
-            if band > 0.0 and abs(trade) * m < band * abs(eq_d):
-                trade = 0.0
-            if not tradable[e, n]:
-                trade = 0.0
+            trade = trade_towards(targets[b, n], weights, pos[b, n], eq_d, mark[dd, n], band, tradable[e, n])
             side = 1.0 if trade > 0.0 else -1.0
             q, price, ref, sc, ic, fee, _ = fill_slice(side, abs(trade), o[e, n], h[e, n], low[e, n], c[e, n],
                                                        v[e, n], hs[dd, n], vol[dd, n], noise[r, n, 0],
