@@ -185,7 +185,7 @@ class EpisodePool:
     def refill(self, rngs: list[np.random.Generator], ist: np.ndarray) -> None:
         """Draw episodes until every env has ``slots - 1`` ahead (env b from ``rngs[b]``)."""
         K, lo, hi = self.slots, self.layout.lo, self.layout.hi + 1
-        slots = self.noise.shape[2:4]
+        episode_slots = self.noise.shape[2:4]  # (length, N) fill slots per episode
         pend, cur = ist[:, I_PEND], ist[:, I_SLOT]
         for b in np.flatnonzero(pend < K - 1).tolist():
             rng = rngs[b]
@@ -194,7 +194,7 @@ class EpisodePool:
                 self.starts[b, slot] = rng.integers(lo, hi)
                 if self.keep_states:
                     self.states[b][slot] = dict(rng.bit_generator.state)
-                draw_noise(rng, slots, out=self.noise[b, slot])
+                draw_noise(rng, episode_slots, out=self.noise[b, slot])
             ist[b, I_PEND] = K - 1
 
 
@@ -379,7 +379,7 @@ class EpisodeRecord:
     at its close; ``spread``/``impact``/``fee`` (currency) and ``notional`` (traded, currency) per symbol.
     Replay: ``run_targets(slice_market(market, start, start + n_steps + 1), params, targets,
     record.exec_rng(), initial_cash=initial_cash)`` with ``targets[:n_steps] = weights``; ``exec_state`` is
-    the env generator's ``bit_generator.state`` just before the episode's execution uniforms.
+    the env generator's ``bit_generator.state`` just before the episode's execution noise.
     """
 
     timestamps: pd.DatetimeIndex
