@@ -1,4 +1,4 @@
-"""The MLflow run of an entrypoint job (``ai_trading.train``, the walk-forward evaluation).
+"""The MLflow run of an entrypoint job (``ai_trading.train``, ``ai_trading.evaluate``).
 
 Kept apart from :mod:`ai_trading.pipeline` so that building data and environments never imports mlflow.
 """
@@ -9,22 +9,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-
-from ai_trading.pipeline import Dataset
-from ai_trading.tracking import TrackedRun, TrackingConfig, start_run
+from ai_trading.pipeline import Dataset, Execution
+from ai_trading.secrets import mask_text
+from ai_trading.tracking import TrackedRun, start_run
+from ai_trading.wiring import ResearchConfig
 
 
 @contextmanager
-def start_job_run(cfg: DictConfig, dataset: Dataset, *, run_name: str, overrides: Sequence[str],
-                  tags: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
-    """The MLflow run of one entrypoint job: ``cfg.tracking``'s store, the resolved config, and the
-    provenance every job carries (``feature_schema_hash``, ``dataset_fingerprint``, seed) plus ``tags``."""
-    tracking: TrackingConfig = instantiate(cfg.tracking)
-    resolved = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
+def start_job_run(config: ResearchConfig, dataset: Dataset, execution: Execution, *, run_name: str,
+                  overrides: Sequence[str], tags: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
+    """The MLflow run of one entrypoint job: the configured store, the resolved config (secrets masked), and
+    the provenance every job carries (``feature_schema_hash``, ``dataset_fingerprint``, ``cost_model_hash``,
+    seed) plus ``tags``."""
     provenance = {"feature_schema_hash": dataset.features.schema_hash,
-                  "dataset_fingerprint": dataset.bars.fingerprint, "seed": cfg.seed}
-    with start_run(tracking, run_name=run_name, resolved_config=resolved, overrides=overrides,
-                   tags={**provenance, **(tags or {})}) as run:
+                  "dataset_fingerprint": dataset.bars.fingerprint,
+                  "cost_model_hash": execution.cost_model_hash, "seed": config.seed}
+    with start_run(config.tracking, run_name=run_name, resolved_config=config.resolved,
+                   overrides=[mask_text(o) for o in overrides], tags={**provenance, **(tags or {})}) as run:
         yield run

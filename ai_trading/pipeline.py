@@ -1,16 +1,20 @@
-"""Build the data and features of a composed run config: the first steps of every entrypoint."""
+"""Build what every entrypoint job starts from, once, from typed configs: the validated bars and their
+features, and the cost truth (the simulator preset with the cost model's learned state on top)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-import pandas as pd
-from hydra.utils import instantiate
-from omegaconf import DictConfig
-
 from ai_trading.data import Bars, DataConfig, load
-from ai_trading.execution import EwmaCostModel, ExecParams, MarketArrays, SimulatorConfig, build_execution
+from ai_trading.execution import (
+    EwmaCostModel,
+    EwmaCostModelConfig,
+    ExecParams,
+    MarketArrays,
+    SimulatorConfig,
+    build_execution,
+)
 from ai_trading.features import FeatureBuilder, FeatureSet, FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -24,21 +28,28 @@ class Dataset:
     features: FeatureSet
 
 
-def build_dataset(cfg: DictConfig) -> Dataset:
-    """Load ``cfg.data`` and build ``cfg.features`` on it."""
-    data_config: DataConfig = instantiate(cfg.data, _convert_="all")
-    spec: FeatureSpec = instantiate(cfg.features, _convert_="all")
-    bars = load(data_config)
-    features = FeatureBuilder(spec).build(bars)
+def build_dataset(data: DataConfig, features: FeatureSpec) -> Dataset:
+    """Load ``data`` and build ``features`` on it."""
+    bars = load(data)
+    feature_set = FeatureBuilder(features).build(bars)
     log.info("dataset ready symbols=%s bars=%d feature_rows=%d schema=%s fingerprint=%s", ",".join(bars.symbols),
-             len(bars.frame), len(features.frame), features.schema_hash[:12], bars.fingerprint[:12])
-    return Dataset(bars=bars, features=features)
+             len(bars.frame), len(feature_set.frame), feature_set.schema_hash[:12], bars.fingerprint[:12])
+    return Dataset(bars=bars, features=feature_set)
 
 
-def build_execution_for(cfg: DictConfig, bars: pd.DataFrame) -> tuple[MarketArrays, ExecParams]:
-    """Market arrays and execution parameters of ``bars`` under ``cfg.simulator``; with
-    ``cfg.use_cost_model`` the costs come from the EWMA cost model of ``cfg.cost_model``."""
-    sim_config: SimulatorConfig = instantiate(cfg.simulator, _convert_="all")
-    cost_model = EwmaCostModel(instantiate(cfg.cost_model, _convert_="all")) if cfg.use_cost_model else None
-    return build_execution(bars, sim_config, cost_model)
+@dataclass(frozen=True)
+class Execution:
+    """The market arrays and kernel parameters of a job's bars under its cost truth, and that truth's hash
+    (``cost_model_hash``: the preset's coefficients and the learned state)."""
 
+    market: MarketArrays
+    params: ExecParams
+    cost_model_hash: str
+
+
+def build_costs(dataset: Dataset, simulator: SimulatorConfig, cost_model: EwmaCostModelConfig) -> Execution:
+    """The execution of ``dataset``'s bars under ``simulator`` with the learned state of ``cost_model``."""
+    model = EwmaCostModel.from_config(cost_model, simulator)
+    market, params = build_execution(dataset.bars.frame, simulator, model)
+    log.info("costs ready cost_model_hash=%s learned_state=%s", model.cost_hash[:12], cost_model.state_path)
+    return Execution(market=market, params=params, cost_model_hash=model.cost_hash)

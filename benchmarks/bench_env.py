@@ -22,7 +22,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from ai_trading.paths import CONF_DIR
-from ai_trading.rl_trading import PortfolioEnv, build_env_data, env_config, make_env
+from ai_trading.pipeline import build_costs, build_dataset
+from ai_trading.rl_trading import EnvData, PortfolioEnv, make_env
+from ai_trading.wiring import train_config
 
 SYMBOLS = ["SP500", "NASDAQ", "NVDA", "ORCL", "YHOO"]
 # The same PPO hyperparameters for both runs (n_steps is per env): every minibatch is full in both, so each
@@ -138,8 +140,12 @@ def main() -> None:
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name="train", overrides=[f"data.symbols=[{','.join(symbols)}]",
                                                       "data.start=1999-01-22", "data.end=2014-12-31"])
-    data = build_env_data(cfg)
-    config = env_config(cfg)
+    train = train_config(cfg)
+    research = train.research
+    dataset = build_dataset(research.data, research.features)
+    execution = build_costs(dataset, research.simulator, research.cost_model)
+    config = train.env
+    data = EnvData.build(execution.market, execution.params, dataset.features, config.eval_fraction)
     print(f"portfolio env: {data.n_symbols} symbols, {data.market.shape[0]} daily bars, obs {data.obs_size}, "
           f"episode {config.episode_length} steps")
 
@@ -147,7 +153,7 @@ def main() -> None:
     single = raw_rate(PortfolioEnv(data, config), args.raw_steps // REPEATS)
     print(f"raw steps/s      CartPole-v1 {cart:>11,.0f}   PortfolioEnv {single:>11,.0f}   ratio {single / cart:.2f}")
     for n in (16, 64, 256):
-        venv = make_env(cfg, split="train", seed=0, n_envs=n, data=data)
+        venv = make_env(data, config, split="train", seed=0, n_envs=n, batched=True)
         rate = batched_rate(venv)
         print(f"batched          n_envs={n:<4} {rate:>13,.0f} env-steps/s")
 
@@ -155,7 +161,7 @@ def main() -> None:
     single_venv = DummyVecEnv([lambda: Monitor(inner)])
     single_venv.seed(0)
     ppo_single, share_single, bare_single = ppo_rate(single_venv, args.ppo_steps // 10, PPO_COMMON, inner)
-    ppo_batched, share_batched, _ = ppo_rate(make_env(cfg, split="train", seed=0, n_envs=64, data=data),
+    ppo_batched, share_batched, _ = ppo_rate(make_env(data, config, split="train", seed=0, n_envs=64, batched=True),
                                              args.ppo_steps, PPO_COMMON)
     print(f"PPO hyperparameters (both runs): {PPO_COMMON}")
     print(f"PPO DummyVecEnv(1 env) {ppo_single:>9,.0f} steps/s  env share {100 * bare_single:.1f}% "

@@ -18,7 +18,7 @@ from bench_simulator import py_sequence
 from ai_trading.data import load_bars
 from ai_trading.evaluation.strategies import MLStrategy, MLStrategyConfig
 from ai_trading.evaluation.walkforward import WalkForwardConfig, run_walkforward
-from ai_trading.execution import EwmaCostModel, EwmaCostModelConfig, SimulatorConfig, run_targets
+from ai_trading.execution import SimulatorConfig, run_targets
 from ai_trading.execution.market import build_execution, draw_noise, slice_market
 from ai_trading.features import FeatureBuilder
 
@@ -28,7 +28,7 @@ CASH = 1_000_000.0
 def main() -> None:
     bars = load_bars(["SP500", "NASDAQ", "NVDA", "ORCL", "YHOO"])
     features = FeatureBuilder.default().build(bars)
-    market, params = build_execution(bars, SimulatorConfig(), EwmaCostModel(EwmaCostModelConfig()))
+    market, params = build_execution(bars, SimulatorConfig())
     config = WalkForwardConfig(n_folds=10, show_progress=False)
     strategy = MLStrategy(MLStrategyConfig())
     run_targets(market, params, np.zeros(market.shape), np.random.default_rng(0), initial_cash=1.0)  # compile/load

@@ -10,12 +10,12 @@ import argparse
 
 import pandas as pd
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 from ai_trading.evaluation.strategies import make_strategy
-from ai_trading.evaluation.walkforward import WalkForwardConfig, run_walkforward
+from ai_trading.evaluation.walkforward import run_walkforward
 from ai_trading.paths import CONF_DIR
-from ai_trading.pipeline import build_dataset, build_execution_for
+from ai_trading.pipeline import build_costs, build_dataset
+from ai_trading.wiring import evaluate_config
 
 
 def main() -> None:
@@ -27,15 +27,14 @@ def main() -> None:
     for regime in ("zero_cost", "default", "stressed"):
         overrides = [f"simulator={regime}", f"data.symbols=[{','.join(args.symbols)}]", "strategy=trend",
                      f"walkforward.n_folds={args.folds}", "walkforward.show_progress=false",
-                     "walkforward.baselines=[buy_and_hold,cash]",
-                     f"use_cost_model={regime == 'default'}"]
+                     "walkforward.baselines=[buy_and_hold,cash]"]
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            cfg = compose(config_name="evaluate", overrides=overrides)
-        dataset = build_dataset(cfg)
-        market, params = build_execution_for(cfg, dataset.bars.frame)
-        strategy = make_strategy(instantiate(cfg.strategy, _convert_="all"))
-        wf_config: WalkForwardConfig = instantiate(cfg.walkforward, _convert_="all")
-        result = run_walkforward(market, params, dataset.features, strategy, wf_config)
+            config = evaluate_config(compose(config_name="evaluate", overrides=overrides))
+        research = config.research
+        dataset = build_dataset(research.data, research.features)
+        execution = build_costs(dataset, research.simulator, research.cost_model)
+        result = run_walkforward(execution.market, execution.params, dataset.features,
+                                 make_strategy(config.strategy), config.walkforward)
         for name in ("trend", "buy_and_hold"):
             m = result.results[name].metrics
             rows.append({"regime": regime, "strategy": name, "net_sharpe": m["sharpe"],

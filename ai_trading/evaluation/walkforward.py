@@ -12,21 +12,18 @@ boundaries, as they would live). Per-fold metrics are the segments of that run; 
 whole run. Baselines have nothing to fit and run over the same span. Equity comes only from simulated
 fills.
 
-Entry point: ``python -m ai_trading.evaluation.walkforward strategy=ml data.symbols=[SP500]``
-(config ``conf/evaluate.yaml``). Only the entrypoint section at the end imports hydra, omegaconf, the
-pipeline and tracking, lazily, so importing this module stays free of hydra and mlflow.
+Entry point: ``python -m ai_trading.evaluate strategy=ml data.symbols=[SP500]`` (config
+``conf/evaluate.yaml``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,7 +32,6 @@ from tqdm.auto import tqdm
 from ai_trading.errors import ConfigError, EvaluationError
 from ai_trading.evaluation.backtest import BacktestResult, backtest, periods_per_year, segment_metrics
 from ai_trading.evaluation.strategies import (
-    FittedMLStrategy,
     FittedStrategy,
     Strategy,
     StrategyInputs,
@@ -44,9 +40,6 @@ from ai_trading.evaluation.strategies import (
 from ai_trading.execution import ExecParams, MarketArrays
 from ai_trading.execution.market import slice_market
 from ai_trading.features import FeatureSet
-
-if TYPE_CHECKING:
-    from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -203,65 +196,3 @@ def metrics_table(results: Mapping[str, BacktestResult]) -> pd.DataFrame:
                       "max_drawdown": m["max_drawdown"], "turnover": m["turnover"], "costs": m["cost_total"],
                       "cost_bps": m["cost_bps"]}
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-# --- entrypoint (the only part that touches hydra, omegaconf and tracking; imported lazily) ---------------
-
-
-def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
-    """One evaluation job from the composed ``conf/evaluate.yaml``: data, features, walk-forward, report,
-    SLO checks. Returns the logged metrics."""
-    from hydra.utils import instantiate
-
-    from ai_trading.evaluation.report import log_backtests
-    from ai_trading.evaluation.slo import SLOConfig, check_backtests, log_events
-    from ai_trading.evaluation.strategies import PretrainedStrategy, load_ml_strategy, make_strategy
-    from ai_trading.jobs import start_job_run
-    from ai_trading.pipeline import build_dataset, build_execution_for
-    from ai_trading.seeding import seed_everything
-
-    seed_everything(int(cfg.seed))
-    dataset = build_dataset(cfg)
-    market, params = build_execution_for(cfg, dataset.bars.frame)
-    if cfg.get("model_path"):
-        # A saved model is checked against the features it meets here before anything runs.
-        strategy: Strategy = PretrainedStrategy(load_ml_strategy(cfg.model_path, dataset.features.schema_hash))
-    else:
-        strategy = make_strategy(instantiate(cfg.strategy, _convert_="all"))
-    wf_config: WalkForwardConfig = instantiate(cfg.walkforward, _convert_="all")
-    slo_config: SLOConfig = instantiate(cfg.slo, _convert_="all")
-    run_name = f"{cfg.experiment_name}__{strategy.name}__seed{cfg.seed}"
-    with start_job_run(cfg, dataset, run_name=run_name, overrides=overrides, tags={"strategy": strategy.name}) as run:
-        wf = run_walkforward(market, params, dataset.features, strategy, wf_config)
-        metrics = log_backtests(run, wf.results, prefix="eval")
-        run.log_text(wf.fold_info.to_csv(index=False), "eval/fold_models.csv")
-        if isinstance(wf.last_fitted, FittedMLStrategy):
-            with tempfile.TemporaryDirectory(prefix="ai_trading_model_") as scratch:
-                path = Path(scratch) / "ml_strategy.joblib"
-                wf.last_fitted.save(path)
-                run.log_artifact(path, "model")
-        events = check_backtests(wf.results, slo_config, elapsed_seconds=wf.elapsed_seconds)
-        log_events(run, events)
-        run.log_metrics({"eval/elapsed_seconds": wf.elapsed_seconds, "eval/slo_events": float(len(events))})
-        table = metrics_table(wf.results)
-        print(table.to_string(float_format=lambda v: f"{v:,.4f}"))
-        log.info("evaluation logged run_id=%s name=%s events=%d", run.run_id, run_name, len(events))
-    return metrics
-
-
-def _cli() -> None:
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-
-    from ai_trading.paths import CONF_DIR
-
-    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
-    def main(cfg: DictConfig) -> float:
-        metrics = evaluate(cfg, list(HydraConfig.get().overrides.task))
-        return metrics.get(f"eval/{cfg.strategy.name}/net/sharpe", math.nan)
-
-    main()
-
-
-if __name__ == "__main__":
-    _cli()

@@ -18,13 +18,14 @@ LatencyModel = Literal["constant", "lognormal"]
 
 @dataclass(frozen=True)
 class SimulatorConfig:
-    """Every coefficient of the simulated execution; see ``conf/simulator/default.yaml`` for the units."""
+    """Every coefficient of the simulated execution: the cost truth of a run. The defaults are
+    ``conf/simulator/default.yaml`` (a test holds them equal); see it for the units."""
 
     # spread
-    spread_bps: float | None = None
+    spread_bps: float | None = 2.0
     spread_estimator: SpreadEstimator = "corwin_schultz"
     spread_window: int = 20
-    spread_vol_coef: float = 0.25
+    spread_vol_coef: float = 0.02
     min_half_spread_bps: float = 0.5
     max_half_spread_bps: float = 200.0
     vol_halflife: float = 20.0
@@ -38,7 +39,7 @@ class SimulatorConfig:
     bar_seconds: float | None = None
     # slippage and impact
     slippage_fixed_bps: float = 0.5
-    slippage_vol_coef: float = 0.05
+    slippage_vol_coef: float = 0.01
     impact_coef: float = 0.7
     participation_cap: float = 0.1
     queue_haircut: float = 0.5

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING
@@ -76,18 +76,8 @@ class MarketArrays:
             return -1
 
     @classmethod
-    def from_bars(
-        cls,
-        frame: pd.DataFrame,
-        config: SimulatorConfig,
-        half_spread_bps: Mapping[str, float] | None = None,
-        spread_vol_coef: float | None = None,
-    ) -> MarketArrays:
-        """Pivot the canonical frame and estimate spread and volatility per symbol.
-
-        ``half_spread_bps`` (per symbol, volatility-free base) and ``spread_vol_coef`` override the
-        config's spread (this is how a cost model's spread reaches the simulator).
-        """
+    def from_bars(cls, frame: pd.DataFrame, config: SimulatorConfig) -> MarketArrays:
+        """Pivot the canonical frame and estimate spread and volatility per symbol, as the preset says."""
         if frame.empty:
             raise DataValidationError("empty_selection", "no bars to build market arrays from")
         wide = frame.loc[:, list(BAR_COLUMNS)].unstack("symbol").sort_index()
@@ -100,25 +90,18 @@ class MarketArrays:
         T, N = mark.shape
         hs = np.zeros((T, N))
         vol = np.zeros((T, N))
-        k = config.spread_vol_coef if spread_vol_coef is None else spread_vol_coef
-        for n, symbol in enumerate(symbols):
+        for n in range(len(symbols)):
             rows = np.flatnonzero(tradable[:, n])
             h, lo, c = (arrays[col][rows, n] for col in ("high", "low", "close"))
             sigma = ewma_volatility(c, h, lo, config.vol_halflife)
-            if half_spread_bps is not None:
-                if symbol not in half_spread_bps:
-                    raise ConfigError(f"no half-spread given for symbol {symbol}")
-                base = np.full(len(rows), half_spread_bps[symbol] * 1e-4)
-                est = np.maximum(base + k * sigma, 0.0)
+            if config.spread_bps is not None:
+                base = np.full(len(rows), 0.5 * config.spread_bps * 1e-4)
             else:
-                if config.spread_bps is not None:
-                    base = np.full(len(rows), 0.5 * config.spread_bps * 1e-4)
-                else:
-                    estimator = corwin_schultz if config.spread_estimator == "corwin_schultz" else abdi_ranaldo
-                    base = 0.5 * estimator(h, lo, c, config.spread_window)
-                    base = np.where(np.isfinite(base), base, 0.0)
-                est = np.clip(base + k * sigma, config.min_half_spread_bps * 1e-4,
-                              config.max_half_spread_bps * 1e-4)
+                estimator = corwin_schultz if config.spread_estimator == "corwin_schultz" else abdi_ranaldo
+                base = 0.5 * estimator(h, lo, c, config.spread_window)
+                base = np.where(np.isfinite(base), base, 0.0)
+            est = np.clip(base + config.spread_vol_coef * sigma, config.min_half_spread_bps * 1e-4,
+                          config.max_half_spread_bps * 1e-4)
             hs[:, n] = _ffill_rows(est, rows, T)
             vol[:, n] = _ffill_rows(sigma, rows, T)
         for col in ("open", "high", "low", "close"):
@@ -153,25 +136,20 @@ def _bar_seconds(timestamps: pd.DatetimeIndex) -> float:
 
 @dataclass(frozen=True)
 class ExecParams:
-    """Flat cost/latency/fee parameters for the kernels, plus a per-symbol impact scale."""
+    """Flat cost/latency/fee parameters for the kernels, plus the per-symbol learned multipliers of the
+    preset's half-spread (already applied to the market's ``half_spread``) and slippage (applied per fill)."""
 
     values: FloatArray
     impact_scale: FloatArray
+    spread_scale: FloatArray
 
     @classmethod
-    def from_config(
-        cls,
-        config: SimulatorConfig,
-        market: MarketArrays,
-        *,
-        impact: tuple[float, float, float] | None = None,
-        impact_scale: Sequence[float] | None = None,
-    ) -> ExecParams:
-        """``impact`` = (fixed_bps, vol_coef, impact_coef) overrides the config's (a cost model's values)."""
-        fixed_bps, volc, coef = impact or (config.slippage_fixed_bps, config.slippage_vol_coef,
-                                           config.impact_coef)
+    def from_config(cls, config: SimulatorConfig, market: MarketArrays, *,
+                    impact_scale: Sequence[float] | None = None,
+                    spread_scale: Sequence[float] | None = None) -> ExecParams:
         v = np.zeros(N_PARAMS)
-        v[P_FIXED], v[P_VOLC], v[P_IMPACT] = fixed_bps * 1e-4, volc, coef
+        v[P_FIXED], v[P_VOLC], v[P_IMPACT] = config.slippage_fixed_bps * 1e-4, config.slippage_vol_coef, \
+            config.impact_coef
         v[P_CAP], v[P_HAIRCUT] = config.participation_cap, config.queue_haircut
         v[P_FEE_SHARE], v[P_FEE_RATE], v[P_FEE_MIN] = config.fee_per_share, config.fee_bps * 1e-4, config.fee_min
         v[P_SPIKE_Z], v[P_SPIKE_MS], v[P_SPIKE_VOL] = spike_quantile(config.spike_prob), config.spike_ms, \
@@ -179,10 +157,14 @@ class ExecParams:
         v[P_BAR_SECONDS], v[P_BAND] = market.bar_seconds, config.no_trade_band
         v[P_LAT_MS], v[P_LAT_SIGMA] = config.latency_ms, config.latency_sigma
         v[P_LOGNORMAL] = 1.0 if config.latency == "lognormal" else 0.0
-        scale = np.ones(len(market.symbols)) if impact_scale is None else np.asarray(impact_scale, np.float64)
-        if scale.shape != (len(market.symbols),):
-            raise ConfigError(f"impact_scale has shape {scale.shape}, expected ({len(market.symbols)},)")
-        return cls(values=v, impact_scale=scale)
+        N = len(market.symbols)
+        scales = []
+        for name, given in (("impact_scale", impact_scale), ("spread_scale", spread_scale)):
+            scale = np.ones(N) if given is None else np.asarray(given, np.float64)
+            if scale.shape != (N,) or not (np.isfinite(scale).all() and (scale >= 0).all()):
+                raise ConfigError(f"{name} must be {N} finite numbers >= 0, got {scale!r}")
+            scales.append(scale)
+        return cls(values=v, impact_scale=scales[0], spread_scale=scales[1])
 
 
 def spike_quantile(probability: float) -> float:
@@ -214,20 +196,19 @@ def draw_noise(rng: np.random.Generator, slots: tuple[int, ...], out: FloatArray
 def build_execution(
     bars: pd.DataFrame, config: SimulatorConfig, cost_model: EwmaCostModel | None = None
 ) -> tuple[MarketArrays, ExecParams]:
-    """Market arrays and kernel parameters of ``bars``; with ``cost_model`` the spread, slippage coefficients
-    and per-symbol impact scale come from it, exactly as :class:`~ai_trading.execution.ExecutionSimulator`
-    builds them (one cost truth for evaluation, RL and live)."""
+    """Market arrays and kernel parameters of ``bars`` under the simulator preset ``config``; with
+    ``cost_model`` its learned per-symbol multipliers apply on top of the preset (the half-spread scaled in
+    the market arrays, the slippage through ``impact_scale``). Every path (vectorised, per-order, RL env,
+    walk-forward) builds its costs here, so a preset means the same everywhere."""
+    market = MarketArrays.from_bars(bars, config)
     if cost_model is None:
-        market = MarketArrays.from_bars(bars, config)
         return market, ExecParams.from_config(config, market)
-    symbols = sorted(bars.index.get_level_values("symbol").unique().astype(str))
-    mc = cost_model.config
-    market = MarketArrays.from_bars(bars, config, half_spread_bps={s: cost_model.half_spread_bps(s) for s in symbols},
-                                    spread_vol_coef=mc.spread_vol_coef)
-    params = ExecParams.from_config(config, market, impact=(mc.slippage_fixed_bps, mc.slippage_vol_coef,
-                                                            mc.impact_coef),
-                                    impact_scale=[cost_model.impact_scale(s) for s in symbols])
-    return market, params
+    if cost_model.preset != config:
+        raise ConfigError("the cost model was built on another simulator preset than the one given")
+    spread = [cost_model.spread_scale(s) for s in market.symbols]
+    impact = [cost_model.impact_scale(s) for s in market.symbols]
+    market = dataclasses.replace(market, half_spread=market.half_spread * np.asarray(spread))
+    return market, ExecParams.from_config(config, market, impact_scale=impact, spread_scale=spread)
 
 
 def slice_market(market: MarketArrays, start: int, stop: int) -> MarketArrays:

@@ -53,7 +53,7 @@ from ai_trading.errors import OrderValidationError
 from ai_trading.execution.config import SimulatorConfig
 from ai_trading.execution.cost_model import CostObservation, EwmaCostModel
 from ai_trading.execution.kernels import EPS_SHARES, run_orders
-from ai_trading.execution.market import ExecParams, MarketArrays, draw_noise
+from ai_trading.execution.market import build_execution, draw_noise
 from ai_trading.execution.vectorized import SequenceResult, StepResult, run_targets, step
 
 log = logging.getLogger(__name__)
@@ -175,11 +175,6 @@ class SimExecutionResult(NamedTuple):
         """Spread + impact + fees in currency (the gap between gross and net PnL)."""
         return self.spread_cost + self.impact_cost + self.fees
 
-    def cost_observations(self) -> list[CostObservation]:
-        """Taker fills as fill reports for :meth:`EwmaCostModel.update`."""
-        return [CostObservation(self.order.symbol, self.order.side.sign, f.quantity, f.price, f.reference_price,
-                                f.volatility, f.bar_volume, f.half_spread_bps)
-                for f in self.fills if f.liquidity is Liquidity.TAKER]
 
 
 _TIF_CODE = {TimeInForce.DAY: 0, TimeInForce.IOC: 1, TimeInForce.GTC: 2}
@@ -207,8 +202,8 @@ def _gc_paused() -> Iterator[None]:
 class ExecutionSimulator:
     """Simulated execution against canonical bars; per-order (paper venue) and vectorised (backtest, RL).
 
-    With ``cost_model`` the spread, slippage coefficients and per-symbol impact scale come from the model,
-    so evaluation, RL reward and live cost estimates share one cost truth.
+    ``config`` is the cost truth (the simulator preset); ``cost_model`` adds its learned per-symbol multipliers
+    on top, exactly as :func:`~ai_trading.execution.build_execution` does for every other path.
     """
 
     def __init__(self, config: SimulatorConfig, bars: pd.DataFrame, cost_model: EwmaCostModel | None = None,
@@ -216,18 +211,7 @@ class ExecutionSimulator:
         self.config = config
         self.cost_model = cost_model
         self.rng = np.random.default_rng(seed)
-        if cost_model is None:
-            self.market = MarketArrays.from_bars(bars, config)
-            self.params = ExecParams.from_config(config, self.market)
-        else:
-            symbols = sorted(bars.index.get_level_values("symbol").unique().astype(str))
-            mc = cost_model.config
-            self.market = MarketArrays.from_bars(
-                bars, config, half_spread_bps={s: cost_model.half_spread_bps(s) for s in symbols},
-                spread_vol_coef=mc.spread_vol_coef)
-            self.params = ExecParams.from_config(
-                config, self.market, impact=(mc.slippage_fixed_bps, mc.slippage_vol_coef, mc.impact_coef),
-                impact_scale=[cost_model.impact_scale(s) for s in symbols])
+        self.market, self.params = build_execution(bars, config, cost_model)
         m = self.market
         T, N = m.open.shape
         self._ns: list[int] = m.timestamps.asi8.tolist()
@@ -244,6 +228,16 @@ class ExecutionSimulator:
         change = np.flatnonzero(np.diff(m.session) != 0)
         ends = np.append(change, T - 1)
         self._session_end = np.repeat(ends, np.diff(np.concatenate(([-1], ends)))).astype(np.int64)
+
+    def cost_observations(self, results: Sequence[SimExecutionResult]) -> list[CostObservation]:
+        """The taker fills of ``results`` as fill reports for :meth:`EwmaCostModel.update` (the half-spread
+        paid, and the preset's before the learned multiplier)."""
+        scale = dict(zip(self.market.symbols, self.params.spread_scale.tolist(), strict=True))
+        return [CostObservation(r.order.symbol, r.order.side.sign, f.quantity, f.price, f.reference_price,
+                                f.volatility, f.bar_volume,
+                                f.half_spread_bps / scale[r.order.symbol] if scale[r.order.symbol] > 0 else 0.0,
+                                f.half_spread_bps)
+                for r in results for f in r.fills if f.liquidity is Liquidity.TAKER]
 
     # -- vectorised path -----------------------------------------------------------------------------
     def run_targets(self, targets: npt.NDArray[np.float64], initial_cash: float, *,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
+import yaml
 
 from ai_trading.data.fingerprint import dataset_fingerprint
 from ai_trading.data.loader import Bars
@@ -114,8 +114,7 @@ class FeatureBuilder:
     @classmethod
     def default(cls) -> FeatureBuilder:
         """The builder of the default daily spec (``conf/features/default_daily.yaml``)."""
-        cfg = OmegaConf.to_container(OmegaConf.load(conf_file("features", "default_daily.yaml")), resolve=True)
-        assert isinstance(cfg, dict)
+        cfg = yaml.safe_load(conf_file("features", "default_daily.yaml").read_text(encoding="utf-8"))
         return cls(make_spec(cfg["name"], cfg["version"], cfg["features"]))
 
     @property

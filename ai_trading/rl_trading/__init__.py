@@ -2,8 +2,9 @@
 
 from ai_trading.rl_trading.batched import BatchedPortfolioEnv
 from ai_trading.rl_trading.config import PortfolioEnvConfig, RewardConfig
-from ai_trading.rl_trading.env import PortfolioEnv, build_env_data, env_config, make_env
+from ai_trading.rl_trading.env import PortfolioEnv
 from ai_trading.rl_trading.state import EnvData, EpisodeRecord
+from ai_trading.rl_trading.vec import make_env
 
 __all__ = [
     "BatchedPortfolioEnv",
@@ -12,7 +13,5 @@ __all__ = [
     "PortfolioEnv",
     "PortfolioEnvConfig",
     "RewardConfig",
-    "build_env_data",
-    "env_config",
     "make_env",
 ]

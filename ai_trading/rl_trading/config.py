@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Literal
 
 from ai_trading.errors import ConfigError
 
@@ -40,8 +40,7 @@ class PortfolioEnvConfig:
     absolute weights; ``episode_length`` is in steps (bars), None = the whole training split;
     ``eval_fraction`` of the timeline's tail is held out for evaluation, and ``validation_fraction`` of the
     remaining training split's tail for early-stopping validation; an episode ends when equity falls
-    to ``ruin_threshold`` times its start. ``batched``/``n_envs``/``normalize`` tell the trainer how to
-    vectorise and whether to wrap in VecNormalize.
+    to ``ruin_threshold`` times its start. Defaults are ``conf/env/portfolio.yaml`` (a test holds them equal).
     """
 
     long_only: bool = True
@@ -53,9 +52,6 @@ class PortfolioEnvConfig:
     validation_fraction: float = 0.15
     reward: RewardConfig = field(default_factory=RewardConfig)
     ruin_threshold: float = 0.5
-    batched: bool = True
-    n_envs: int = 64
-    normalize: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.reward, Mapping):  # a plain mapping from an un-instantiated config node
@@ -72,18 +68,3 @@ class PortfolioEnvConfig:
             raise ConfigError(f"env.validation_fraction={self.validation_fraction}: must be in [0, 1)")
         if not 0.0 <= self.ruin_threshold < 1.0:
             raise ConfigError(f"env.ruin_threshold={self.ruin_threshold}: must be in [0, 1)")
-        if self.n_envs < 1:
-            raise ConfigError(f"env.n_envs={self.n_envs}: must be >= 1")
-
-    @classmethod
-    def from_mapping(cls, node: Mapping[str, Any]) -> PortfolioEnvConfig:
-        """Build from a plain mapping (e.g. ``OmegaConf.to_container(cfg.env)``); ``_target_`` keys ignored."""
-        values = {k: v for k, v in node.items() if not str(k).startswith("_")}
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(f"env: unknown keys {sorted(unknown)}; expected a subset of {sorted(known)}")
-        reward = values.get("reward")
-        if isinstance(reward, Mapping):
-            values["reward"] = RewardConfig(**{k: v for k, v in reward.items() if not str(k).startswith("_")})
-        return cls(**values)

@@ -1,5 +1,5 @@
-"""The portfolio environment (gymnasium) and :func:`make_env`, the one way training, evaluation and the
-tests build it.
+"""The portfolio environment (gymnasium): one episode at a time, for evaluation, validation and checks
+(training steps many at once in :class:`~ai_trading.rl_trading.batched.BatchedPortfolioEnv`).
 
 Each step: the action (target weight per symbol) is constrained, executed on the next bar through the
 simulator's compiled fill kernel (spread, impact, latency, fees, partial fills above the participation
@@ -15,11 +15,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from omegaconf import DictConfig, OmegaConf
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from ai_trading.pipeline import Dataset, build_dataset, build_execution_for
 from ai_trading.rl_trading.config import PortfolioEnvConfig
 from ai_trading.rl_trading.state import (
     F_EQUITY,
@@ -173,46 +169,3 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
             notional=rec[..., R_NOTIONAL].copy(), rewards=recs[:, RS_REWARD].copy(),
             initial_cash=self.config.initial_cash, start=self._start, exec_state=self._exec_state,
             reset_seed=self._reset_seed)
-
-
-def env_config(cfg: DictConfig) -> PortfolioEnvConfig:
-    """The typed env config of a composed run config's ``env`` node."""
-    node = OmegaConf.to_container(cfg.env, resolve=True)
-    assert isinstance(node, dict)
-    return PortfolioEnvConfig.from_mapping({str(k): v for k, v in node.items()})
-
-
-def build_env_data(cfg: DictConfig, dataset: Dataset | None = None) -> EnvData:
-    """Market arrays, execution parameters and aligned features of the composed config's data; with
-    ``use_cost_model`` the costs come from ``cfg.cost_model`` (one cost truth with evaluation and live)."""
-    config = env_config(cfg)
-    dataset = build_dataset(cfg) if dataset is None else dataset
-    market, params = build_execution_for(cfg, dataset.bars.frame)
-    return EnvData.build(market, params, dataset.features, config.eval_fraction)
-
-
-def make_env(cfg: DictConfig, *, split: Split, seed: int, dataset: Dataset | None = None,
-             n_envs: int | None = None, data: EnvData | None = None, batched: bool | None = None) -> VecEnv:
-    """The VecEnv of the composed training config for ``split``, seeded so env i starts from ``seed + i``.
-
-    ``train``: random windows of the first ``1 - eval_fraction`` of the timeline less its validation tail;
-    the batched env when ``env.batched``, else a DummyVecEnv of Monitor-wrapped :class:`PortfolioEnv`.
-    ``validation`` (early stopping) and ``eval`` (held-out test): one env, one deterministic episode.
-    ``data`` (prebuilt :class:`EnvData`) skips the data build;
-    ``batched`` overrides ``env.batched`` (the agreement test and the benchmark build both).
-    """
-    config = env_config(cfg)
-    data = build_env_data(cfg, dataset) if data is None else data
-    n = (config.n_envs if n_envs is None else n_envs) if split == "train" else 1
-    use_batched = split == "train" and (config.batched if batched is None else batched)
-    venv: VecEnv
-    if use_batched:
-        from ai_trading.rl_trading.batched import BatchedPortfolioEnv
-
-        venv = BatchedPortfolioEnv(data, config, n_envs=n)
-    else:
-        venv = DummyVecEnv([lambda: Monitor(PortfolioEnv(data, config, split=split)) for _ in range(n)])
-    venv.seed(seed)
-    log.info("env ready split=%s n_envs=%d batched=%s seed=%d obs=%d symbols=%s", split, n,
-             use_batched, seed, data.obs_size, ",".join(data.market.symbols))
-    return venv

@@ -11,23 +11,24 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from hydra.utils import instantiate
-from omegaconf import DictConfig
 
 from ai_trading.errors import EvaluationError
 from ai_trading.evaluation.backtest import BacktestResult, backtest, periods_per_year
 from ai_trading.evaluation.baselines import TrendConfig, buy_and_hold_weights, cash_weights, trend_weights
 from ai_trading.execution import slice_market
-from ai_trading.rl_trading.env import PortfolioEnv, make_env
+from ai_trading.rl_trading.config import PortfolioEnvConfig
+from ai_trading.rl_trading.env import PortfolioEnv
 from ai_trading.rl_trading.state import EnvData, EpisodeRecord
 from ai_trading.rl_trading.train import TrainedAgent
+from ai_trading.rl_trading.vec import make_env
 
 log = logging.getLogger(__name__)
 
 
-def play_eval_episode(cfg: DictConfig, data: EnvData, agent: TrainedAgent, *, seed: int) -> EpisodeRecord:
+def play_eval_episode(data: EnvData, env_config: PortfolioEnvConfig, agent: TrainedAgent, *,
+                      seed: int) -> EpisodeRecord:
     """Run the agent deterministically over the held-out evaluation episode and return its record."""
-    venv = make_env(cfg, split="eval", seed=seed, data=data)
+    venv = make_env(data, env_config, split="eval", seed=seed)
     env = venv.envs[0].unwrapped  # type: ignore[attr-defined]
     assert isinstance(env, PortfolioEnv)
     obs, _ = env.reset(seed=seed)
@@ -39,20 +40,21 @@ def play_eval_episode(cfg: DictConfig, data: EnvData, agent: TrainedAgent, *, se
     return env.episode_record()
 
 
-def evaluate_agent(cfg: DictConfig, data: EnvData, agent: TrainedAgent, *, seed: int) -> dict[str, BacktestResult]:
-    """The agent's out-of-sample backtest (``rl``) and the baselines on the same window."""
-    record = play_eval_episode(cfg, data, agent, seed=seed)
+def evaluate_agent(data: EnvData, env_config: PortfolioEnvConfig, trend: TrendConfig, agent: TrainedAgent, *,
+                   seed: int) -> dict[str, BacktestResult]:
+    """The agent's out-of-sample backtest (``rl``) and the baselines (``trend`` the trend rule's settings) on
+    the same window."""
+    record = play_eval_episode(data, env_config, agent, seed=seed)
     start, stop = record.start, record.start + record.n_steps + 1
     window = slice_market(data.market, start, stop)
     ppy = periods_per_year(data.market.timestamps)
     targets = np.zeros((record.n_steps + 1, len(record.symbols)))
     targets[:-1] = record.weights
-    trend_cfg: TrendConfig = instantiate(cfg.baselines.trend, _convert_="all")
     candidates = {
         "rl": targets,
         "buy_and_hold": buy_and_hold_weights(window),
         "cash": cash_weights(window),
-        "trend": trend_weights(data.market, trend_cfg, ppy, start, stop),
+        "trend": trend_weights(data.market, trend, ppy, start, stop),
     }
     results = {
         name: backtest(window, data.params, weights, initial_cash=record.initial_cash,

@@ -10,25 +10,23 @@ split) drives early stopping.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 from stable_baselines3 import A2C, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopTrainingOnNoModelImprovement
-from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from ai_trading.errors import ConfigError
-from ai_trading.pipeline import Dataset
-from ai_trading.rl_trading.env import make_env
-from ai_trading.tracking import TrackedRun
-from ai_trading.tracking.sb3 import MlflowOutputFormat
+from ai_trading.rl_trading.config import PortfolioEnvConfig
+from ai_trading.rl_trading.state import EnvData
+from ai_trading.rl_trading.vec import make_env
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +37,28 @@ NORMALIZER_FILE = "vecnormalize.pkl"
 
 @dataclass(frozen=True)
 class AlgoConfig:
-    """One algorithm's settings (``conf/algo/<name>.yaml``)."""
+    """One algorithm and how it trains (``conf/algo/<name>.yaml``): the SB3 class and its hyperparameters,
+    the budget, the batched width, observation/reward normalisation, and validation-based early stopping."""
 
     name: str
     total_timesteps: int
-    policy: str = "MlpPolicy"
-    hyperparams: Mapping[str, Any] = field(default_factory=dict)
-    n_envs: int | None = None  # batched width for this algorithm; None = env.n_envs
+    policy: str
+    hyperparams: Mapping[str, Any]
+    batched: bool  # step the training episodes with the numpy/numba BatchedPortfolioEnv
+    n_envs: int  # parallel training episodes
+    normalize: bool  # wrap the VecEnv in VecNormalize (saved with the model)
+    eval_every: int  # timesteps between validation evaluations; 0 = no periodic evaluation
+    patience: int  # evaluations without improvement before stopping early; 0 = never stop early
+    progress_bar: bool
     action_noise_sigma: float | None = None  # Gaussian exploration noise (TD3), fraction of the action range
-    eval_every: int = 0  # timesteps between validation evaluations; 0 = no periodic evaluation
-    patience: int = 0  # evaluations without improvement before stopping early; 0 = never stop early
-    progress_bar: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in ALGORITHMS:
             raise ConfigError(f"algo.name={self.name!r} is not one of {sorted(ALGORITHMS)}")
         if self.total_timesteps <= 0:
             raise ConfigError(f"algo.total_timesteps must be positive, got {self.total_timesteps}")
-
-    @classmethod
-    def from_node(cls, node: DictConfig) -> AlgoConfig:
-        raw = OmegaConf.to_container(node, resolve=True)
-        assert isinstance(raw, dict)
-        return cls(**{str(k): v for k, v in raw.items()})
+        if self.n_envs < 1:
+            raise ConfigError(f"algo.n_envs={self.n_envs}: must be >= 1")
 
 
 @dataclass
@@ -107,20 +104,19 @@ def _build_model(algo: AlgoConfig, env: VecEnv, seed: int) -> BaseAlgorithm:
         raise ConfigError(f"algo={algo.name}: bad hyperparameter in conf/algo/{algo.name}.yaml: {exc}") from exc
 
 
-def train_agent(cfg: DictConfig, dataset: Dataset, *, seed: int, run: TrackedRun | None = None) -> TrainedAgent:
-    """Train ``cfg.algo`` on the training split of ``dataset``; logs SB3 metrics to ``run``."""
-    algo = AlgoConfig.from_node(cfg.algo)
-    normalize = bool(cfg.env.normalize)
+def train_agent(algo: AlgoConfig, env: PortfolioEnvConfig, data: EnvData, *, seed: int,
+                log_formats: Sequence[KVWriter] = ()) -> TrainedAgent:
+    """Train ``algo`` on the training split of ``data``; SB3's metrics go to ``log_formats`` (e.g. the
+    tracking package's MLflow writer)."""
     gamma = float(algo.hyperparams.get("gamma", 0.99))
-    train_env = _wrap(make_env(cfg, split="train", seed=seed, dataset=dataset, n_envs=algo.n_envs), normalize,
-                      training=True, gamma=gamma)
+    train_env = _wrap(make_env(data, env, split="train", seed=seed, n_envs=algo.n_envs, batched=algo.batched),
+                      algo.normalize, training=True, gamma=gamma)
     model = _build_model(algo, train_env, seed)
-    formats = [MlflowOutputFormat(run)] if run is not None else []
-    model.set_logger(Logger(folder=None, output_formats=formats))  # type: ignore[arg-type]
+    model.set_logger(Logger(folder=None, output_formats=list(log_formats)))
 
     callbacks: list[BaseCallback] = []
     if algo.eval_every > 0:
-        val_env = _wrap(make_env(cfg, split="validation", seed=seed, dataset=dataset), normalize, training=False,
+        val_env = _wrap(make_env(data, env, split="validation", seed=seed), algo.normalize, training=False,
                         gamma=gamma)
         stop = (StopTrainingOnNoModelImprovement(algo.patience, min_evals=1) if algo.patience > 0 else None)
         callbacks.append(EvalCallback(val_env, callback_after_eval=stop, n_eval_episodes=1,

@@ -19,6 +19,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from ai_trading.errors import ConfigError
+from ai_trading.secrets import mask_text
 from ai_trading.tracking.provenance import git_state
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ def start_run(
                                                                                      (tags or {}).items()}})
     tracked = TrackedRun(client, run.info.run_id)
     log.info("mlflow run started run_id=%s name=%s experiment=%s uri=%s", run.info.run_id, run_name,
-             config.experiment_name, config.tracking_uri)
+             config.experiment_name, mask_text(config.tracking_uri))
     try:
         tracked.log_params(flatten(resolved_config))
         tracked.log_dict(dict(resolved_config), "config/resolved.yaml")

@@ -8,16 +8,16 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from ai_trading.rl_trading import BatchedPortfolioEnv, make_env
-from tests.rl_trading.conftest import env_cfg, env_data
+from tests.rl_trading.conftest import env_config, env_data
 
 
 @pytest.mark.parametrize(("name", "ruin"), [("portfolio", 0.98), ("long_short", 0.97)])
 def test_batched_env_same_seeds_equals_single_envs_step_for_step(name: str, ruin: float) -> None:
     # A high ruin threshold makes some episodes end by ruin, the others end at their window's end.
     overrides = ("env.episode_length=25", f"env.ruin_threshold={ruin}", "env.initial_cash=20000000.0")
-    cfg, data = env_cfg(name, *overrides), env_data(name, *overrides)
-    batched = make_env(cfg, split="train", seed=7, n_envs=4, data=data)
-    single = make_env(cfg, split="train", seed=7, n_envs=4, data=data, batched=False)
+    cfg, data = env_config(name, *overrides), env_data(name, *overrides)
+    batched = make_env(data, cfg, split="train", seed=7, n_envs=4, batched=True)
+    single = make_env(data, cfg, split="train", seed=7, n_envs=4, batched=False)
     assert isinstance(batched, BatchedPortfolioEnv) and isinstance(single, DummyVecEnv)
     np.testing.assert_array_equal(batched.reset(), single.reset())
     rng = np.random.default_rng(0)
@@ -41,8 +41,8 @@ def test_batched_env_same_seeds_equals_single_envs_step_for_step(name: str, ruin
 
 
 def test_batched_env_trains_with_ppo_and_reports_episodes() -> None:
-    cfg, data = env_cfg("portfolio", "env.episode_length=16"), env_data("portfolio", "env.episode_length=16")
-    venv = make_env(cfg, split="train", seed=0, n_envs=8, data=data)
+    cfg, data = env_config("portfolio", "env.episode_length=16"), env_data("portfolio", "env.episode_length=16")
+    venv = make_env(data, cfg, split="train", seed=0, n_envs=8, batched=True)
     model = PPO("MlpPolicy", venv, n_steps=16, batch_size=64, n_epochs=1, seed=0,
                 policy_kwargs={"net_arch": [16]}, device="cpu")
     model.learn(total_timesteps=256)
@@ -62,8 +62,8 @@ def test_batched_env_small_episode_pool_refilled_mid_rollout_equals_single_envs(
 
 
 def test_batched_env_actions_of_the_wrong_shape_raise_instead_of_broadcasting() -> None:
-    cfg, data = env_cfg("portfolio"), env_data("portfolio")
-    venv = make_env(cfg, split="train", seed=0, n_envs=3, data=data)
+    cfg, data = env_config("portfolio"), env_data("portfolio")
+    venv = make_env(data, cfg, split="train", seed=0, n_envs=3, batched=True)
     venv.reset()
     one_env = np.full(data.n_symbols, 0.5, dtype=np.float32)  # would broadcast to every env
     with pytest.raises(ValueError, match="actions have shape"):

@@ -13,12 +13,12 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from ai_trading.execution.market import slice_market
 from ai_trading.execution.vectorized import run_targets
-from ai_trading.rl_trading import PortfolioEnv, env_config, make_env
-from tests.rl_trading.conftest import ENV_CONFIGS, dataset, env_cfg, env_data
+from ai_trading.rl_trading import PortfolioEnv, make_env
+from tests.rl_trading.conftest import ENV_CONFIGS, dataset, env_config, env_data
 
 
 def _env(name: str = "portfolio", *overrides: str, split: str = "train") -> PortfolioEnv:
-    return PortfolioEnv(env_data(name, *overrides), env_config(env_cfg(name, *overrides)), split=split)  # type: ignore[arg-type]
+    return PortfolioEnv(env_data(name, *overrides), env_config(name, *overrides), split=split)  # type: ignore[arg-type]
 
 
 def _run_episode(env: PortfolioEnv, seed: int, action_seed: int) -> tuple[list[float], list[np.ndarray]]:
@@ -113,7 +113,7 @@ def test_episode_record_replayed_through_run_targets_reproduces_equity_exactly()
 
 def test_eval_split_one_deterministic_episode_over_held_out_tail_only() -> None:
     data = env_data("portfolio")
-    venv = make_env(env_cfg("portfolio", "env.episode_length=30"), split="eval", seed=0, data=data)
+    venv = make_env(data, env_config("portfolio", "env.episode_length=30"), split="eval", seed=0)
     assert venv.num_envs == 1
     venv.reset()
     n, done = 0, False

@@ -8,17 +8,17 @@ import torch
 
 from ai_trading.errors import ConfigError
 from ai_trading.rl_trading import make_env
-from ai_trading.rl_trading.train import AlgoConfig, TrainedAgent, train_agent
-from tests.conftest import compose_config
-from tests.rl_trading.conftest import dataset
+from ai_trading.rl_trading.train import TrainedAgent, train_agent
+from tests.rl_trading.conftest import env_data, job
 
 TINY = ["algo.total_timesteps=512", "algo.progress_bar=false", "algo.eval_every=256", "algo.patience=0",
-        "env.n_envs=4", "algo.hyperparams.n_steps=64", "algo.hyperparams.batch_size=64", "torch_threads=1"]
+        "algo.n_envs=4", "algo.hyperparams.n_steps=64", "algo.hyperparams.batch_size=64", "torch_threads=1"]
 
 
 def _train(seed: int, *overrides: str) -> TrainedAgent:
     torch.set_num_threads(1)
-    return train_agent(compose_config([*TINY, *overrides]), dataset(), seed=seed)
+    config = job(*TINY, *overrides)
+    return train_agent(config.algo, config.env, env_data(), seed=seed)
 
 
 def _params(agent: TrainedAgent) -> list[np.ndarray]:
@@ -40,11 +40,11 @@ def test_train_other_seed_learns_other_parameters() -> None:
 
 
 def test_validation_split_lies_between_training_windows_and_held_out_eval() -> None:
-    cfg = compose_config(TINY)
-    data = dataset()
-    val = make_env(cfg, split="validation", seed=0, dataset=data).envs[0].unwrapped  # type: ignore[attr-defined]
-    ev = make_env(cfg, split="eval", seed=0, dataset=data).envs[0].unwrapped  # type: ignore[attr-defined]
-    train = make_env(cfg, split="train", seed=0, dataset=data, batched=False).envs[0].unwrapped  # type: ignore[attr-defined]
+    cfg = job(*TINY).env
+    data = env_data()
+    val = make_env(data, cfg, split="validation", seed=0).envs[0].unwrapped  # type: ignore[attr-defined]
+    ev = make_env(data, cfg, split="eval", seed=0).envs[0].unwrapped  # type: ignore[attr-defined]
+    train = make_env(data, cfg, split="train", seed=0, batched=False).envs[0].unwrapped  # type: ignore[attr-defined]
     # Last executed row of any training window < first validation execution row <= ... < first eval row.
     assert train.layout.hi + train.layout.length < val.layout.lo + 1
     assert val.layout.lo + val.layout.length == ev.layout.lo
@@ -53,20 +53,19 @@ def test_validation_split_lies_between_training_windows_and_held_out_eval() -> N
 
 def test_algo_config_rejects_unknown_algorithm_and_bad_hyperparameter() -> None:
     with pytest.raises(ConfigError, match="not one of"):
-        AlgoConfig(name="dqn", total_timesteps=10)
+        job("algo.name=dqn")
     with pytest.raises(ConfigError, match="bad hyperparameter"):
         _train(0, "+algo.hyperparams.not_a_ppo_argument=3")
 
 
 def test_evaluate_agent_replays_episode_and_runs_baselines_on_same_window() -> None:
-    from ai_trading.rl_trading import build_env_data
     from ai_trading.rl_trading.evaluate import evaluate_agent, play_eval_episode
 
-    cfg = compose_config(TINY)
+    config = job(*TINY)
     agent = _train(3)
-    data = build_env_data(cfg, dataset())
-    record = play_eval_episode(cfg, data, agent, seed=3)
-    results = evaluate_agent(cfg, data, agent, seed=3)
+    data = env_data()
+    record = play_eval_episode(data, config.env, agent, seed=3)
+    results = evaluate_agent(data, config.env, config.trend, agent, seed=3)
     assert set(results) == {"rl", "buy_and_hold", "cash", "trend"}
     np.testing.assert_array_equal(results["rl"].equity.to_numpy()[1:], record.equity)
     stamps = results["rl"].equity.index
