@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from ai_trading.data import DataConfig, load
 from ai_trading.features import FeatureBuilder
 
 TINY = ["data.symbols=[SP500,NVDA]", "data.start=2005-01-01", "data.end=2012-12-31", "algo.progress_bar=false",
-        "algo.eval_every=0", "env.n_envs=8"]
+        "algo.eval_every=0", "algo.n_envs=8"]
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -75,7 +76,10 @@ def test_train_each_algorithm_tiny_run_finishes_and_logs(tmp_path: Path, algo_ov
     (run,) = _runs(tmp_path)
     algo = algo_overrides[0].split("=")[1]
     assert run.info.run_name == f"default__{algo}__seed0"
-    assert "eval/rl/net/sharpe" in run.data.metrics or "eval/rl/net/total_return" in run.data.metrics
+    metrics = run.data.metrics
+    assert math.isfinite(metrics["eval/rl/net/total_return"])
+    # The out-of-sample Sharpe is a number whenever the agent traded (a flat book has no return spread).
+    assert math.isfinite(metrics["eval/rl/net/sharpe"]) or metrics["eval/rl/net/turnover"] == 0.0
 
 
 def test_train_bad_range_fails_with_named_error_and_writes_no_run(tmp_path: Path) -> None:

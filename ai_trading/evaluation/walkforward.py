@@ -62,6 +62,7 @@ class WalkForwardConfig:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "baselines", tuple(self.baselines))
         if self.n_folds < 1 or self.train_bars < 2:
             raise ConfigError(f"walkforward: n_folds={self.n_folds} must be >= 1, train_bars={self.train_bars} >= 2")
         if self.scheme not in ("rolling", "expanding"):

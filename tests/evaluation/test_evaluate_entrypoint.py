@@ -25,7 +25,7 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["data.symbols=[SP500]", "data.start=2008-01-01", "data.end=2012-12-31", "strategy=ml",
             "walkforward.n_folds=2", "walkforward.train_bars=400", "strategy.cv_splits=3"]
-    result = subprocess.run([sys.executable, "-m", "ai_trading.evaluation.walkforward", *args], cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", "ai_trading.evaluate", *args], cwd=tmp_path,
                             env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -52,12 +52,12 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
 
     # The saved model evaluates as is on features of the same schema ...
     model = client.download_artifacts(run.info.run_id, "model/ml_strategy.joblib", str(tmp_path))
-    again = subprocess.run([sys.executable, "-m", "ai_trading.evaluation.walkforward", *args, f"model_path={model}",
+    again = subprocess.run([sys.executable, "-m", "ai_trading.evaluate", *args, f"model_path={model}",
                             "experiment_name=pretrained"], cwd=tmp_path,
                            env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     # ... and fails fast, before any run is opened, on features of another schema.
-    other = subprocess.run([sys.executable, "-m", "ai_trading.evaluation.walkforward", *args, f"model_path={model}",
+    other = subprocess.run([sys.executable, "-m", "ai_trading.evaluate", *args, f"model_path={model}",
                             "features.features.0.horizon=2", "experiment_name=mismatch"], cwd=tmp_path,
                            env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True, timeout=600)
     assert other.returncode != 0

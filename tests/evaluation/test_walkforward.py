@@ -20,7 +20,7 @@ from ai_trading.evaluation.walkforward import (
     metrics_table,
     run_walkforward,
 )
-from ai_trading.execution import EwmaCostModel, EwmaCostModelConfig, SimulatorConfig
+from ai_trading.execution import SimulatorConfig
 from ai_trading.execution.market import build_execution
 from ai_trading.features import FeatureBuilder
 from tests.conftest import compose_config
@@ -42,7 +42,7 @@ def test_make_folds_expanding_and_rolling_layouts() -> None:
 def bundled() -> tuple[pd.DataFrame, WalkForwardResult]:
     bars = load_bars(["SP500", "NVDA", "YHOO"], start="2009-01-01", end="2016-06-30")  # YHOO ends 2015-12-31
     features = FeatureBuilder.default().build(bars)
-    market, params = build_execution(bars, SimulatorConfig(), EwmaCostModel(EwmaCostModelConfig()))
+    market, params = build_execution(bars, SimulatorConfig())
     config = WalkForwardConfig(n_folds=4, train_bars=500, initial_cash=CASH, show_progress=False)
     return bars, run_walkforward(market, params, features, MLStrategy(MLStrategyConfig(cv_splits=3)), config)
 
