@@ -205,17 +205,43 @@ def metrics_table(results: Mapping[str, BacktestResult]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def evaluation_window(market: MarketArrays, features: FeatureSet | None,
+                      config: WalkForwardConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The out-of-sample span :func:`run_walkforward` will trade, from its first decision to its last fill,
+    known before anything runs (to check a saved model's training span against it)."""
+    T = market.open.shape[0]
+    if features is None:
+        first = 0
+    else:
+        complete = features.frame.loc[:, list(features.feature_names)].notna().all(axis=1)
+        stamps = complete[complete].index.get_level_values("timestamp")
+        if len(stamps) == 0:
+            raise EvaluationError("walk-forward: no row has features")
+        first = int(market.timestamps.searchsorted(stamps.min()))
+    folds = make_folds(first, T, config)
+    return market.timestamps[folds[0].test_start], market.timestamps[folds[-1].test_stop]
+
+
 # --- entrypoint (the only part that touches hydra, omegaconf and tracking; imported lazily) ---------------
 
 
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     """One evaluation job from the composed ``conf/evaluate.yaml``: data, features, walk-forward, report,
-    SLO checks. Returns the logged metrics."""
+    SLO checks. Returns the logged metrics.
+
+    With ``model_path`` the saved model is checked against this run's features and its out-of-sample
+    span before any run opens; an in-sample span fails unless ``allow_in_sample``, which prefixes every
+    metric and artifact with ``in_sample/`` instead of ``eval/`` and tags the run ``in_sample=true``."""
     from hydra.utils import instantiate
 
     from ai_trading.evaluation.report import log_backtests
     from ai_trading.evaluation.slo import SLOConfig, check_backtests, log_events
-    from ai_trading.evaluation.strategies import PretrainedStrategy, load_ml_strategy, make_strategy
+    from ai_trading.evaluation.strategies import (
+        PretrainedStrategy,
+        check_evaluation_window,
+        load_ml_strategy,
+        make_strategy,
+    )
     from ai_trading.jobs import start_job_run
     from ai_trading.pipeline import build_dataset, build_execution_for
     from ai_trading.seeding import seed_everything
@@ -223,26 +249,32 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     seed_everything(int(cfg.seed))
     dataset = build_dataset(cfg)
     market, params = build_execution_for(cfg, dataset.bars.frame)
+    wf_config: WalkForwardConfig = instantiate(cfg.walkforward, _convert_="all")
+    in_sample = False
     if cfg.get("model_path"):
-        # A saved model is checked against the features it meets here before anything runs.
-        strategy: Strategy = PretrainedStrategy(load_ml_strategy(cfg.model_path, dataset.features.schema_hash))
+        # A saved model is checked against the features and the dates it meets here before anything runs.
+        pretrained = load_ml_strategy(cfg.model_path, dataset.features.schema_hash)
+        window = evaluation_window(market, dataset.features, wf_config)
+        in_sample = check_evaluation_window(pretrained, *window, allow_in_sample=bool(cfg.allow_in_sample))
+        strategy: Strategy = PretrainedStrategy(pretrained)
     else:
         strategy = make_strategy(instantiate(cfg.strategy, _convert_="all"))
-    wf_config: WalkForwardConfig = instantiate(cfg.walkforward, _convert_="all")
+    prefix = "in_sample" if in_sample else "eval"
     slo_config: SLOConfig = instantiate(cfg.slo, _convert_="all")
     run_name = f"{cfg.experiment_name}__{strategy.name}__seed{cfg.seed}"
-    with start_job_run(cfg, dataset, run_name=run_name, overrides=overrides, tags={"strategy": strategy.name}) as run:
+    tags = {"strategy": strategy.name, "in_sample": str(in_sample).lower()}
+    with start_job_run(cfg, dataset, run_name=run_name, overrides=overrides, tags=tags) as run:
         wf = run_walkforward(market, params, dataset.features, strategy, wf_config)
-        metrics = log_backtests(run, wf.results, prefix="eval")
-        run.log_text(wf.fold_info.to_csv(index=False), "eval/fold_models.csv")
+        metrics = log_backtests(run, wf.results, prefix=prefix)
+        run.log_text(wf.fold_info.to_csv(index=False), f"{prefix}/fold_models.csv")
         if isinstance(wf.last_fitted, FittedMLStrategy):
             with tempfile.TemporaryDirectory(prefix="ai_trading_model_") as scratch:
                 path = Path(scratch) / "ml_strategy.joblib"
                 wf.last_fitted.save(path)
                 run.log_artifact(path, "model")
         events = check_backtests(wf.results, slo_config, elapsed_seconds=wf.elapsed_seconds)
-        log_events(run, events)
-        run.log_metrics({"eval/elapsed_seconds": wf.elapsed_seconds, "eval/slo_events": float(len(events))})
+        log_events(run, events, f"{prefix}/slo_events.json")
+        run.log_metrics({f"{prefix}/elapsed_seconds": wf.elapsed_seconds, f"{prefix}/slo_events": float(len(events))})
         table = metrics_table(wf.results)
         print(table.to_string(float_format=lambda v: f"{v:,.4f}"))
         log.info("evaluation logged run_id=%s name=%s events=%d", run.run_id, run_name, len(events))
