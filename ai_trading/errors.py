@@ -65,3 +65,16 @@ class IllegalTransition(AiTradingError):
 
 class EvaluationError(AiTradingError):
     """Evaluation inputs are inconsistent (misaligned labels, too few observations, bad split settings)."""
+
+
+class InSampleEvaluationError(EvaluationError):
+    """A saved model would be evaluated on dates its training labels covered; names both ranges."""
+
+    def __init__(self, model: str, train_span: tuple[Any, Any], window: tuple[Any, Any]) -> None:
+        self.model = model
+        self.train_span = train_span
+        self.window = window
+        super().__init__(f"model {model!r} was trained on labels from {train_span[0]} to {train_span[1]}; the "
+                         f"evaluation window {window[0]} to {window[1]} overlaps it, so its metrics would be "
+                         "in-sample (evaluate after the training span, or set allow_in_sample=true to label "
+                         "every metric in-sample)")

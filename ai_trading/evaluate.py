@@ -3,7 +3,10 @@
 Fits the chosen strategy per fold on its training window (or evaluates a saved model as is with
 ``model_path=``), trades the stitched out-of-sample span through the simulator with the preset's costs next to
 the baselines, prints the strategy-vs-baselines table and logs everything to MLflow with the run's provenance
-(``feature_schema_hash``, ``dataset_fingerprint``, ``cost_model_hash``). ``--help`` lists the groups.
+(``feature_schema_hash``, ``dataset_fingerprint``, ``cost_model_hash``). A saved model is checked against
+this run's features and its out-of-sample span before any run opens: an overlap with the model's training
+span fails unless ``allow_in_sample=true``, which labels every metric and artifact ``in_sample/`` instead of
+``eval/`` and tags the run ``in_sample=true``. ``--help`` lists the groups.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from ai_trading.evaluation.strategies import (
     FittedMLStrategy,
     PretrainedStrategy,
     Strategy,
+    check_evaluation_window,
     load_ml_strategy,
     make_strategy,
 )
-from ai_trading.evaluation.walkforward import metrics_table, run_walkforward
+from ai_trading.evaluation.walkforward import evaluation_window, metrics_table, run_walkforward
 from ai_trading.jobs import start_job_run
 from ai_trading.pipeline import build_costs, build_dataset
 from ai_trading.seeding import seed_everything
@@ -43,25 +47,30 @@ def evaluate(config: EvaluateConfig, overrides: Sequence[str] = ()) -> dict[str,
     seed_everything(research.seed)
     dataset = build_dataset(research.data, research.features)
     execution = build_costs(dataset, research.simulator, research.cost_model)
+    in_sample = False
     if config.model_path is not None:
-        # A saved model is checked against the features it meets here before anything runs.
-        strategy: Strategy = PretrainedStrategy(load_ml_strategy(config.model_path, dataset.features.schema_hash))
+        # A saved model is checked against the features and the dates it meets here before anything runs.
+        pretrained = load_ml_strategy(config.model_path, dataset.features.schema_hash)
+        window = evaluation_window(execution.market, dataset.features, config.walkforward)
+        in_sample = check_evaluation_window(pretrained, *window, allow_in_sample=config.allow_in_sample)
+        strategy: Strategy = PretrainedStrategy(pretrained)
     else:
         strategy = make_strategy(config.strategy)
+    prefix = "in_sample" if in_sample else "eval"
     run_name = f"{research.experiment_name}__{strategy.name}__seed{research.seed}"
-    with start_job_run(research, dataset, execution, run_name=run_name, overrides=overrides,
-                       tags={"strategy": strategy.name}) as run:
+    tags = {"strategy": strategy.name, "in_sample": str(in_sample).lower()}
+    with start_job_run(research, dataset, execution, run_name=run_name, overrides=overrides, tags=tags) as run:
         wf = run_walkforward(execution.market, execution.params, dataset.features, strategy, config.walkforward)
-        metrics = log_backtests(run, wf.results, prefix="eval")
-        run.log_text(wf.fold_info.to_csv(index=False), "eval/fold_models.csv")
+        metrics = log_backtests(run, wf.results, prefix=prefix)
+        run.log_text(wf.fold_info.to_csv(index=False), f"{prefix}/fold_models.csv")
         if isinstance(wf.last_fitted, FittedMLStrategy):
             with tempfile.TemporaryDirectory(prefix="ai_trading_model_") as scratch:
                 path = Path(scratch) / "ml_strategy.joblib"
                 wf.last_fitted.save(path)
                 run.log_artifact(path, "model")
         events = check_backtests(wf.results, research.slo, elapsed_seconds=wf.elapsed_seconds)
-        log_events(run, events)
-        run.log_metrics({"eval/elapsed_seconds": wf.elapsed_seconds, "eval/slo_events": float(len(events))})
+        log_events(run, events, f"{prefix}/slo_events.json")
+        run.log_metrics({f"{prefix}/elapsed_seconds": wf.elapsed_seconds, f"{prefix}/slo_events": float(len(events))})
         table = metrics_table(wf.results)
         print(table.to_string(float_format=lambda v: f"{v:,.4f}"))
         log.info("evaluation logged run_id=%s name=%s events=%d", run.run_id, run_name, len(events))
@@ -72,8 +81,9 @@ def evaluate(config: EvaluateConfig, overrides: Sequence[str] = ()) -> dict[str,
 def main(cfg: DictConfig) -> float:
     config = evaluate_config(cfg)
     metrics = evaluate(config, list(HydraConfig.get().overrides.task))
-    name = "ml" if config.model_path is not None else str(config.strategy.name)
-    return metrics.get(f"eval/{name}/net/sharpe", math.nan)
+    sharpe = [v for k, v in metrics.items() if k.endswith("/net/sharpe") and k.split("/")[1] not in
+              config.walkforward.baselines]
+    return sharpe[0] if sharpe else math.nan
 
 
 if __name__ == "__main__":

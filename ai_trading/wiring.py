@@ -63,6 +63,7 @@ class EvaluateConfig:
     strategy: Any
     walkforward: WalkForwardConfig
     model_path: str | None
+    allow_in_sample: bool
 
 
 def _group(cfg: DictConfig, key: str) -> Any:
@@ -108,4 +109,5 @@ def evaluate_config(cfg: DictConfig) -> EvaluateConfig:
     model_path = cfg.get("model_path")
     return EvaluateConfig(research=research_config(cfg), strategy=_group(cfg, "strategy"),
                           walkforward=_group(cfg, "walkforward"),
-                          model_path=None if model_path is None else str(model_path))
+                          model_path=None if model_path is None else str(model_path),
+                          allow_in_sample=bool(cfg.allow_in_sample))

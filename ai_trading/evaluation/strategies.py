@@ -5,13 +5,18 @@ A :class:`Strategy` is fitted on a training window of rows (``fit(inputs, start,
 ``(stop - start) x N``, row ``t`` decided at bar ``t``'s close). :func:`make_strategy` builds one from its
 plain config object (``conf/strategy/*.yaml``).
 
-The ML strategy (the product's ML training and inference path) regresses the next ``horizon`` bars' log
-return (``ridge``) or classifies its sign (``logistic``) on the unified features, pooled over symbols,
-with the regularisation chosen by purged k-fold cross-validation (:class:`PurgedKFold`, label spans
-``t1 = t + horizon`` bars, embargo) inside the training window. The prediction, standardised by its
-in-sample dispersion, maps to a weight ``clip(gain * z, lo, max_weight) / n_symbols``. The fitted object
-records the feature schema hash it was trained on; ``predict`` validates the :class:`FeatureSet` against
-it and raises :class:`~ai_trading.errors.FeatureSchemaMismatch` on another schema.
+The ML strategy (the product's ML training and inference path) regresses the log return that a
+position decided at row ``t`` and held ``horizon`` bars earns under the simulator's timing,
+``open(t+1) -> open(t+horizon+1)`` (:func:`~ai_trading.execution.timing.holding_log_returns`), with
+``ridge``, or classifies its sign (``logistic``), on the unified features pooled over symbols. The
+regularisation is chosen by purged k-fold cross-validation (:class:`PurgedKFold`, label spans from the
+decision row to the label's end row ``t + horizon + 1``, embargo) inside the training window, whose
+labels all end inside it. The prediction, standardised by its in-sample dispersion, maps to a weight
+``clip(gain * z, lo, max_weight) / n_symbols``. The fitted object records the feature schema hash it was
+trained on and the time span of its training labels (first decision to last label end):
+``predict`` validates the :class:`FeatureSet` against the schema and raises
+:class:`~ai_trading.errors.FeatureSchemaMismatch` on another one, and
+:func:`check_evaluation_window` refuses to evaluate a saved model on dates its labels covered.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ai_trading.errors import ConfigError, EvaluationError, FeatureSchemaMismatch
+from ai_trading.errors import ConfigError, EvaluationError, FeatureSchemaMismatch, InSampleEvaluationError
 from ai_trading.evaluation.backtest import decision_mask
 from ai_trading.evaluation.baselines import (
     BuyAndHoldConfig,
@@ -43,6 +48,7 @@ from ai_trading.evaluation.baselines import (
 )
 from ai_trading.evaluation.purged_cv import PurgedKFold
 from ai_trading.execution import MarketArrays
+from ai_trading.execution.timing import holding_log_returns
 from ai_trading.features import FeatureSet
 
 log = logging.getLogger(__name__)
@@ -144,25 +150,34 @@ class MLStrategyConfig:
             raise ConfigError("strategy: gain and max_weight must be > 0")
 
 
-def forward_labels(market: MarketArrays, horizon: int) -> tuple[FloatArray, npt.NDArray[np.intp]]:
-    """Per symbol, on its own bars: the log return from the close of row ``t`` to the close ``horizon``
-    bars later (NaN where unknown) and the row where that label ends (-1 where unknown)."""
-    T, N = market.open.shape
-    y = np.full((T, N), np.nan)
-    end = np.full((T, N), -1, dtype=np.intp)
-    for n in range(N):
-        rows = np.flatnonzero(market.tradable[:, n])
-        if len(rows) <= horizon:
-            continue
-        c = market.close[rows, n]
-        y[rows[:-horizon], n] = np.log(c[horizon:] / c[:-horizon])
-        end[rows[:-horizon], n] = rows[horizon:]
-    return y, end
+@dataclass(frozen=True)
+class TrainingLabels:
+    """The labelled samples of a training window: decision rows ``t``, symbol columns ``n``, labels ``y``
+    (the held position's log return) and ``t1``, each label's end time indexed by its decision time (what
+    :class:`PurgedKFold` purges on), in time order."""
+
+    t: npt.NDArray[np.intp]
+    n: npt.NDArray[np.intp]
+    y: FloatArray
+    t1: pd.Series
+
+
+def training_labels(inputs: StrategyInputs, horizon: int, start: int, stop: int) -> TrainingLabels:
+    """Samples of decision rows ``[start, stop)`` with features and a label that ends before ``stop``."""
+    y_all, end = holding_log_returns(inputs.market.open, inputs.market.tradable, horizon)
+    rows = slice(start, stop)
+    usable = inputs.has_features[rows] & (end[rows] >= 0) & (end[rows] < stop)
+    t_idx, n_idx = np.nonzero(usable)  # row-major: sorted by time, as PurgedKFold needs
+    t_idx = t_idx + start
+    stamps = inputs.market.timestamps
+    t1 = pd.Series(stamps[end[t_idx, n_idx]], index=stamps[t_idx])
+    return TrainingLabels(t_idx, n_idx, y_all[t_idx, n_idx], t1)
 
 
 @dataclass(frozen=True)
 class FittedMLStrategy:
-    """A fitted ML strategy: the scikit-learn pipeline, the schema it was trained on and its CV choice."""
+    """A fitted ML strategy: the scikit-learn pipeline, the schema it was trained on, the time span of its
+    training labels (``train_span``: first decision, last label end) and its CV choice."""
 
     name: str
     config: MLStrategyConfig
@@ -171,6 +186,7 @@ class FittedMLStrategy:
     feature_names: tuple[str, ...]
     dataset_fingerprint: str
     score_scale: float
+    train_span: tuple[pd.Timestamp, pd.Timestamp]
     info: dict[str, float] = field(default_factory=dict)
 
     def _score(self, X: FloatArray) -> FloatArray:
@@ -208,16 +224,42 @@ class FittedMLStrategy:
 
 
 def load_ml_strategy(path: str | Path, expected_schema_hash: str) -> FittedMLStrategy:
-    """Load a fitted ML strategy and fail fast if it was trained on another feature schema.
+    """Load a fitted ML strategy and fail fast if it was trained on another feature schema or does not
+    record the time span of its training labels (files saved before it was recorded).
 
     Only load files you wrote: unpickling runs code (signed manifests arrive with the artifacts issue).
     """
     obj = joblib.load(Path(path))
     if not isinstance(obj, FittedMLStrategy):
         raise EvaluationError(f"{path} holds a {type(obj).__name__}, not a FittedMLStrategy")
+    if "train_span" not in vars(obj):
+        raise EvaluationError(f"{path}: the model does not record the time span of its training labels (saved "
+                              "by an older version), so an evaluation cannot be checked to be out of sample; "
+                              "refit it")
     if obj.schema_hash != expected_schema_hash:
         raise FeatureSchemaMismatch("feature_schema_hash", obj.schema_hash, expected_schema_hash)
     return obj
+
+
+def check_evaluation_window(fitted: FittedMLStrategy, first: pd.Timestamp, last: pd.Timestamp, *,
+                            allow_in_sample: bool = False) -> bool:
+    """Whether evaluating ``fitted`` on ``[first, last]`` (first decision to last fill) is in sample, i.e.
+    overlaps its training span.
+
+    An overlap raises :class:`~ai_trading.errors.InSampleEvaluationError` naming both ranges, unless
+    ``allow_in_sample``: then it is logged as a warning and the caller must label every result in-sample.
+    """
+    lo, hi = fitted.train_span
+    window = (pd.Timestamp(first), pd.Timestamp(last))
+    if window[0] > window[1]:
+        raise EvaluationError(f"evaluation window {window[0]} to {window[1]} ends before it starts")
+    in_sample = window[0] <= hi and window[1] >= lo
+    if in_sample:
+        if not allow_in_sample:
+            raise InSampleEvaluationError(fitted.name, (lo, hi), window)
+        log.warning("in-sample evaluation model=%s train_span=%s..%s window=%s..%s: every metric is in-sample",
+                    fitted.name, lo, hi, window[0], window[1])
+    return in_sample
 
 
 @dataclass(frozen=True)
@@ -245,23 +287,19 @@ class MLStrategy:
         return self.config.name
 
     def fit(self, inputs: StrategyInputs, start: int, stop: int) -> FittedMLStrategy:
-        """Fit on decision rows ``[start, stop)`` using only labels that end before ``stop``."""
+        """Fit on decision rows ``[start, stop)`` using only labels that end before ``stop`` (inside the
+        training window)."""
         cfg = self.config
         if inputs.features is None:
             raise EvaluationError(f"strategy {cfg.name!r} needs features")
-        y_all, end = forward_labels(inputs.market, cfg.horizon)
-        rows = slice(start, stop)
-        usable = inputs.has_features[rows] & np.isfinite(y_all[rows]) & (end[rows] >= 0) & (end[rows] < stop)
-        t_idx, n_idx = np.nonzero(usable)  # row-major: sorted by time, as PurgedKFold needs
-        if len(t_idx) < max(cfg.min_train_samples, cfg.cv_splits * 2):
-            raise EvaluationError(f"strategy {cfg.name!r}: {len(t_idx)} training samples in rows [{start}, {stop}),"
-                                  f" need at least {cfg.min_train_samples}")
-        t_idx = t_idx + start
-        X = inputs.X[t_idx, n_idx]
-        y = y_all[t_idx, n_idx]
-        stamps = inputs.market.timestamps
-        t1 = pd.Series(stamps[end[t_idx, n_idx]], index=stamps[t_idx])
-        cv = PurgedKFold(n_splits=cfg.cv_splits, t1=t1, embargo=cfg.embargo)
+        labels = training_labels(inputs, cfg.horizon, start, stop)
+        if len(labels.y) < max(cfg.min_train_samples, cfg.cv_splits * 2):
+            raise EvaluationError(f"strategy {cfg.name!r}: {len(labels.y)} training samples in rows [{start}, "
+                                  f"{stop}), need at least {cfg.min_train_samples}")
+        X = inputs.X[labels.t, labels.n]
+        y = labels.y
+        cv = PurgedKFold(n_splits=cfg.cv_splits, t1=labels.t1, embargo=cfg.embargo)
+        span = (pd.Timestamp(labels.t1.index[0]), pd.Timestamp(labels.t1.max()))
         if cfg.model == "logistic":
             estimator: Any = LogisticRegression(max_iter=500)
             grid = {"model__C": [float(g) for g in cfg.grid]}
@@ -277,16 +315,17 @@ class MLStrategy:
         search.fit(X, target)
         pipeline: Pipeline = search.best_estimator_
         fitted = FittedMLStrategy(cfg.name, cfg, pipeline, inputs.features.schema_hash,
-                                  tuple(inputs.features.feature_names), inputs.features.dataset_fingerprint, 1.0)
+                                  tuple(inputs.features.feature_names), inputs.features.dataset_fingerprint, 1.0,
+                                  span)
         raw = fitted._score(X)
         scale = float(np.std(raw))
         best = float(next(iter(search.best_params_.values())))
         info = {"train_samples": float(len(y)), "cv_best_param": best, "cv_best_score": float(search.best_score_),
                 "in_sample_score_std": scale}
-        log.info("ml strategy fitted rows=[%d,%d) samples=%d model=%s best=%g cv_score=%.6g", start, stop, len(y),
-                 cfg.model, best, search.best_score_)
+        log.info("ml strategy fitted rows=[%d,%d) samples=%d labels=%s..%s model=%s best=%g cv_score=%.6g", start,
+                 stop, len(y), span[0], span[1], cfg.model, best, search.best_score_)
         return FittedMLStrategy(cfg.name, cfg, pipeline, fitted.schema_hash, fitted.feature_names,
-                                fitted.dataset_fingerprint, scale if scale > 0 else 1.0, info)
+                                fitted.dataset_fingerprint, scale if scale > 0 else 1.0, span, info)
 
 
 # --- factory ---------------------------------------------------------------------------------------------

@@ -197,3 +197,20 @@ def metrics_table(results: Mapping[str, BacktestResult]) -> pd.DataFrame:
                       "max_drawdown": m["max_drawdown"], "turnover": m["turnover"], "costs": m["cost_total"],
                       "cost_bps": m["cost_bps"]}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def evaluation_window(market: MarketArrays, features: FeatureSet | None,
+                      config: WalkForwardConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The out-of-sample span :func:`run_walkforward` will trade, from its first decision to its last fill,
+    known before anything runs (to check a saved model's training span against it)."""
+    T = market.open.shape[0]
+    if features is None:
+        first = 0
+    else:
+        complete = features.frame.loc[:, list(features.feature_names)].notna().all(axis=1)
+        stamps = complete[complete].index.get_level_values("timestamp")
+        if len(stamps) == 0:
+            raise EvaluationError("walk-forward: no row has features")
+        first = int(market.timestamps.searchsorted(stamps.min()))
+    folds = make_folds(first, T, config)
+    return market.timestamps[folds[0].test_start], market.timestamps[folds[-1].test_stop]

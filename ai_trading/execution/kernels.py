@@ -147,8 +147,9 @@ def run_sequence(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v
                  pos0: np.ndarray, out_pos: np.ndarray, out_cash: np.ndarray, out_equity: np.ndarray,
                  out_qty: np.ndarray, out_price: np.ndarray, out_ref: np.ndarray, out_spread: np.ndarray,
                  out_impact: np.ndarray, out_fee: np.ndarray, out_notional: np.ndarray) -> None:
-    """Targets decided at row d's close execute on row d+1 with the noise of slot ``noise[d, n]`` (T-1, N, 2);
-    row 0 of every output is the initial state."""
+    """Targets decided at row d's close execute on row d+1 (:mod:`ai_trading.execution.timing`, which the ML
+    labels share) with the noise of slot ``noise[d, n]`` (T-1, N, 2); row 0 of every output is the initial
+    state."""
     T, N = o.shape
     pt = param_tuple(p)
     pos = pos0.copy()

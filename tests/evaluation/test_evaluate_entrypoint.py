@@ -1,5 +1,7 @@
 """Subprocess smoke test of the evaluation entrypoint: metrics of strategy and baselines, provenance tags,
-CSVs and PNG plots land in MLflow; the table is printed."""
+CSVs and PNG plots land in MLflow; the table is printed. A saved model evaluates as is after its training
+span, fails fast (no run) on a window overlapping it or on features of another schema, and with
+allow_in_sample=true runs with every metric labelled in-sample."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import joblib
+import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from ai_trading.data import DataConfig, load
@@ -23,8 +27,10 @@ def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
 
 def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = ["data.symbols=[SP500]", "data.start=2008-01-01", "data.end=2012-12-31", "strategy=ml",
-            "walkforward.n_folds=2", "walkforward.train_bars=400", "strategy.cv_splits=3"]
+    dates = ["data.start=2008-01-01", "data.end=2012-12-31"]
+    common = ["data.symbols=[SP500]", "strategy=ml", "walkforward.n_folds=2", "walkforward.train_bars=400",
+              "strategy.cv_splits=3"]
+    args = [*common, *dates]
     result = subprocess.run([sys.executable, "-m", "ai_trading.evaluate", *args], cwd=tmp_path,
                             env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True,
                             timeout=600)
@@ -50,16 +56,43 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
             "eval/slo_events.json", "eval/fold_models.csv"} <= files
     assert "model/ml_strategy.joblib" in files
 
-    # The saved model evaluates as is on features of the same schema ...
+    assert run.data.tags["in_sample"] == "false"
+
+    def evaluate(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ai_trading.evaluate", *common, *extra],
+                              cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True,
+                              text=True, timeout=600)
+
+    # The saved model (the last fold's) was trained on labels inside this run's out-of-sample span: evaluating
+    # it on the same data fails fast, naming both ranges, before any run is opened ...
     model = client.download_artifacts(run.info.run_id, "model/ml_strategy.joblib", str(tmp_path))
-    again = subprocess.run([sys.executable, "-m", "ai_trading.evaluate", *args, f"model_path={model}",
-                            "experiment_name=pretrained"], cwd=tmp_path,
-                           env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
+    span = joblib.load(model).train_span
+    overlap = evaluate(*dates, f"model_path={model}", "experiment_name=overlap")
+    assert overlap.returncode != 0
+    assert "InSampleEvaluationError" in overlap.stderr and str(span[0]) in overlap.stderr
+    assert client.get_experiment_by_name("overlap") is None
+    # ... runs with allow_in_sample=true, every metric and the run labelled in-sample ...
+    insample = evaluate(*dates, f"model_path={model}", "allow_in_sample=true", "experiment_name=in_sample")
+    assert insample.returncode == 0, insample.stderr[-3000:]
+    logged = insample.stdout + insample.stderr
+    assert "WARNING" in logged and "in-sample evaluation model=ml" in logged
+    exp = client.get_experiment_by_name("in_sample")
+    assert exp is not None
+    (labelled,) = client.search_runs([exp.experiment_id])
+    assert labelled.data.tags["in_sample"] == "true"
+    assert labelled.data.metrics and all(k.startswith("in_sample/") for k in labelled.data.metrics)
+    assert "in_sample/ml/net/sharpe" in labelled.data.metrics
+    # ... evaluates as is on a window after its training span ...
+    after = (span[1] + pd.Timedelta(days=1)).date()
+    later = [f"data.start={after}", f"data.end={(span[1] + pd.Timedelta(days=3 * 365)).date()}"]
+    clean = evaluate(f"model_path={model}", *later, "experiment_name=pretrained")
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    exp = client.get_experiment_by_name("pretrained")
+    assert exp is not None
+    (oos,) = client.search_runs([exp.experiment_id])
+    assert oos.data.tags["in_sample"] == "false" and "eval/ml/net/sharpe" in oos.data.metrics
     # ... and fails fast, before any run is opened, on features of another schema.
-    other = subprocess.run([sys.executable, "-m", "ai_trading.evaluate", *args, f"model_path={model}",
-                            "features.features.0.horizon=2", "experiment_name=mismatch"], cwd=tmp_path,
-                           env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True, timeout=600)
+    other = evaluate(f"model_path={model}", *later, "features.features.0.horizon=2", "experiment_name=mismatch")
     assert other.returncode != 0
     assert "FeatureSchemaMismatch" in other.stderr
     assert client.get_experiment_by_name("mismatch") is None

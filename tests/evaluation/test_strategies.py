@@ -1,24 +1,28 @@
-"""The ML strategy: learns a predictable signal, never sees labels past its training window, and fails
-fast on features of another schema; the strategy factory."""
+"""The ML strategy: learns a predictable signal, never sees labels past its training window, records the
+span of its training labels and refuses evaluation windows that overlap it, and fails fast on features of
+another schema or a saved model without that span; the strategy factory."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
 
-from ai_trading.errors import ConfigError, FeatureSchemaMismatch
+from ai_trading.errors import ConfigError, EvaluationError, FeatureSchemaMismatch, InSampleEvaluationError
 from ai_trading.evaluation.baselines import BuyAndHoldConfig, TrendConfig
 from ai_trading.evaluation.strategies import (
     MLStrategy,
     MLStrategyConfig,
     RuleStrategy,
     StrategyInputs,
-    forward_labels,
+    check_evaluation_window,
     load_ml_strategy,
     make_strategy,
+    training_labels,
 )
 from ai_trading.execution import MarketArrays, SimulatorConfig
 from ai_trading.execution.market import build_execution
@@ -55,7 +59,7 @@ def test_ml_strategy_on_mean_reverting_data_bets_against_the_last_return(mr_inpu
     agree = np.mean(np.sign(w[:, 0]) == -np.sign(last_return))
     assert agree > 0.9
     assert np.abs(w).max() <= 1.0
-    assert fitted.info["train_samples"] == 600 - 63 - 1  # the last label ends at row 600: excluded
+    assert fitted.info["train_samples"] == 600 - 63 - 2  # decision 598's label ends at row 600: excluded
 
 
 def test_ml_logistic_long_only_weights_are_in_zero_to_max(mr_inputs: StrategyInputs) -> None:
@@ -94,19 +98,56 @@ def test_ml_predict_on_features_of_another_schema_raises_feature_schema_mismatch
     np.testing.assert_array_equal(loaded.targets(mr_inputs, 600, 899), fitted.targets(mr_inputs, 600, 899))
 
 
-def test_forward_labels_are_future_close_log_ratios_on_each_symbols_own_bars() -> None:
+def test_training_labels_are_next_open_to_open_returns_whose_t1_is_their_true_end_inside_the_window() -> None:
     from ai_trading.data import load_bars
 
-    bars = load_bars(["NVDA", "SP500"], start="1999-01-01", end="1999-03-31")  # NVDA starts 1999-01-22
+    bars = load_bars(["NVDA", "SP500"], start="1999-01-01", end="1999-12-31")  # NVDA starts 1999-01-22
     market = MarketArrays.from_bars(bars, SimulatorConfig())
-    y, end = forward_labels(market, horizon=3)
-    nvda = bars.xs("NVDA", level="symbol")["close"]
+    inputs = StrategyInputs.build(market, FeatureBuilder.default().build(bars), 252.0)
+    h, start, stop = 3, 0, 150
+    labels = training_labels(inputs, h, start, stop)
+    stamps = market.timestamps
+    nvda = bars.xs("NVDA", level="symbol")["open"]
     n = market.symbols.index("NVDA")
-    first = market.timestamps.get_loc(nvda.index[0])
-    assert np.isnan(y[:first, n]).all() and (end[:first, n] == -1).all()
-    assert y[first, n] == pytest.approx(np.log(nvda.iloc[3] / nvda.iloc[0]))
-    assert market.timestamps[end[first, n]] == nvda.index[3]
-    assert np.isnan(y[-3:, n]).all()
+    first = int(labels.t[labels.n == n][0])  # NVDA's first row with features
+    assert stamps[first] == nvda.index[FeatureBuilder.default().spec.warmup]
+    k = nvda.index.get_loc(stamps[first])
+    at = np.flatnonzero((labels.t == first) & (labels.n == n))[0]
+    assert labels.y[at] == pytest.approx(np.log(nvda.iloc[k + h + 1] / nvda.iloc[k + 1]), rel=1e-12)
+    # t1 is each label's last price row (the exit open), every one of them inside the training window
+    np.testing.assert_array_equal(labels.t1.to_numpy(), stamps[labels.t + h + 1].to_numpy())
+    np.testing.assert_array_equal(labels.t1.index, stamps[labels.t])
+    assert labels.t1.max() == stamps[stop - 1] and labels.t.max() == stop - h - 2
+
+
+def test_fitted_model_records_its_label_span_and_refuses_windows_that_overlap_it(
+        mr_inputs: StrategyInputs, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    stamps = mr_inputs.market.timestamps
+    fitted = MLStrategy(MLStrategyConfig(cv_splits=3)).fit(mr_inputs, 63, 600)
+    assert fitted.train_span == (stamps[63], stamps[599])  # first decision, last label end (exit open)
+    path = tmp_path / "ml.joblib"
+    fitted.save(path)
+    loaded = load_ml_strategy(path, expected_schema_hash=fitted.schema_hash)
+    assert loaded.train_span == fitted.train_span
+    assert check_evaluation_window(loaded, stamps[600], stamps[899]) is False
+    for window in ((stamps[599], stamps[899]), (stamps[0], stamps[63]), (stamps[100], stamps[200])):
+        with pytest.raises(InSampleEvaluationError) as err:
+            check_evaluation_window(loaded, *window)
+        assert str(stamps[63]) in str(err.value) and str(stamps[599]) in str(err.value)
+        assert str(window[0]) in str(err.value) and str(window[1]) in str(err.value)
+    with caplog.at_level(logging.WARNING, logger="ai_trading.evaluation.strategies"):
+        assert check_evaluation_window(loaded, stamps[500], stamps[899], allow_in_sample=True) is True
+    assert "in-sample" in caplog.text
+
+
+def test_loading_a_model_saved_without_its_training_span_fails_clearly(mr_inputs: StrategyInputs,
+                                                                       tmp_path: Path) -> None:
+    fitted = MLStrategy(MLStrategyConfig(cv_splits=3)).fit(mr_inputs, 63, 600)
+    del fitted.__dict__["train_span"]  # what unpickling a file of the older format gives
+    path = tmp_path / "old.joblib"
+    joblib.dump(fitted, path)
+    with pytest.raises(EvaluationError, match="time span of its training labels"):
+        load_ml_strategy(path, expected_schema_hash=fitted.schema_hash)
 
 
 def test_make_strategy_builds_each_kind_and_rejects_unknown_config() -> None:
