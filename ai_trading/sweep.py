@@ -1,7 +1,7 @@
 """The start and end of a seed sweep: a Hydra callback around one multirun.
 
 ``on_multirun_start`` prepares the MLflow store once, before (possibly parallel) jobs write to it.
-``on_multirun_end`` is where promotion across seeds hooks in (governance issue): today it reads the
+``on_multirun_end`` is where promotion across seeds hooks in: today it reads the
 sweep's runs back from MLflow and logs each seed's headline metric and their mean and spread.
 """
 

@@ -18,8 +18,14 @@ TINY = ["data.symbols=[SP500,NVDA]", "data.start=2005-01-01", "data.end=2012-12-
         "algo.eval_every=0", "algo.n_envs=8"]
 
 
+SECRET = "s3cret-pw"
+
+
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    # A DSN with a password in the environment: it is part of the composed config (oms.dsn) and must be masked
+    # everywhere the run writes.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "AI_TRADING_OMS_DSN": f"postgresql+psycopg://u:{SECRET}@127.0.0.1/db"}
     return subprocess.run([sys.executable, "-m", "ai_trading.train", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
 
@@ -56,6 +62,24 @@ def test_train_multirun_two_seeds_logs_runs_with_provenance_metrics_and_model(tm
         plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
         assert {"plots/equity.png", "plots/drawdown.png"} <= plots
     assert "sweep " in result.stderr + result.stdout  # the sweep-end callback summarised the seeds
+    _assert_secret_nowhere(client, runs, result)
+
+
+def _assert_secret_nowhere(client: MlflowClient, runs: list, result: subprocess.CompletedProcess[str]) -> None:  # type: ignore[type-arg]
+    """The DSN password reaches no param, tag, artifact or log line; the masked DSN is still logged."""
+    assert SECRET not in result.stdout + result.stderr
+    for run in runs:
+        assert run.data.params["oms.dsn"] == "postgresql+psycopg://u:***@127.0.0.1/db"
+        for key, value in {**run.data.params, **run.data.tags}.items():
+            assert SECRET not in key + value, key
+        pending = [""]
+        while pending:
+            for item in client.list_artifacts(run.info.run_id, pending.pop() or None):
+                if item.is_dir:
+                    pending.append(item.path)
+                    continue
+                local = Path(client.download_artifacts(run.info.run_id, item.path))
+                assert SECRET.encode() not in local.read_bytes(), item.path
 
 
 @pytest.mark.slow

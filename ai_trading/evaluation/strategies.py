@@ -227,7 +227,7 @@ def load_ml_strategy(path: str | Path, expected_schema_hash: str) -> FittedMLStr
     """Load a fitted ML strategy and fail fast if it was trained on another feature schema or does not
     record the time span of its training labels (files saved before it was recorded).
 
-    Only load files you wrote: unpickling runs code (signed manifests arrive with the artifacts issue).
+    Only load files you wrote: unpickling runs code, and no signature is checked before it.
     """
     obj = joblib.load(Path(path))
     if not isinstance(obj, FittedMLStrategy):

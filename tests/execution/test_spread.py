@@ -44,10 +44,15 @@ def test_abdi_ranaldo_constant_bounce_recovers_spread() -> None:
     assert s[-1] == pytest.approx(2 * abs(math.log(100.1) - eta), rel=1e-9)
 
 
-def test_ewma_volatility_constant_returns_converges_to_return_size() -> None:
-    close = 100 * np.exp(0.001 * np.arange(400) * np.where(np.arange(400) % 2, 1, 1))
+def test_ewma_volatility_alternating_returns_converges_to_return_size_with_its_half_life() -> None:
+    # Log returns of +-0.001 (zero mean: a drift estimate cannot hide in them), then +-0.002 for 10 bars.
+    sizes = np.r_[np.full(399, 0.001), np.full(10, 0.002)]
+    returns = sizes * np.where(np.arange(len(sizes)) % 2, 1.0, -1.0)
+    close = 100 * np.exp(np.r_[0.0, np.cumsum(returns)])
     vol = ewma_volatility(close, close * 1.0001, close * 0.9999, halflife=10.0)
-    assert vol[-1] == pytest.approx(0.001, rel=1e-6)
+    assert vol[399] == pytest.approx(0.001, rel=1e-6)
+    # One half-life into the new regime the variance is half-way: (0.001^2 + 0.002^2) / 2.
+    assert vol[-1] == pytest.approx(np.sqrt((0.001**2 + 0.002**2) / 2), rel=1e-6)
 
 
 @pytest.fixture(scope="module")
