@@ -23,6 +23,7 @@ from ai_trading.execution import (
     SimOrderStatus,
     TimeInForce,
 )
+from ai_trading.execution.kernels import path_price, path_range_after
 from tests.execution.conftest import BARE, frame_from_rows, random_walk_frame
 
 # Two sessions of 1-minute bars, 40 bars each.
@@ -379,3 +380,20 @@ def test_execute_many_results_do_not_depend_on_list_order(seed: int, layout: int
     base = ExecutionSimulator(REALISTIC, FRAME, seed=seed).execute_many(orders)
     shuffled = ExecutionSimulator(REALISTIC, FRAME, seed=seed).execute_many([orders[i] for i in perm])
     assert [shuffled[j] for j in np.argsort(perm)] == base
+
+
+@settings(max_examples=200, deadline=None)
+@given(o=st.floats(90.0, 110.0), c=st.floats(90.0, 110.0), up=st.floats(0.0, 5.0), down=st.floats(0.0, 5.0),
+       f=st.floats(0.0, 1.0))
+def test_path_range_after_is_the_extremes_of_the_rest_of_the_path(o: float, c: float, up: float, down: float,
+                                                                   f: float) -> None:
+    h, low = max(o, c) + up, min(o, c) - down
+    lo, hi = path_range_after(o, h, low, c, f)
+    # The path is piecewise linear: its extremes over [f, 1] are at f or at a vertex after f, and those
+    # vertices are where path_price reaches the low, the high and the close.
+    legs = np.abs(np.diff([o, *((low, h) if c >= o else (h, low)), c]))
+    corners = np.cumsum(legs)[:2] / legs.sum() if legs.sum() > 0 else np.zeros(2)
+    grid = np.concatenate((np.linspace(f, 1.0, 501), corners[corners >= f], [1.0]))
+    prices = [path_price(o, h, low, c, float(g)) for g in grid]
+    assert lo == pytest.approx(min(prices), abs=1e-9)
+    assert hi == pytest.approx(max(prices), abs=1e-9)
