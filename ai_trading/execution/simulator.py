@@ -27,8 +27,9 @@ Timing and fill-price convention (both paths):
   not cross each other) fills at most ``participation_cap * V - u`` and its size term is the square-root
   cost of the bar's participation growing from ``u`` to ``u + q``: an average rate ``impact_coef * sigma *
   ((u + q)**1.5 - u**1.5) / (q * sqrt(V))``, which is ``impact_coef * sigma * sqrt(q / V)`` for ``u = 0``.
-  So an order alone on its bar costs what it costs on the vectorised paths, and an order split into
+  So an order alone on its bar costs what it costs on the vectorised paths, and a market order split into
   pieces on one bar fills and pays in total what it would unsplit (fees aside: the minimum is per child).
+  Separate calls are separate scenarios: they do not see each other's volume.
 - Limit orders: marketable when the limit reaches the far touch at arrival (``ref * (1 + half_spread)``
   for a buy, ``ref * (1 - half_spread)`` for a sell) -> aggressive fill capped at the limit; this is
   checked on every bar the order works. Otherwise it fills as a maker, at the limit, without spread or
@@ -52,9 +53,10 @@ bit for bit like :meth:`ExecutionSimulator.run_targets` (share targets, no trade
 simulator with the same seed, whose target moves by each order's signed quantity at its decision bar
 (bit for bit where the target minus the position is exactly the order's remaining quantity, as with whole
 shares; otherwise to the rounding of that difference).
-Orders sharing a bar and symbol pay the same impact as one order of their total (see above) but their
-own fee each. Drawing the table advances the shared generator: a later ``run_targets`` on the same
-simulator draws other noise.
+Market orders on one side sharing a bar and symbol fill and pay spread and impact as one order of their
+total would (see above) but each pays its own fee; opposite orders on one bar do not net as a target does.
+Drawing the table advances the shared generator: a later ``run_targets`` on the same simulator draws other
+noise.
 """
 
 from __future__ import annotations
