@@ -6,6 +6,8 @@ order (calling ``step_batch`` per row would cost a reference count per array and
 speed on one symbol); a test pins repeated batched steps equal to the sequence, bit for bit. Every path
 draws its randomness with :func:`ai_trading.execution.market.draw_noise` (two standard normals per fill
 slot) and turns it into latency only here, in :func:`fill_slice`, so all paths see the same latencies.
+:func:`run_orders` works many orders bar-major so that the orders on one bar and symbol share its volume
+(the vectorised kernels have one slice per bar and symbol, so nothing is shared there).
 """
 
 from __future__ import annotations
@@ -64,6 +66,25 @@ def path_price(o: float, h: float, low: float, c: float, f: float) -> float:
     return c
 
 
+@njit(cache=True)
+def path_range_after(o: float, h: float, low: float, c: float, f: float) -> tuple[float, float]:
+    """(min, max) of the :func:`path_price` path over the fraction ``[f, 1]`` of the bar: the price at ``f``
+    and the path's vertices after it (the same leg arithmetic as :func:`path_price`, so they agree)."""
+    lo = path_price(o, h, low, c, f)
+    hi = lo
+    if c >= o:
+        x, y = low, h
+    else:
+        x, y = h, low
+    d1, d2, d3 = abs(o - x), abs(x - y), abs(y - c)
+    dist = f * (d1 + d2 + d3) if f > 0.0 else 0.0
+    if dist <= d1:
+        lo, hi = min(lo, x), max(hi, x)
+    if dist - d1 <= d2:
+        lo, hi = min(lo, y), max(hi, y)
+    return min(lo, c), max(hi, c)
+
+
 @njit(cache=True, inline="always")
 def param_tuple(p: np.ndarray) -> tuple[float, ...]:
     """The parameter vector as a tuple: the per-fill calls then pass plain floats, where an array argument
@@ -72,9 +93,9 @@ def param_tuple(p: np.ndarray) -> tuple[float, ...]:
 
 
 @njit(cache=True)
-def fill_slice(side: float, want: float, o: float, h: float, low: float, c: float, v: float, hs: float,
-               sig: float, z_lat: float, z_spike: float, scale: float, is_limit: bool, limit: float,
-               p: tuple[float, ...]) -> tuple[float, float, float, float, float, float, float]:
+def fill_slice(side: float, want: float, o: float, h: float, low: float, c: float, v: float, used: float,
+               hs: float, sig: float, z_lat: float, z_spike: float, scale: float, is_limit: bool, limit: float,
+               resting: bool, p: tuple[float, ...]) -> tuple[float, float, float, float, float, float, float]:
     """Execute up to ``want`` shares on one bar; returns (qty, price, ref, spread, impact, fee, maker).
 
     ``hs`` and ``sig`` are the half-spread and volatility known at the decision bar; ``ref`` is the path
@@ -82,6 +103,20 @@ def fill_slice(side: float, want: float, o: float, h: float, low: float, c: floa
     latency: ``latency_ms`` (constant) or ``latency_ms * exp(latency_sigma * z_lat)`` (lognormal), plus a
     spike when ``z_spike`` falls below the spike probability's normal quantile. Nothing fills: qty 0,
     prices NaN. ``p`` is :func:`param_tuple` of the parameter vector.
+
+    ``used`` shares of the bar's volume ``v`` went to earlier slices on this bar and symbol (0 on the
+    vectorised paths): a slice fills at most ``room = participation_cap * v - used``, and its size-dependent
+    impact is the bar's participation growing from ``u = used`` to ``u + q``: the total cost of a bar's
+    participation ``U`` is ``impact_coef * sigma * U**1.5 / sqrt(v)`` per unit price, so the slice's average
+    rate is ``impact_coef * sigma * ((u + q)**1.5 - u**1.5) / (q * sqrt(v))``; alone on its bar (``u = 0``)
+    that is ``impact_coef * sigma * sqrt(q / v)``, and an order split into pieces on one bar pays what it
+    pays unsplit.
+
+    A limit is marketable when it reaches the far touch at arrival, ``side * (limit - ref * (1 + side *
+    hs)) >= 0``: it takes liquidity like a market order, its price capped at the limit. Otherwise it fills
+    as a maker, at the limit, on ``(1 - queue_haircut) * room`` shares, only if the path trades through the
+    limit after the order is on the book: after the latency on its arrival bar, over the whole bar when
+    ``resting`` (it was already working on an earlier bar).
     """
     nothing = (0.0, math.nan, math.nan, 0.0, 0.0, 0.0, 0.0)
     if want <= EPS_SHARES or v <= 0.0:
@@ -95,11 +130,19 @@ def fill_slice(side: float, want: float, o: float, h: float, low: float, c: floa
     if f > 1.0:
         f = 1.0
     ref = path_price(o, h, low, c, f)
-    cap = p[P_CAP] * v
+    room = p[P_CAP] * v - used
+    if used > 0.0 and room <= EPS_SHARES:
+        return nothing  # earlier slices on this bar took its capacity
     maker = 0.0
-    if (not is_limit) or side * (limit - ref) >= 0.0:
-        q = want if want < cap else cap
-        imp = scale * (p[P_FIXED] + p[P_VOLC] * sig + p[P_IMPACT] * sig * math.sqrt(q / v))
+    if (not is_limit) or side * (limit - ref * (1.0 + side * hs)) >= 0.0:
+        q = want if want < room else room
+        if used > 0.0:
+            # ((u+q)^1.5 - u^1.5) / q without the cancellation of the difference of powers
+            a = used + q
+            part = (a * a + a * used + used * used) / ((a * math.sqrt(a) + used * math.sqrt(used)) * math.sqrt(v))
+        else:
+            part = math.sqrt(q / v)
+        imp = scale * (p[P_FIXED] + p[P_VOLC] * sig + p[P_IMPACT] * sig * part)
         price = ref * (1.0 + side * (hs + imp))
         spread_cost = q * ref * hs
         impact_cost = q * ref * imp
@@ -110,10 +153,11 @@ def fill_slice(side: float, want: float, o: float, h: float, low: float, c: floa
             spread_cost = total * hs / rate if rate > 0.0 else 0.0
             impact_cost = total - spread_cost
     else:
-        through = low < limit if side > 0.0 else h > limit
+        lo, hi = path_range_after(o, h, low, c, 0.0 if resting else f)
+        through = lo < limit if side > 0.0 else hi > limit
         if not through:
             return nothing
-        room = cap * (1.0 - p[P_HAIRCUT])
+        room = room * (1.0 - p[P_HAIRCUT])
         q = want if want < room else room
         price = limit
         ref = limit
@@ -172,8 +216,8 @@ def run_sequence(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v
             trade = trade_towards(targets[d, n], weights, pos[n], eq_d, mark[d, n], band, tradable[t, n])
             side = 1.0 if trade > 0.0 else -1.0
             q, price, ref, sc, ic, fee, _ = fill_slice(side, abs(trade), o[t, n], h[t, n], low[t, n], c[t, n],
-                                                       v[t, n], hs[d, n], vol[d, n], noise[d, n, 0],
-                                                       noise[d, n, 1], scale[n], False, 0.0, pt)
+                                                       v[t, n], 0.0, hs[d, n], vol[d, n], noise[d, n, 0],
+                                                       noise[d, n, 1], scale[n], False, 0.0, False, pt)
             if q > 0.0:
                 filled = side * q
                 pos[n] = pos[n] + filled
@@ -196,37 +240,49 @@ def run_sequence(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v
 @njit(cache=True)
 def run_orders(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, hs: np.ndarray,
                vol: np.ndarray, scale: np.ndarray, p: np.ndarray, sym: np.ndarray, side: np.ndarray,
-               qty: np.ndarray, is_limit: np.ndarray, limit: np.ndarray, stop: np.ndarray,
-               filled: np.ndarray, next_bar: np.ndarray, first: int, noise: np.ndarray, out_order: np.ndarray,
-               out_bar: np.ndarray, out: np.ndarray) -> tuple[int, int]:
-    """Work orders ``first..`` bar by bar (one child slice per bar, one noise slot ``noise[k]`` (2,) per bar).
+               qty: np.ndarray, is_limit: np.ndarray, limit: np.ndarray, start: np.ndarray, stop: np.ndarray,
+               queue: np.ndarray, noise: np.ndarray, used: np.ndarray, filled: np.ndarray, active: np.ndarray,
+               state: np.ndarray, out_order: np.ndarray, out_bar: np.ndarray, out: np.ndarray) -> int:
+    """Work orders bar by bar, one child slice per order and bar, on rows ``start[i]..stop[i]``.
 
-    Stops when the draw pool runs out; returns (order to resume at, fills written). ``filled`` and
-    ``next_bar`` carry each order's progress across calls; ``out`` rows are the 7 fields of a fill.
+    Bar-major: on each bar the working orders take their slices in ``queue`` order (order indices sorted by
+    first bar, then priority), so on one bar and symbol they compete for its volume in priority order;
+    ``used`` (T, N) accumulates the shares every slice took on its bar and symbol (:func:`fill_slice`).
+    A slice on bar ``t`` of symbol ``s`` uses noise slot ``noise[t - 1, s]``, the slot the vectorised paths
+    use for that bar and symbol. ``filled`` (per order), ``used``, ``active`` (the working orders, in
+    priority order) and ``state`` (bar, next ``queue`` position, number of working orders) carry the
+    progress across calls: the kernel returns the number of fills written to ``out_order``, ``out_bar`` and
+    ``out`` (the 7 fields of a fill) when they cannot hold another bar of fills, and is done when
+    ``state[1] == len(queue)`` and ``state[2] == 0``. ``out`` must hold at least ``len(queue)`` rows.
     """
     pt = param_tuple(p)
-    k = 0
+    n = queue.shape[0]
+    room = out.shape[0]
+    t, nxt, na = state[0], state[1], state[2]
     m = 0
-    pool = noise.shape[0]
-    for i in range(first, qty.shape[0]):
-        b = next_bar[i]
-        s = sym[i]
-        while b <= stop[i]:
-            want = qty[i] - filled[i]
-            if want <= EPS_SHARES:
-                break
-            if k == pool:
-                next_bar[i] = b
-                return i, m
-            d = b - 1
-            q, price, ref, sc, ic, fee, maker = fill_slice(side[i], want, o[b, s], h[b, s], low[b, s],
-                                                           c[b, s], v[b, s], hs[d, s], vol[d, s], noise[k, 0],
-                                                           noise[k, 1], scale[s], is_limit[i], limit[i], pt)
-            k += 1
+    while nxt < n or na > 0:
+        if na == 0:
+            t = start[queue[nxt]]
+        while nxt < n and start[queue[nxt]] == t:
+            active[na] = queue[nxt]
+            na += 1
+            nxt += 1
+        if m + na > room:
+            break
+        d = t - 1
+        k = 0
+        for j in range(na):
+            i = active[j]
+            s = sym[i]
+            q, price, ref, sc, ic, fee, maker = fill_slice(side[i], qty[i] - filled[i], o[t, s], h[t, s],
+                                                           low[t, s], c[t, s], v[t, s], used[t, s], hs[d, s],
+                                                           vol[d, s], noise[d, s, 0], noise[d, s, 1], scale[s],
+                                                           is_limit[i], limit[i], t > start[i], pt)
             if q > 0.0:
                 filled[i] = filled[i] + q
+                used[t, s] = used[t, s] + q
                 out_order[m] = i
-                out_bar[m] = b
+                out_bar[m] = t
                 out[m, 0] = q
                 out[m, 1] = price
                 out[m, 2] = ref
@@ -235,9 +291,13 @@ def run_orders(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: 
                 out[m, 5] = fee
                 out[m, 6] = maker
                 m += 1
-            b += 1
-        next_bar[i] = b
-    return qty.shape[0], m
+            if qty[i] - filled[i] > EPS_SHARES and t < stop[i]:
+                active[k] = i
+                k += 1
+        na = k
+        t += 1
+    state[0], state[1], state[2] = t, nxt, na
+    return m
 
 
 @njit(cache=True)
@@ -269,8 +329,8 @@ def step_batch(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: 
             trade = trade_towards(targets[b, n], weights, pos[b, n], eq_d, mark[dd, n], band, tradable[e, n])
             side = 1.0 if trade > 0.0 else -1.0
             q, price, ref, sc, ic, fee, _ = fill_slice(side, abs(trade), o[e, n], h[e, n], low[e, n], c[e, n],
-                                                       v[e, n], hs[dd, n], vol[dd, n], noise[r, n, 0],
-                                                       noise[r, n, 1], scale[n], False, 0.0, pt)
+                                                       v[e, n], 0.0, hs[dd, n], vol[dd, n], noise[r, n, 0],
+                                                       noise[r, n, 1], scale[n], False, 0.0, False, pt)
             out[b, n, 0] = 0.0
             out[b, n, 6] = 0.0
             if q > 0.0:

@@ -21,16 +21,42 @@ Timing and fill-price convention (both paths):
   are those known at the bar before the slice (no look-ahead). A slice fills at most
   ``participation_cap * V`` (a zero-volume bar fills nothing); the rest carries to the next bar (DAY to
   the end of its session, GTC to the end of the data) or is cancelled (IOC).
-- Limit orders: marketable at arrival -> aggressive fill capped at the limit; otherwise they fill only when
-  the bar trades through the limit (low < limit for a buy), at the limit, on at most
-  ``(1 - queue_haircut)`` of the participation capacity, as a maker fill without spread or impact.
+- Shared volume (per-order path): the orders of one :meth:`ExecutionSimulator.execute_many` call share
+  each bar's volume per symbol, taking their slices in submission-time order (list order between equal
+  times). A slice after ``u`` shares already traded on its bar and symbol (both sides count: orders do
+  not cross each other) fills at most ``participation_cap * V - u`` and its size term is the square-root
+  cost of the bar's participation growing from ``u`` to ``u + q``: an average rate ``impact_coef * sigma *
+  ((u + q)**1.5 - u**1.5) / (q * sqrt(V))``, which is ``impact_coef * sigma * sqrt(q / V)`` for ``u = 0``.
+  So an order alone on its bar costs what it costs on the vectorised paths, and a market order split into
+  pieces on one bar fills and pays in total what it would unsplit (fees aside: the minimum is per child).
+  Separate calls are separate scenarios: they do not see each other's volume.
+- Limit orders: marketable when the limit reaches the far touch at arrival (``ref * (1 + half_spread)``
+  for a buy, ``ref * (1 - half_spread)`` for a sell) -> aggressive fill capped at the limit; this is
+  checked on every bar the order works. Otherwise it fills as a maker, at the limit, without spread or
+  impact, on at most ``(1 - queue_haircut)`` of the capacity left on the bar, and only if the path trades
+  through the limit (below it for a buy, above for a sell) after the order is on the book: after the
+  latency on its first bar (a low reached before the order arrives does not fill it), on the whole bar
+  after that. Maker fills also use up the bar's volume.
 - Fees per fill slice: ``max(fee_per_share * q + fee_bps * notional, fee_min)`` (the minimum applies per
   child order, one per bar with a fill).
 - Cash: ``cash -= q * ref + spread_cost + impact_cost + fee`` with ``spread_cost + impact_cost ==
   q * (price - ref)`` for buys, so net PnL = gross PnL (fills at ``ref``, no fees) - costs.
 
-Randomness: only the ``numpy.random.Generator`` made from ``seed`` (one noise slot of two standard normals
-per working bar, :func:`ai_trading.execution.market.draw_noise`).
+Randomness: only the ``numpy.random.Generator`` made from ``seed``, in noise slots of two standard normals
+(:func:`ai_trading.execution.market.draw_noise`), one per bar and symbol. The vectorised paths draw a fresh
+``(T - 1, N)`` table per call. The per-order path keeps one table per simulator, drawn from the generator
+on first need in row order: slot ``[t - 1, n]`` sets the latency of every slice on bar ``t`` of symbol
+``n``, in every call (orders on one bar and symbol see the same latency: their fills are not independent
+draws, which leaves the mean cost unbiased but understates its spread across them). Hence the contract
+between the paths: on a fresh simulator, per-order market orders that never share a bar and symbol fill
+bit for bit like :meth:`ExecutionSimulator.run_targets` (share targets, no trade band) on a fresh
+simulator with the same seed, whose target moves by each order's signed quantity at its decision bar
+(bit for bit where the target minus the position is exactly the order's remaining quantity, as with whole
+shares; otherwise to the rounding of that difference).
+Market orders on one side sharing a bar and symbol fill and pay spread and impact as one order of their
+total would (see above) but each pays its own fee; opposite orders on one bar do not net as a target does.
+Drawing the table advances the shared generator: a later ``run_targets`` on the same simulator draws other
+noise.
 """
 
 from __future__ import annotations
@@ -53,7 +79,7 @@ from ai_trading.errors import OrderValidationError
 from ai_trading.execution.config import SimulatorConfig
 from ai_trading.execution.cost_model import CostObservation, EwmaCostModel
 from ai_trading.execution.kernels import EPS_SHARES, run_orders
-from ai_trading.execution.market import build_execution, draw_noise
+from ai_trading.execution.market import NOISE_FIELDS, build_execution, draw_noise
 from ai_trading.execution.vectorized import SequenceResult, StepResult, run_targets, step
 
 log = logging.getLogger(__name__)
@@ -228,6 +254,7 @@ class ExecutionSimulator:
         change = np.flatnonzero(np.diff(m.session) != 0)
         ends = np.append(change, T - 1)
         self._session_end = np.repeat(ends, np.diff(np.concatenate(([-1], ends)))).astype(np.int64)
+        self._noise = np.empty((0, N, NOISE_FIELDS))  # the per-order path's noise table, drawn on first need
 
     def cost_observations(self, results: Sequence[SimExecutionResult]) -> list[CostObservation]:
         """The taker fills of ``results`` as fill reports for :meth:`EwmaCostModel.update` (the half-spread
@@ -277,8 +304,14 @@ class ExecutionSimulator:
         return s, e, stop
 
     def execute_many(self, orders: Sequence[SimOrder]) -> list[SimExecutionResult]:
-        """Simulate orders in sequence with the shared generator (the fast path for many orders)."""
+        """Simulate a batch of orders together (the fast path for many orders); results in list order.
+
+        The orders of one call share each bar's volume, in submission-time order (list order between equal
+        times); separate calls do not see each other's volume. See the module docstring for the noise.
+        """
         n = len(orders)
+        if n == 0:
+            return []
         index = self._sym_index
         sym = np.fromiter((index.get(o.symbol, -1) for o in orders), dtype=np.int64, count=n)
         ns = np.fromiter((o.submitted_at.value for o in orders), dtype=np.int64, count=n)
@@ -294,26 +327,39 @@ class ExecutionSimulator:
         qty = np.fromiter((o.quantity for o in orders), dtype=np.float64, count=n)
         is_limit = np.fromiter((o.order_type is OrderType.LIMIT for o in orders), dtype=np.bool_, count=n)
         limit = np.fromiter((o.limit_price or 0.0 for o in orders), dtype=np.float64, count=n)
-        filled = np.zeros(n)
-        next_bar = start.copy()
+        # Priority: by first bar (what the bar-major kernel needs), then submission time, then list order;
+        # on one symbol a later first bar means a later submission, so this is submission-time priority.
+        queue = np.lexsort((np.arange(n), ns, start))
+        noise = self._noise_rows(int(stop.max()))
         m, p = self.market, self.params
+        used = np.zeros(m.open.shape)
+        filled = np.zeros(n)
+        active = np.empty(n, dtype=np.int64)
+        state = np.zeros(3, dtype=np.int64)
         parts: list[tuple[Any, Any, Any]] = []
-        first = 0
-        pool = 0
-        while first < n:
-            # The kernel asks for more only when a pool is used up, so the stream consumed is the same
-            # whatever the pool sizes; they grow to keep refills of long GTC orders rare.
-            pool = max(16, 2 * (n - first), 2 * pool)
-            noise = draw_noise(self.rng, (pool,))
-            out_order = np.empty(pool, dtype=np.int64)
-            out_bar = np.empty(pool, dtype=np.int64)
-            out = np.empty((pool, 7))
-            first, k = run_orders(m.open, m.high, m.low, m.close, m.volume, m.half_spread, m.vol,
-                                  p.impact_scale, p.values, sym, side, qty, is_limit, limit, stop, filled,
-                                  next_bar, first, noise, out_order, out_bar, out)
+        size = max(16, 2 * n)
+        while state[1] < n or state[2] > 0:
+            out_order = np.empty(size, dtype=np.int64)
+            out_bar = np.empty(size, dtype=np.int64)
+            out = np.empty((size, 7))
+            k = run_orders(m.open, m.high, m.low, m.close, m.volume, m.half_spread, m.vol, p.impact_scale,
+                           p.values, sym, side, qty, is_limit, limit, start, stop, queue, noise, used, filled,
+                           active, state, out_order, out_bar, out)
             parts.append((out_order[:k], out_bar[:k], out[:k]))
+            size *= 2  # long GTC orders: keep the number of calls logarithmic
         with _gc_paused():
             return self._results(orders, sym, start, qty, filled, parts)
+
+    def _noise_rows(self, rows: int) -> npt.NDArray[np.float64]:
+        """The simulator's noise table with at least ``rows`` rows: slot ``[t - 1, n]`` is the noise of every
+        slice on bar ``t`` of symbol ``n``. Rows are drawn from the generator on first need, in row order, so
+        the table is the one :meth:`run_targets` of a fresh simulator with the same seed draws."""
+        have = self._noise.shape[0]
+        if rows > have:
+            T, N = self.market.open.shape
+            more = draw_noise(self.rng, (min(max(rows, 2 * have), T - 1) - have, N))
+            self._noise = np.concatenate((self._noise, more)) if have else more
+        return self._noise
 
     def _results(self, orders: Sequence[SimOrder], sym: npt.NDArray[np.int64], start: npt.NDArray[np.int64],
                  qty: npt.NDArray[np.float64], filled: npt.NDArray[np.float64],
@@ -321,8 +367,10 @@ class ExecutionSimulator:
         m = self.market
         n = len(orders)
         order_idx = np.concatenate([part[0] for part in parts])
-        bars = np.concatenate([part[1] for part in parts])
-        out = np.concatenate([part[2] for part in parts])
+        by_order = np.argsort(order_idx, kind="stable")  # the kernel writes bar-major
+        order_idx = order_idx[by_order]
+        bars = np.concatenate([part[1] for part in parts])[by_order]
+        out = np.concatenate([part[2] for part in parts])[by_order]
         syms = sym[order_idx]
         stamps = self._stamps
         liquidity = (Liquidity.TAKER, Liquidity.MAKER)

@@ -1,4 +1,5 @@
-"""Per-order path: validation, time in force, limits, fees, seeding, and agreement with the vectorised path."""
+"""Per-order path: validation, time in force, limits, fees, seeding, shared bar volume, and agreement with the
+vectorised path."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from ai_trading.errors import OrderValidationError
 from ai_trading.execution import (
     ExecutionSimulator,
+    FillEvent,
     Liquidity,
     OrderSide,
     OrderType,
@@ -21,7 +23,8 @@ from ai_trading.execution import (
     SimOrderStatus,
     TimeInForce,
 )
-from tests.execution.conftest import BARE, random_walk_frame
+from ai_trading.execution.kernels import path_price, path_range_after
+from tests.execution.conftest import BARE, frame_from_rows, random_walk_frame
 
 # Two sessions of 1-minute bars, 40 bars each.
 FRAME = pd.concat([random_walk_frame(40, start="2020-01-06 08:00", seed=1),
@@ -200,16 +203,197 @@ def test_execute_expected_cost_grows_with_order_size(small: float, factor: float
     assert costs[1] > costs[0]
 
 
+# Three symbols over the same two sessions: orders at many bars and symbols.
+MULTI = pd.concat([random_walk_frame(40, start="2020-01-06 08:00", symbols=("AAA", "BBB", "CCC"), seed=3),
+                   random_walk_frame(40, start="2020-01-07 08:00", symbols=("AAA", "BBB", "CCC"), seed=4)]
+                  ).sort_index()
+MULTI_STAMPS = MULTI.index.get_level_values("timestamp").unique()
+
+
 @settings(max_examples=25, deadline=None)
-@given(qty=st.floats(1.0, 2_000.0), seed=st.integers(0, 2**31), side=st.sampled_from(list(OrderSide)))
-def test_execute_per_order_agrees_with_vectorised_path(qty: float, seed: int, side: OrderSide) -> None:
-    per_order = ExecutionSimulator(REALISTIC, FRAME, seed=seed).execute(
-        _order(qty=qty, side=side, time_in_force=TimeInForce.GTC))
-    vec = ExecutionSimulator(REALISTIC, FRAME, seed=seed).run_targets(
-        np.full((80, 1), side.sign * qty), 1e6, targets_are_weights=False)
-    rows = np.flatnonzero(vec.qty[:, 0])
-    assert [f.time for f in per_order.fills] == [STAMPS[r] for r in rows]
-    for f, r in zip(per_order.fills, rows, strict=True):
-        assert side.sign * f.quantity == vec.qty[r, 0]
-        assert (f.price, f.reference_price, f.fee) == (vec.price[r, 0], vec.ref[r, 0], vec.fee[r, 0])
-        assert (f.spread_cost, f.impact_cost) == (vec.spread[r, 0], vec.impact[r, 0])
+@given(seed=st.integers(0, 2**31), schedule=st.integers(0, 2**31))
+def test_execute_per_order_agrees_with_vectorised_path_at_many_bars_and_symbols(seed: int, schedule: int) -> None:
+    # Market orders that never share a bar and symbol: whole shares up to 250 take at most 3 bars at the
+    # cap of 100, and the next order on a symbol is decided at least 3 bars later.
+    rng = np.random.default_rng(schedule)
+    symbols = ("AAA", "BBB", "CCC")
+    targets = np.zeros((80, 3))
+    orders = []
+    for n, symbol in enumerate(symbols):
+        d = int(rng.integers(0, 4))
+        while d < 79:
+            qty = float(rng.integers(1, 251))
+            side = OrderSide.BUY if rng.random() < 0.5 else OrderSide.SELL
+            orders.append(SimOrder(symbol, side, qty, MULTI_STAMPS[d], time_in_force=TimeInForce.GTC))
+            targets[d:, n] += side.sign * qty
+            d += 3 + int(rng.integers(0, 6))
+    rng.shuffle(orders)  # the list order must not matter
+    results = ExecutionSimulator(REALISTIC, MULTI, seed=seed).execute_many(orders)
+    vec = ExecutionSimulator(REALISTIC, MULTI, seed=seed).run_targets(targets, 1e6, targets_are_weights=False)
+    seen = np.zeros((80, 3), dtype=bool)
+    for res in results:
+        n = symbols.index(res.order.symbol)
+        for f in res.fills:
+            r = MULTI_STAMPS.get_loc(f.time)
+            assert not seen[r, n]
+            seen[r, n] = True
+            assert res.order.side.sign * f.quantity == vec.qty[r, n]
+            assert (f.price, f.reference_price, f.fee) == (vec.price[r, n], vec.ref[r, n], vec.fee[r, n])
+            assert (f.spread_cost, f.impact_cost) == (vec.spread[r, n], vec.impact[r, n])
+    assert np.array_equal(seen, vec.qty != 0.0)
+    assert seen[2:].sum() > 10  # most fills are far from bar 0
+
+
+def test_execute_noise_is_per_bar_and_symbol_whatever_the_call_order() -> None:
+    early, late = _order(qty=40.0, at=3), _order(qty=40.0, side=OrderSide.SELL, at=10)
+    one_by_one = ExecutionSimulator(REALISTIC, FRAME, seed=5)
+    later_first = [one_by_one.execute(late), one_by_one.execute(early)]
+    together = ExecutionSimulator(REALISTIC, FRAME, seed=5).execute_many([early, late])
+    assert later_first[::-1] == together
+    assert one_by_one.execute(late) == later_first[0]  # the same bar sees the same latency in every call
+
+
+# -- limits: the far touch and the arrival time --------------------------------------------------------
+SPREAD = dataclasses.replace(BARE, spread_bps=20.0, max_half_spread_bps=100.0, queue_haircut=0.5,
+                             participation_cap=0.1)
+
+
+@pytest.mark.parametrize("side", list(OrderSide))
+def test_execute_limit_marketable_only_against_far_touch(side: OrderSide) -> None:
+    at = 5
+    sim = ExecutionSimulator(SPREAD, FRAME, seed=0)
+    hs = float(sim.market.half_spread[at, 0])
+    assert hs == pytest.approx(10e-4)
+    mid = float(FRAME["open"].iloc[at + 1])  # zero latency: the arrival reference is the open
+    touch = mid * (1.0 + side.sign * hs)
+
+    def limit_order(limit: float) -> SimOrder:
+        return _order(qty=30.0, side=side, at=at, order_type=OrderType.LIMIT, limit_price=limit,
+                      time_in_force=TimeInForce.IOC)
+
+    at_touch = sim.execute(limit_order(touch)).fills
+    assert [f.liquidity for f in at_touch] == [Liquidity.TAKER]
+    assert at_touch[0].price == touch
+    assert at_touch[0].spread_cost == pytest.approx(30.0 * mid * hs, rel=1e-12)
+    # Inside the spread (at the mid, or a hair short of the touch): not marketable, so it rests, and the bar
+    # trades through it (every bar's range covers its open) -> a maker fill at the limit, no spread paid.
+    for limit in (mid, touch * (1.0 - side.sign * 1e-6)):
+        fills = sim.execute(limit_order(limit)).fills
+        assert [f.liquidity for f in fills] == [Liquidity.MAKER]
+        assert (fills[0].price, fills[0].spread_cost, fills[0].impact_cost) == (limit, 0.0, 0.0)
+        assert fills[0].quantity == 30.0
+
+
+def _mirror(rows: list[tuple[str, str, float, float, float, float, float]], flip: bool
+            ) -> list[tuple[str, str, float, float, float, float, float]]:
+    """The bars reflected around 100 (highs become lows): a sell sees what a buy saw."""
+    if not flip:
+        return rows
+    return [(ts, s, 200.0 - o, 200.0 - lo, 200.0 - h, 200.0 - c, v) for ts, s, o, h, lo, c, v in rows]
+
+
+@pytest.mark.parametrize("side", list(OrderSide))
+def test_execute_resting_limit_fills_only_on_the_path_after_its_arrival(side: OrderSide) -> None:
+    rows = [
+        ("2020-01-06 08:00", "AAA", 100.0, 100.5, 99.5, 100.0, 1000.0),
+        # up bar open -> low -> high -> close: the low (99) comes at 2/9 of the path, before the order
+        # arrives at half the bar (100.25), and the rest of the bar stays above 100.25
+        ("2020-01-06 08:01", "AAA", 100.0, 102.0, 99.0, 101.5, 1000.0),
+        # up bar again: its low 99.2 is again early, but the order rests on the book from the open
+        ("2020-01-06 08:02", "AAA", 101.0, 102.0, 99.2, 101.8, 1000.0),
+        ("2020-01-06 08:03", "AAA", 101.8, 102.0, 101.5, 101.9, 1000.0),
+    ]
+    frame = frame_from_rows(_mirror(rows, side is OrderSide.SELL))
+    config = dataclasses.replace(BARE, latency_ms=30_000.0)  # half of the 1-minute bar
+    limit = 99.5 if side is OrderSide.BUY else 100.5
+    stamps = frame.index.get_level_values("timestamp")
+
+    def run(tif: TimeInForce) -> tuple[FillEvent, ...]:
+        order = SimOrder("AAA", side, 10.0, stamps[0], OrderType.LIMIT, limit, tif)
+        return ExecutionSimulator(config, frame, seed=0).execute(order).fills
+
+    assert run(TimeInForce.IOC) == ()
+    fills = run(TimeInForce.GTC)
+    assert [(f.time, f.liquidity, f.price, f.quantity) for f in fills] == [
+        (stamps[2], Liquidity.MAKER, limit, 10.0)]
+
+
+# -- shared bar volume ---------------------------------------------------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), qty=st.floats(5.0, 400.0), weights=st.lists(st.floats(0.05, 1.0), min_size=2,
+                                                                                   max_size=6),
+       at=st.integers(0, 70), side=st.sampled_from(list(OrderSide)))
+def test_execute_split_order_fills_and_pays_impact_like_the_unsplit_order(seed: int, qty: float,
+                                                                          weights: list[float], at: int,
+                                                                          side: OrderSide) -> None:
+    pieces = [qty * w / sum(weights) for w in weights]
+    whole = ExecutionSimulator(REALISTIC, FRAME, seed=seed).execute(
+        _order(qty=qty, side=side, at=at, time_in_force=TimeInForce.IOC))
+    split = ExecutionSimulator(REALISTIC, FRAME, seed=seed).execute_many(
+        [_order(qty=q, side=side, at=at, time_in_force=TimeInForce.IOC) for q in pieces])
+    fills = [f for r in split for f in r.fills]
+    assert sum(f.quantity for f in fills) == pytest.approx(whole.filled_quantity, rel=1e-12)
+    assert sum(f.quantity for f in fills) <= 0.1 * 1_000.0 + 1e-9
+    assert {f.reference_price for f in fills} == {whole.fills[0].reference_price}
+    assert sum(r.impact_cost for r in split) == pytest.approx(whole.impact_cost, rel=1e-12)
+    assert sum(r.spread_cost for r in split) == pytest.approx(whole.spread_cost, rel=1e-12)
+
+
+def test_execute_orders_on_one_bar_share_its_participation_cap() -> None:
+    orders = [_order(qty=60.0, at=5, time_in_force=TimeInForce.IOC) for _ in range(5)]
+    results = ExecutionSimulator(REALISTIC, FRAME, seed=0).execute_many(orders)
+    assert sum(r.filled_quantity for r in results) == pytest.approx(0.1 * 1_000.0, rel=1e-12)
+    assert [r.filled_quantity for r in results[:2]] == [60.0, pytest.approx(40.0, rel=1e-12)]
+    assert [r.status for r in results[2:]] == [SimOrderStatus.CANCELLED] * 3
+
+
+def test_execute_bar_volume_goes_by_submission_time_not_list_order() -> None:
+    first = SimOrder("AAA", OrderSide.BUY, 100.0, STAMPS[5] + pd.Timedelta("10s"), time_in_force=TimeInForce.IOC)
+    second = SimOrder("AAA", OrderSide.SELL, 100.0, STAMPS[5] + pd.Timedelta("20s"),
+                      time_in_force=TimeInForce.IOC)
+    later, earlier = ExecutionSimulator(REALISTIC, FRAME, seed=0).execute_many([second, first])
+    assert (earlier.filled_quantity, later.filled_quantity) == (100.0, 0.0)
+
+
+def test_execute_maker_fill_takes_its_haircut_of_the_volume_left() -> None:
+    at = 5
+    mid = float(FRAME["open"].iloc[at + 1])
+    taker = _order(qty=60.0, at=at, time_in_force=TimeInForce.IOC)
+    maker = SimOrder("AAA", OrderSide.BUY, 100.0, STAMPS[at] + pd.Timedelta("1s"), OrderType.LIMIT, mid,
+                     TimeInForce.IOC)
+    _, passive = ExecutionSimulator(SPREAD, FRAME, seed=0).execute_many([taker, maker])
+    assert [f.liquidity for f in passive.fills] == [Liquidity.MAKER]
+    assert passive.filled_quantity == pytest.approx((100.0 - 60.0) * 0.5, rel=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31), layout=st.integers(0, 2**31))
+def test_execute_many_results_do_not_depend_on_list_order(seed: int, layout: int) -> None:
+    # 12 orders with distinct submission times over 12 bars, so several work on each bar
+    rng = np.random.default_rng(layout)
+    seconds = rng.choice(12 * 60, 12, replace=False)
+    orders = [SimOrder("AAA", OrderSide.BUY if rng.random() < 0.5 else OrderSide.SELL, float(rng.uniform(1, 150)),
+                       STAMPS[0] + pd.Timedelta(seconds=int(sec)),
+                       time_in_force=[TimeInForce.IOC, TimeInForce.DAY, TimeInForce.GTC][int(rng.integers(0, 3))])
+              for sec in seconds]
+    perm = rng.permutation(len(orders))
+    base = ExecutionSimulator(REALISTIC, FRAME, seed=seed).execute_many(orders)
+    shuffled = ExecutionSimulator(REALISTIC, FRAME, seed=seed).execute_many([orders[i] for i in perm])
+    assert [shuffled[j] for j in np.argsort(perm)] == base
+
+
+@settings(max_examples=200, deadline=None)
+@given(o=st.floats(90.0, 110.0), c=st.floats(90.0, 110.0), up=st.floats(0.0, 5.0), down=st.floats(0.0, 5.0),
+       f=st.floats(0.0, 1.0))
+def test_path_range_after_is_the_extremes_of_the_rest_of_the_path(o: float, c: float, up: float, down: float,
+                                                                   f: float) -> None:
+    h, low = max(o, c) + up, min(o, c) - down
+    lo, hi = path_range_after(o, h, low, c, f)
+    # The path is piecewise linear: its extremes over [f, 1] are at f or at a vertex after f, and those
+    # vertices are where path_price reaches the low, the high and the close.
+    legs = np.abs(np.diff([o, *((low, h) if c >= o else (h, low)), c]))
+    corners = np.cumsum(legs)[:2] / legs.sum() if legs.sum() > 0 else np.zeros(2)
+    grid = np.concatenate((np.linspace(f, 1.0, 501), corners[corners >= f], [1.0]))
+    prices = [path_price(o, h, low, c, float(g)) for g in grid]
+    assert lo == pytest.approx(min(prices), abs=1e-9)
+    assert hi == pytest.approx(max(prices), abs=1e-9)
