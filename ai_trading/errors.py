@@ -78,3 +78,14 @@ class InSampleEvaluationError(EvaluationError):
                          f"evaluation window {window[0]} to {window[1]} overlaps it, so its metrics would be "
                          "in-sample (evaluate after the training span, or set allow_in_sample=true to label "
                          "every metric in-sample)")
+
+
+class Interrupted(AiTradingError):
+    """A stop signal (SIGTERM, SIGINT) ended the job at a step boundary; the exit code follows the shell's
+    convention, 128 + the signal number."""
+
+    def __init__(self, signal_name: str, signal_number: int, where: str) -> None:
+        self.signal_name = signal_name
+        self.exit_code = 128 + signal_number
+        self.where = where
+        super().__init__(f"stopped by {signal_name} during {where}")

@@ -21,6 +21,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from ai_trading.cli import run_reported
 from ai_trading.evaluation.report import log_backtests
 from ai_trading.evaluation.slo import check_backtests, log_events
 from ai_trading.evaluation.strategies import (
@@ -79,8 +80,8 @@ def evaluate(config: EvaluateConfig, overrides: Sequence[str] = ()) -> dict[str,
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
-    config = evaluate_config(cfg)
-    metrics = evaluate(config, list(HydraConfig.get().overrides.task))
+    config = run_reported(lambda: evaluate_config(cfg))
+    metrics = run_reported(lambda: evaluate(config, list(HydraConfig.get().overrides.task)))
     sharpe = [v for k, v in metrics.items() if k.endswith("/net/sharpe") and k.split("/")[1] not in
               config.walkforward.baselines]
     return sharpe[0] if sharpe else math.nan

@@ -23,15 +23,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from ai_trading.cli import run_reported
 from ai_trading.evaluation.report import log_backtests
 from ai_trading.evaluation.slo import check_backtests, log_events
+from ai_trading.interrupts import StopFlag, graceful_interrupts
 from ai_trading.jobs import start_job_run
 from ai_trading.pipeline import build_costs, build_dataset
 from ai_trading.rl_trading import EnvData
 from ai_trading.rl_trading.evaluate import evaluate_agent
-from ai_trading.rl_trading.train import train_agent
+from ai_trading.rl_trading.train import TrainedAgent, train_agent
 from ai_trading.seeding import seed_everything
 from ai_trading.sweep import sweep_id_of
+from ai_trading.tracking import TrackedRun
 from ai_trading.tracking.sb3 import MlflowOutputFormat
 from ai_trading.wiring import TrainConfig, train_config
 
@@ -40,28 +43,33 @@ log = logging.getLogger(__name__)
 HEADLINE = "eval/rl/net/sharpe"
 
 
-def run(config: TrainConfig, overrides: list[str], sweep_id: str) -> dict[str, float]:
-    """One job of the main entrypoint; returns the metrics it logged."""
+def run(config: TrainConfig, overrides: list[str], sweep_id: str, stop: StopFlag | None = None) -> dict[str, float]:
+    """One job of the main entrypoint; returns the metrics it logged. With ``stop`` a stop signal ends the job
+    at its next step boundary: training saves what it has as ``checkpoint/`` (a resume starts from it) and the
+    run is closed as KILLED with the reason."""
     started = time.perf_counter()
+    stop = StopFlag() if stop is None else stop
     research = config.research
     torch.set_num_threads(config.torch_threads)
     seed_everything(research.seed)
     dataset = build_dataset(research.data, research.features)
     execution = build_costs(dataset, research.simulator, research.cost_model)
     data = EnvData.build(execution.market, execution.params, dataset.features, config.env.eval_fraction)
+    stop.check("data loading")
     run_name = f"{research.experiment_name}__{config.algo.name}__seed{research.seed}"
     tags = {"sweep_id": sweep_id, "algo": config.algo.name, "experiment": research.experiment_name}
     with start_job_run(research, dataset, execution, run_name=run_name, overrides=overrides, tags=tags) as tracked:
         agent = train_agent(config.algo, config.env, data, seed=research.seed,
-                            log_formats=[MlflowOutputFormat(tracked)])
+                            log_formats=[MlflowOutputFormat(tracked)], stop=lambda: bool(stop))
+        if stop:
+            _log_model(tracked, agent, "checkpoint")
+            tracked.log_metrics({"train/timesteps": float(agent.timesteps)})
+            stop.check(f"training (after {agent.timesteps} timesteps; checkpoint/ saved)")
         results = evaluate_agent(data, config.env, config.trend, agent, seed=research.seed)
         metrics = log_backtests(tracked, results, prefix="eval")
         events = check_backtests(results, research.slo, elapsed_seconds=time.perf_counter() - started)
         log_events(tracked, events)
-        with tempfile.TemporaryDirectory(prefix="ai_trading_model_") as scratch:
-            model_dir = Path(scratch) / "model"
-            agent.save(model_dir)
-            tracked.log_artifact(model_dir, "model")
+        _log_model(tracked, agent, "model")
         elapsed = time.perf_counter() - started
         tracked.log_metrics({"train/timesteps": float(agent.timesteps), "time/job_seconds": elapsed})
         log.info("run done name=%s %s=%.4f net_return=%.4f seconds=%.1f", run_name, HEADLINE,
@@ -69,16 +77,27 @@ def run(config: TrainConfig, overrides: list[str], sweep_id: str) -> dict[str, f
     return metrics
 
 
+def _log_model(tracked: TrackedRun, agent: TrainedAgent, folder: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="ai_trading_model_") as scratch:
+        model_dir = Path(scratch) / folder
+        agent.save(model_dir)
+        tracked.log_artifact(model_dir, folder)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    config = train_config(cfg)
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        sweep_id = sweep_id_of(hydra_cfg.sweep.dir)
-    else:
-        sweep_id = f"single__{Path(hydra_cfg.run.dir).name}"
-    metrics = run(config, list(hydra_cfg.overrides.task), sweep_id)
-    return metrics.get(HEADLINE, float("nan"))
+    def job() -> float:
+        config = train_config(cfg)
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            sweep_id = sweep_id_of(hydra_cfg.sweep.dir)
+        else:
+            sweep_id = f"single__{Path(hydra_cfg.run.dir).name}"
+        with graceful_interrupts() as stop:
+            metrics = run(config, list(hydra_cfg.overrides.task), sweep_id, stop)
+        return metrics.get(HEADLINE, float("nan"))
+
+    return run_reported(job)
 
 
 if __name__ == "__main__":

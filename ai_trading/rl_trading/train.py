@@ -10,7 +10,7 @@ split) drives early stopping.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,22 +104,33 @@ def _build_model(algo: AlgoConfig, env: VecEnv, seed: int) -> BaseAlgorithm:
         raise ConfigError(f"algo={algo.name}: bad hyperparameter in conf/algo/{algo.name}.yaml: {exc}") from exc
 
 
+class _StopWhen(BaseCallback):
+    """Ends training at the next environment step once ``stop()`` is true (a stop signal arrived)."""
+
+    def __init__(self, stop: Callable[[], bool]) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def _on_step(self) -> bool:
+        return not self.stop()
+
+
 def train_agent(algo: AlgoConfig, env: PortfolioEnvConfig, data: EnvData, *, seed: int,
-                log_formats: Sequence[KVWriter] = ()) -> TrainedAgent:
+                log_formats: Sequence[KVWriter] = (), stop: Callable[[], bool] | None = None) -> TrainedAgent:
     """Train ``algo`` on the training split of ``data``; SB3's metrics go to ``log_formats`` (e.g. the
-    tracking package's MLflow writer)."""
+    tracking package's MLflow writer). Training ends early, at a step boundary, once ``stop()`` is true."""
     gamma = float(algo.hyperparams.get("gamma", 0.99))
     train_env = _wrap(make_env(data, env, split="train", seed=seed, n_envs=algo.n_envs, batched=algo.batched),
                       algo.normalize, training=True, gamma=gamma)
     model = _build_model(algo, train_env, seed)
     model.set_logger(Logger(folder=None, output_formats=list(log_formats)))
 
-    callbacks: list[BaseCallback] = []
+    callbacks: list[BaseCallback] = [] if stop is None else [_StopWhen(stop)]
     if algo.eval_every > 0:
         val_env = _wrap(make_env(data, env, split="validation", seed=seed), algo.normalize, training=False,
                         gamma=gamma)
-        stop = (StopTrainingOnNoModelImprovement(algo.patience, min_evals=1) if algo.patience > 0 else None)
-        callbacks.append(EvalCallback(val_env, callback_after_eval=stop, n_eval_episodes=1,
+        early_stop = (StopTrainingOnNoModelImprovement(algo.patience, min_evals=1) if algo.patience > 0 else None)
+        callbacks.append(EvalCallback(val_env, callback_after_eval=early_stop, n_eval_episodes=1,
                                       eval_freq=max(1, algo.eval_every // train_env.num_envs), deterministic=True,
                                       verbose=0, warn=False))
     log.info("training algo=%s timesteps=%d envs=%d seed=%d", algo.name, algo.total_timesteps, train_env.num_envs,

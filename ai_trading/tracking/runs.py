@@ -18,7 +18,7 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from ai_trading.errors import ConfigError
+from ai_trading.errors import ConfigError, Interrupted
 from ai_trading.secrets import mask_text
 from ai_trading.tracking.provenance import git_state
 
@@ -139,9 +139,21 @@ def start_run(
         if git.dirty and git.diff:
             tracked.log_text(git.diff, "provenance/git_diff.patch")
         yield tracked
-    except BaseException:
-        client.set_terminated(run.info.run_id, status="FAILED")
-        log.error("mlflow run failed run_id=%s", run.info.run_id)
+    except Interrupted as exc:
+        client.set_tag(run.info.run_id, "stop_reason", str(exc))
+        client.set_terminated(run.info.run_id, status="KILLED")
+        log.warning("mlflow run killed run_id=%s reason=%s", run.info.run_id, exc)
+        raise
+    except BaseException as exc:
+        # The FAILED run says why in the UI: the error's type and message as tags and a short artifact.
+        message = mask_text(str(exc))[:_PARAM_VALUE_MAX]
+        try:
+            client.set_tag(run.info.run_id, "error_type", type(exc).__name__)
+            client.set_tag(run.info.run_id, "error_message", message[:500])
+            tracked.log_text(f"{type(exc).__name__}: {message}\n", "error.txt")
+        finally:
+            client.set_terminated(run.info.run_id, status="FAILED")
+        log.error("mlflow run failed run_id=%s error=%s", run.info.run_id, type(exc).__name__)
         raise
     client.set_terminated(run.info.run_id, status="FINISHED")
 

@@ -1,0 +1,41 @@
+"""How entrypoints end: the project's typed errors as one clean line, stop signals as one line and the
+shell's exit code; unexpected exceptions keep their traceback (so do typed ones with ``HYDRA_FULL_ERROR=1``,
+as Hydra users expect)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from ai_trading.errors import AiTradingError, Interrupted
+from ai_trading.secrets import mask_text
+
+T = TypeVar("T")
+
+EXIT_ERROR = 2
+
+
+def error_line(exc: AiTradingError) -> str:
+    """``error: [rule] message``: the rule is the error's own (data validation) or its type."""
+    text = mask_text(str(exc))
+    return f"error: {text}" if text.startswith("[") else f"error: [{type(exc).__name__}] {text}"
+
+
+def run_reported(job: Callable[[], T]) -> T:
+    """Run an entrypoint's job; a typed error or a stop ends the process with one line on stderr."""
+    try:
+        return job()
+    except Interrupted as exc:
+        print(f"interrupted: {exc} (exit {exc.exit_code})", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        print("interrupted: stopped at once by a second Ctrl-C", file=sys.stderr)
+        raise SystemExit(128 + int(signal.SIGINT)) from None
+    except AiTradingError as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(error_line(exc), file=sys.stderr)
+        raise SystemExit(EXIT_ERROR) from None
