@@ -51,8 +51,10 @@ def run(cfg: DictConfig, overrides: list[str], sweep_id: str) -> dict[str, float
     tags = {"sweep_id": sweep_id, "algo": cfg.algo.name, "experiment": cfg.experiment_name}
     with start_job_run(cfg, dataset, run_name=run_name, overrides=overrides, tags=tags) as tracked:
         agent = train_agent(cfg, dataset, seed=seed, run=tracked)
-        results = evaluate_agent(cfg, data, agent, seed=seed)
-        metrics = log_backtests(tracked, results, prefix="eval")
+        evaluation = evaluate_agent(cfg, data, agent, seed=seed)
+        results = evaluation.results
+        metrics = {**log_backtests(tracked, results, prefix="eval"), **evaluation.metrics()}
+        tracked.log_metrics(evaluation.metrics())
         events = check_backtests(results, slo_config, elapsed_seconds=time.perf_counter() - started)
         log_events(tracked, events)
         with tempfile.TemporaryDirectory(prefix="ai_trading_model_") as scratch:
