@@ -65,8 +65,10 @@ def run(config: TrainConfig, overrides: list[str], sweep_id: str, stop: StopFlag
             _log_model(tracked, agent, "checkpoint")
             tracked.log_metrics({"train/timesteps": float(agent.timesteps)})
             stop.check(f"training (after {agent.timesteps} timesteps; checkpoint/ saved)")
-        results = evaluate_agent(data, config.env, config.trend, agent, seed=research.seed)
-        metrics = log_backtests(tracked, results, prefix="eval")
+        evaluation = evaluate_agent(data, config.env, config.trend, agent, seed=research.seed)
+        results = evaluation.results
+        metrics = {**log_backtests(tracked, results, prefix="eval"), **evaluation.metrics()}
+        tracked.log_metrics(evaluation.metrics())
         events = check_backtests(results, research.slo, elapsed_seconds=time.perf_counter() - started)
         log_events(tracked, events)
         _log_model(tracked, agent, "model")

@@ -11,9 +11,11 @@ Timing follows the simulator: row ``t`` of the targets is decided at bar ``t``'s
 ``t+1``; row 0 of every curve is the initial state (cash only), so ``n`` periods give ``n + 1`` points.
 
 Symbols with different date ranges: a target is forced to 0 where the symbol has no bar at the decision
-row and, for a symbol whose data end before the window does, from its second-to-last bar on, so the
-position is flattened on its last bar instead of being stranded after its data end (the market arrays
-would keep marking it at its last close). Positions are not liquidated at the window's end.
+row (:func:`decision_mask`), and nothing else: a decision uses only what is known at its bar, and the end
+of a symbol's data (a delisting, the end of a file) is not known a bar early. A position in a symbol
+whose data end before the window does therefore stays held after its last bar (no bar, no fill) and is
+marked at its last close (the market arrays forward-fill ``mark``), as an untradable holding would be.
+Positions are not liquidated at the window's end either.
 
 ``periods_per_year`` follows the bar frequency (:func:`periods_per_year`): 252 for daily bars; for intraday
 bars ``252 * bars per session``, with bars per session the median count of bars per calendar day (e.g.
@@ -54,16 +56,10 @@ def periods_per_year(timestamps: pd.DatetimeIndex) -> float:
 
 
 def decision_mask(market: MarketArrays) -> npt.NDArray[np.bool_]:
-    """Where a symbol may hold a non-zero target: it has a bar at the decision row and, if its data end
-    before the window's last row, the row is before its second-to-last bar (so its last bar flattens it).
-    Positions in symbols still trading at the window's end are kept and marked, not liquidated."""
-    T, N = market.open.shape
-    allowed = market.tradable.copy()
-    for n in range(N):
-        rows = np.flatnonzero(market.tradable[:, n])
-        if len(rows) and rows[-1] < T - 1:
-            allowed[max(rows[-1] - 1, 0):, n] = False
-    return allowed
+    """Where a symbol may hold a non-zero target: where it has a bar at the decision row. Only what is
+    known at that bar counts, so a symbol is not flattened ahead of its data end; after its last bar it
+    cannot trade, and a position in it stays held and marked at its last close."""
+    return market.tradable.copy()
 
 
 @dataclass(frozen=True)
@@ -163,11 +159,11 @@ def backtest(
         "notional": seq.notional[filled_t, filled_n],
     })
     last_rows = [np.flatnonzero(market.tradable[:, n]) for n in range(N)]
-    stranded = [s for n, s in enumerate(sym) if len(last_rows[n]) and last_rows[n][-1] < T - 1
-                and abs(seq.positions[-1, n]) > 0]
-    if stranded:
-        log.warning("backtest name=%s positions left after the data of symbols=%s ended (participation cap)",
-                    name, ",".join(stranded))
+    ended = [s for n, s in enumerate(sym) if len(last_rows[n]) and last_rows[n][-1] < T - 1
+             and abs(seq.positions[-1, n]) > 0]
+    if ended:
+        log.info("backtest name=%s positions in symbols=%s held after their data end, marked at their last close",
+                 name, ",".join(ended))
     log.info("backtest name=%s bars=%d symbols=%d fills=%d net_return=%.4f gross_return=%.4f costs=%.2f", name,
              T - 1, N, len(trades), net["total_return"], gross["total_return"], float(costs.sum()))
     return BacktestResult(

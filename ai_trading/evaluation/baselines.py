@@ -34,9 +34,9 @@ def buy_and_hold_weights(market: MarketArrays, start: int = 0, stop: int | None 
     """Equal capital in every symbol tradable at ``start``, then held: the weights drift with prices (no
     rebalancing), ``w[t, n] = h[n] * mark[t, n] / sum(h * mark[t])`` with ``h[n] = 1 / mark[start, n]``.
 
-    The simulator then trades only to re-invest or fund the costs' cash drift. A symbol whose data ends
-    is sold on its last bar and its proceeds spread over the others; a symbol that starts later is not
-    bought.
+    The simulator then trades only to re-invest or fund the costs' cash drift. A symbol whose data end
+    stays held at its last close and counts in the total, so the others are not bought with it; a symbol
+    that starts later is not bought.
     """
     stop = market.open.shape[0] if stop is None else stop
     allowed = decision_mask(market)[start:stop]
@@ -46,10 +46,10 @@ def buy_and_hold_weights(market: MarketArrays, start: int = 0, stop: int | None 
         log.warning("buy_and_hold: no symbol tradable at row %d; staying in cash", start)
         return np.zeros_like(mark)
     shares = np.where(held, 1.0 / np.where(held, mark[0], 1.0), 0.0)
-    value = np.where(allowed, shares * mark, 0.0)
+    value = np.where(held, shares * mark, 0.0)
     total = value.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(total > 0, value / total, 0.0)
+        w = np.where((total > 0) & allowed, value / total, 0.0)
     return np.asarray(w, dtype=np.float64)
 
 

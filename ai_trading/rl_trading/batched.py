@@ -52,7 +52,7 @@ class BatchedPortfolioEnv(VecEnv):
         self.layout = EpisodeLayout.of(data, config, split)
         self.render_mode = None
         B, N, L = n_envs, data.n_symbols, self.layout.length
-        self._cv = config_vector(config)
+        self._cv = config_vector(config, split)
         self._mk, self._feats = data.packed, data.features
         self._scale, self._p = data.params.impact_scale, data.params.values
         self._act = np.zeros((B, N))
@@ -91,8 +91,8 @@ class BatchedPortfolioEnv(VecEnv):
             if seed is not None:
                 self._rngs[i] = seeding.np_random(seed)[0]
                 self._ist[i, I_PEND] = 0
-        start_episodes(self.data, self.config, self._pool, self._rngs, np.arange(self.num_envs, dtype=np.int64),
-                       self._ist, self._fst, self._pos, self._avg, self._obs)
+        start_episodes(self.data, self.config, self._cv, self._pool, self._rngs,
+                       np.arange(self.num_envs, dtype=np.int64), self._ist, self._fst, self._pos, self._avg, self._obs)
         self._pool.refill(self._rngs, self._ist)  # the kernel needs a next episode for every env
         self._reset_seeds()
         self._reset_options()

@@ -39,8 +39,10 @@ class PortfolioEnvConfig:
     ``max_position`` caps each symbol's target weight (fraction of equity), ``max_leverage`` the sum of
     absolute weights; ``episode_length`` is in steps (bars), None = the whole training split;
     ``eval_fraction`` of the timeline's tail is held out for evaluation, and ``validation_fraction`` of the
-    remaining training split's tail for early-stopping validation; an episode ends when equity falls
-    to ``ruin_threshold`` times its start. Defaults are ``conf/env/portfolio.yaml`` (a test holds them equal).
+    remaining training split's tail for early-stopping validation. Ruin is equity at or below
+    ``ruin_threshold`` times the episode's start: a training episode ends there; a validation or held-out
+    evaluation episode is flattened and stays flat to its window's end, so it is scored on the whole
+    window and the ruin is reported. Defaults are ``conf/env/portfolio.yaml`` (a test holds them equal).
     """
 
     long_only: bool = True

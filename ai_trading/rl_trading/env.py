@@ -20,6 +20,7 @@ from ai_trading.rl_trading.config import PortfolioEnvConfig
 from ai_trading.rl_trading.state import (
     F_EQUITY,
     I_K,
+    I_RUIN,
     I_SLOT,
     N_FST,
     N_IST,
@@ -59,20 +60,26 @@ def action_space(data: EnvData, config: PortfolioEnvConfig) -> spaces.Box:
     return spaces.Box(low, 1.0, shape=(data.n_symbols,), dtype=np.float32)
 
 
-def start_episodes(data: EnvData, config: PortfolioEnvConfig, pool: EpisodePool, rngs: list[np.random.Generator],
-                   envs: np.ndarray, ist: np.ndarray, fst: np.ndarray, pos: np.ndarray, avg: np.ndarray,
-                   obs: np.ndarray) -> None:
+def start_episodes(data: EnvData, config: PortfolioEnvConfig, cv: np.ndarray, pool: EpisodePool,
+                   rngs: list[np.random.Generator], envs: np.ndarray, ist: np.ndarray, fst: np.ndarray,
+                   pos: np.ndarray, avg: np.ndarray, obs: np.ndarray) -> None:
     """Start the next episode of each env in ``envs``: top up ``pool`` (env b draws from ``rngs[b]``), then
-    move those envs to their next pooled episode; flat book, first observation written."""
+    move those envs to their next pooled episode; flat book, first observation written. ``cv`` is the
+    env's :func:`~ai_trading.rl_trading.state.config_vector`."""
     pool.refill(rngs, ist)
-    reset_envs(data.packed, data.features, config_vector(config), envs, pool.starts, pool.layout.length,
+    reset_envs(data.packed, data.features, cv, envs, pool.starts, pool.layout.length,
                config.initial_cash, ist, fst, pos, avg, obs)
 
 
 class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
     """Multi-symbol portfolio env over :class:`EnvData`; ``split`` picks random training windows or the one
-    deterministic held-out evaluation episode. See the module docstring of
-    :mod:`ai_trading.rl_trading.state` for the observation layout."""
+    deterministic validation or held-out evaluation episode. See the module docstring of
+    :mod:`ai_trading.rl_trading.state` for the observation layout.
+
+    Ruin (equity at or below ``ruin_threshold`` times the start): a training episode terminates; a
+    validation or evaluation episode is not shortened: from the next decision on every target is forced
+    to 0 (the book is flattened and stays flat) and it runs to its window's end, so it is scored on the
+    whole window; :attr:`EpisodeRecord.ruin_step` reports the ruin."""
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's class attribute
 
@@ -84,7 +91,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         self.observation_space = observation_space(data)
         self.action_space = action_space(data, config)
         N, L = data.n_symbols, self.layout.length
-        self._cv = config_vector(config)
+        self._cv = config_vector(config, split)
         self._mk, self._feats = data.packed, data.features
         self._scale, self._p = data.params.impact_scale, data.params.values
         self._env0 = np.zeros(1, dtype=np.int64)
@@ -117,8 +124,8 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         if self._ist[0, I_K] > 0:
             self._last_record = self._record()
         self._reset_seed = seed
-        start_episodes(self.data, self.config, self._pool, [self.np_random], self._env0, self._ist, self._fst,
-                       self._pos, self._avg, self._obs)
+        start_episodes(self.data, self.config, self._cv, self._pool, [self.np_random], self._env0, self._ist,
+                       self._fst, self._pos, self._avg, self._obs)
         slot = self._ist[0, I_SLOT]
         self._start = int(self._pool.starts[0, slot])
         state = self._pool.states[0][slot]
@@ -157,7 +164,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._last_record
 
     def _record(self) -> EpisodeRecord:
-        k = int(self._ist[0, I_K])
+        k, ruin = int(self._ist[0, I_K]), int(self._ist[0, I_RUIN])
         rec, recs = self._rec[0, :k], self._recs[0, :k]
         stamps = self.data.market.timestamps
         return EpisodeRecord(
@@ -168,4 +175,4 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
             spread=rec[..., R_SPREAD].copy(), impact=rec[..., R_IMPACT].copy(), fee=rec[..., R_FEE].copy(),
             notional=rec[..., R_NOTIONAL].copy(), rewards=recs[:, RS_REWARD].copy(),
             initial_cash=self.config.initial_cash, start=self._start, exec_state=self._exec_state,
-            reset_seed=self._reset_seed)
+            reset_seed=self._reset_seed, ruin_step=ruin if ruin >= 0 else None)

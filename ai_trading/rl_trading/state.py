@@ -35,13 +35,15 @@ FloatArray = npt.NDArray[np.float64]
 
 # Rows of the packed market array ``mk`` (9, T, N).
 MK_OPEN, MK_HIGH, MK_LOW, MK_CLOSE, MK_VOLUME, MK_MARK, MK_TRADABLE, MK_HS, MK_VOL = range(9)
-# Env config vector ``cv``.
-CV_LONG_ONLY, CV_MAX_POS, CV_MAX_LEV, CV_SIMPLE, CV_DD, CV_VAR, CV_LEV, CV_TURN, CV_RUIN = range(9)
-# Per-env integer state ``ist`` (B, 5): decision row, end row, step in episode, pool slot of the running
-# episode, episodes drawn ahead; float state ``fst`` (B, 5): cash, equity, running peak, start equity, return.
-I_T, I_END, I_K, I_SLOT, I_PEND = range(5)
+# Env config vector ``cv``; ``CV_RUN_TO_END`` > 0: a ruined episode runs on flat instead of terminating.
+(CV_LONG_ONLY, CV_MAX_POS, CV_MAX_LEV, CV_SIMPLE, CV_DD, CV_VAR, CV_LEV, CV_TURN, CV_RUIN,
+ CV_RUN_TO_END) = range(10)
+# Per-env integer state ``ist`` (B, 6): decision row, end row, step in episode, pool slot of the running
+# episode, episodes drawn ahead, step of the first ruin (-1: none yet); float state ``fst`` (B, 5): cash,
+# equity, running peak, start equity, return.
+I_T, I_END, I_K, I_SLOT, I_PEND, I_RUIN = range(6)
 F_CASH, F_EQUITY, F_PEAK, F_EQ0, F_RET = range(5)
-N_IST, N_FST = 5, 5
+N_IST, N_FST = 6, 5
 # Per-step per-symbol record fields ``rec`` (B, R, N, 9) and per-step scalars ``recs`` (B, R, 3).
 R_WEIGHT, R_QTY, R_PRICE, R_REF, R_SPREAD, R_IMPACT, R_FEE, R_NOTIONAL, R_POSITION = range(9)
 RS_CASH, RS_EQUITY, RS_REWARD = range(3)
@@ -147,12 +149,21 @@ class EpisodeLayout:
         return cls(0, longest - length, length)
 
 
-def config_vector(config: PortfolioEnvConfig) -> FloatArray:
-    """The env config as the kernel's flat float vector (layout ``CV_*``)."""
+def runs_to_end(split: str) -> bool:
+    """Whether episodes of ``split`` run to their window's end after a ruin (flat from the next decision
+    on) rather than terminate: validation and the held-out evaluation score the whole window, while a
+    training episode ends at its ruin (the terminal state is the learning signal)."""
+    if split not in ("train", "validation", "eval"):
+        raise ValueError(f"split must be 'train', 'validation' or 'eval', got {split!r}")
+    return split != "train"
+
+
+def config_vector(config: PortfolioEnvConfig, split: str) -> FloatArray:
+    """The env config of ``split``'s episodes as the kernel's flat float vector (layout ``CV_*``)."""
     r = config.reward
     return np.array([float(config.long_only), config.max_position, config.max_leverage,
                      float(r.kind == "simple"), r.drawdown_penalty, r.variance_penalty, r.leverage_penalty,
-                     r.turnover_penalty, config.ruin_threshold], dtype=np.float64)
+                     r.turnover_penalty, config.ruin_threshold, float(runs_to_end(split))], dtype=np.float64)
 
 
 class EpisodePool:
@@ -209,6 +220,7 @@ def begin_episode(starts: np.ndarray, length: int, cash0: float, ist: np.ndarray
     ist[b, I_T] = start
     ist[b, I_END] = start + length
     ist[b, I_K] = 0
+    ist[b, I_RUIN] = -1
     fst[b, F_CASH] = cash0
     fst[b, F_EQUITY] = cash0
     fst[b, F_PEAK] = cash0
@@ -273,11 +285,13 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
     :func:`ai_trading.execution.kernels.step_batch`, reward, end-of-episode flags, next observations.
 
     Constraints, whatever the action: non-finite -> 0; clipped to [0, 1] (long-only) or [-1, 1]; times
-    ``max_position``; scaled down so ``sum |w| <= max_leverage``. Step k of the episode in env b's pool slot
-    s uses row ``(b * K + s) * length + k`` of the pooled ``noise`` (:class:`EpisodePool` rows).
-    Records step k into ``rec``/``recs`` when they have room. An env whose episode ends gets its return
-    and length in ``ep_ret``/``ep_len``; if its pool holds a next episode it starts it at once (the final
-    observation goes to ``term_obs``, the new first one to ``obs``), else ``obs`` keeps the final one.
+    ``max_position``; scaled down so ``sum |w| <= max_leverage``; all 0 once the episode is ruined (only a
+    ``CV_RUN_TO_END`` episode steps on after its ruin: it stays flat to its window's end). Step k of the
+    episode in env b's pool slot s uses row ``(b * K + s) * length + k`` of the pooled ``noise``
+    (:class:`EpisodePool` rows). Records step k into ``rec``/``recs`` when they have room. An env whose
+    episode ends gets its return and length in ``ep_ret``/``ep_len``; if its pool holds a next episode it
+    starts it at once (the final observation goes to ``term_obs``, the new first one to ``obs``), else
+    ``obs`` keeps the final one.
     Returns the number of episodes that ended. Each phase loops over all envs inside one call (a call
     per env would cost a reference-count round trip per array argument).
     """
@@ -302,6 +316,9 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
             shrink = cv[CV_MAX_LEV] / gross
             for n in range(N):
                 w[b, n] = w[b, n] * shrink
+        if ist[b, I_RUIN] >= 0:
+            for n in range(N):
+                w[b, n] = 0.0
         d[b] = ist[b, I_T]
         rows[b] = (b * K + ist[b, I_SLOT]) * length + ist[b, I_K]
         cash[b] = fst[b, F_CASH]
@@ -344,7 +361,10 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
         fst[b, F_RET] += r
         ist[b, I_T] = e
         ist[b, I_K] = k + 1
-        if eq <= cv[CV_RUIN] * eq0:
+        ruined = eq <= cv[CV_RUIN] * eq0
+        if ruined and ist[b, I_RUIN] < 0:
+            ist[b, I_RUIN] = k
+        if ruined and cv[CV_RUN_TO_END] == 0.0:
             flags[b] = TERMINATED
         elif e >= ist[b, I_END]:
             flags[b] = TRUNCATED
@@ -380,6 +400,10 @@ class EpisodeRecord:
     Replay: ``run_targets(slice_market(market, start, start + n_steps + 1), params, targets,
     record.exec_rng(), initial_cash=initial_cash)`` with ``targets[:n_steps] = weights``; ``exec_state`` is
     the env generator's ``bit_generator.state`` just before the episode's execution noise.
+
+    ``ruin_step`` is the first step whose equity fell to ``ruin_threshold`` times the start (None: no
+    ruin). A training episode ends there; a validation or evaluation episode runs on to its window's end
+    with every later target 0 (recorded as such, so the replay holds), i.e. flat after the ruin.
     """
 
     timestamps: pd.DatetimeIndex
@@ -399,10 +423,16 @@ class EpisodeRecord:
     start: int
     exec_state: dict[str, Any]
     reset_seed: int | None
+    ruin_step: int | None
 
     @property
     def n_steps(self) -> int:
         return len(self.equity)
+
+    @property
+    def ruin_timestamp(self) -> pd.Timestamp | None:
+        """The bar whose close marked the ruin (None: no ruin)."""
+        return None if self.ruin_step is None else self.exec_timestamps[self.ruin_step]
 
     def exec_rng(self) -> np.random.Generator:
         """A fresh generator at the episode's execution state (each call starts from the same draws)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -78,17 +80,6 @@ def test_backtest_zero_cost_simulator_net_equals_gross(two_stocks: pd.DataFrame)
     assert first["price"] == opens.loc[first["timestamp"], first["symbol"]]
 
 
-def test_backtest_symbol_whose_data_ends_is_flattened_on_its_last_bar() -> None:
-    bars = load_bars(["SP500", "YHOO"], start="2015-06-01", end="2016-06-30")  # YHOO ends 2015-12-31
-    market, params = build_execution(bars, SimulatorConfig())
-    res = backtest(market, params, np.full(market.shape, 0.5), initial_cash=CASH)
-    yhoo_last = bars.xs("YHOO", level="symbol").index[-1]
-    assert res.positions["YHOO"].loc[yhoo_last] == 0.0
-    assert res.positions["YHOO"].loc[:yhoo_last].iloc[:-1].abs().max() > 0
-    assert (res.trades.loc[res.trades["symbol"] == "YHOO", "timestamp"] <= yhoo_last).all()
-    assert res.positions["SP500"].iloc[-1] > 0
-
-
 def test_backtest_nan_target_raises_evaluation_error(two_stocks: pd.DataFrame) -> None:
     market, params = build_execution(two_stocks, SimulatorConfig())
     w = np.zeros(market.shape)
@@ -116,3 +107,31 @@ def test_segment_metrics_total_return_is_equity_ratio_of_the_segment(two_stocks:
     assert gross["total_return"] == pytest.approx((e[250] + costs[100:250].sum()) / e[100] - 1.0, rel=1e-9)
     assert gross["total_return"] > net["total_return"]
     assert net["n_periods"] == 150
+
+
+def test_backtest_symbol_whose_data_end_is_not_flattened_early_but_held_and_marked_at_its_last_close(
+        caplog: pytest.LogCaptureFixture) -> None:
+    bars = load_bars(["SP500", "YHOO"], start="2015-06-01", end="2016-06-30")  # YHOO ends 2015-12-31
+    market, params = build_execution(bars, SimulatorConfig())
+    yhoo = bars.xs("YHOO", level="symbol")
+    second_last, last = yhoo.index[-2], yhoo.index[-1]
+    ts = market.timestamps
+    assert last < ts[-1]  # the window runs on after YHOO's data end
+    # YHOO's target steps up on its second-to-last bar: that decision executes on its last bar.
+    targets = np.full(market.shape, 0.5)
+    targets[ts < second_last, list(market.symbols).index("YHOO")] = 0.2
+    with caplog.at_level(logging.INFO, logger="ai_trading.evaluation.backtest"):
+        res = backtest(market, params, targets, initial_cash=CASH)
+    assert res.targets["YHOO"].loc[second_last] == 0.5  # a data end is not known a bar early
+    bought = res.trades[(res.trades["symbol"] == "YHOO") & (res.trades["timestamp"] == last)]
+    assert len(bought) == 1 and bought["qty"].iloc[0] > 0
+    held = res.positions["YHOO"].loc[last:]
+    assert held.iloc[0] > 0 and (held == held.iloc[0]).all()
+    assert not (res.trades["symbol"].eq("YHOO") & (res.trades["timestamp"] > last)).any()
+    # After its data end the position is marked at YHOO's last close.
+    after = res.equity.index > last
+    sp500 = bars.xs("SP500", level="symbol")["close"].reindex(res.equity.index)[after]
+    marked = res.cash[after] + res.positions["SP500"][after] * sp500 + held.iloc[0] * yhoo["close"].iloc[-1]
+    np.testing.assert_allclose(res.equity[after].to_numpy(), marked.to_numpy(), rtol=1e-12)
+    assert any("held after their data end" in r.getMessage() and "YHOO" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.INFO)

@@ -21,7 +21,7 @@ def _env(name: str = "portfolio", *overrides: str, split: str = "train") -> Port
     return PortfolioEnv(env_data(name, *overrides), env_config(name, *overrides), split=split)  # type: ignore[arg-type]
 
 
-def _run_episode(env: PortfolioEnv, seed: int, action_seed: int) -> tuple[list[float], list[np.ndarray]]:
+def _run_episode(env: PortfolioEnv, seed: int | None, action_seed: int) -> tuple[list[float], list[np.ndarray]]:
     obs, _ = env.reset(seed=seed)
     rng = np.random.default_rng(action_seed)
     rewards, observations = [], [obs]
@@ -125,12 +125,81 @@ def test_eval_split_one_deterministic_episode_over_held_out_tail_only() -> None:
     assert n == T - data.n_train
     assert rec.exec_timestamps[0] == data.market.timestamps[data.n_train]
     assert rec.exec_timestamps[-1] == data.market.timestamps[-1]
-    train = _env("portfolio", "env.episode_length=30")
-    for seed in range(20):
-        train.reset(seed=seed)
-        train.step(np.zeros(data.n_symbols, np.float32))
-        assert train.episode_record().exec_timestamps[-1] < data.market.timestamps[data.n_train]
-    assert train.layout.hi + train.layout.length <= data.n_train - 1
+
+
+def _first_exec_row(name: str, split: str, *overrides: str) -> int:
+    env = _env(name, *overrides, split=split)
+    env.reset(seed=0)
+    env.step(np.zeros(env.data.n_symbols, np.float32))
+    return env.episode_record().start + 1
+
+
+@pytest.mark.parametrize("name", ENV_CONFIGS)
+def test_training_episodes_never_fill_on_validation_or_held_out_rows_and_reach_the_last_allowed_row(
+        name: str) -> None:
+    # Whole episodes of random trading, several seeds: every execution row of every training episode is
+    # observed. Episodes almost as long as the training span leave few start rows, so the draws reach the
+    # boundary and an off-by-one either way (a fill on the first validation row, or the last training row
+    # never used) fails. No ruin: episodes run to their end.
+    data = env_data(name)
+    validation_row = _first_exec_row(name, "validation")
+    assert validation_row < data.n_train == _first_exec_row(name, "eval")
+    cases = [(("env.ruin_threshold=0.0", f"env.episode_length={validation_row - 4}"), 4),
+             (("env.ruin_threshold=0.0",), 8)]
+    for overrides, episodes in cases:
+        env = _env(name, *overrides)
+        last_row, first_row = -1, data.market.shape[0]
+        for seed in range(5):
+            for episode in range(episodes):
+                _run_episode(env, seed=seed if episode == 0 else None, action_seed=100 * seed + episode)
+                rec = env.episode_record()
+                rows = rec.start + 1 + np.arange(rec.n_steps)
+                assert rec.n_steps == env.layout.length
+                assert rows[-1] < validation_row
+                filled = rows[(rec.qty != 0).any(axis=1)]
+                assert len(filled) and filled.max() < validation_row
+                assert rec.exec_timestamps[-1] < data.market.timestamps[validation_row]
+                last_row, first_row = max(last_row, int(rows[-1])), min(first_row, int(rows[0]))
+        if episodes == 4:
+            assert last_row == validation_row - 1  # the boundary is reached, not just respected
+            assert first_row == 1  # the first decision row is 0
+def _churn(env: PortfolioEnv) -> tuple[int, list[tuple[bool, bool]]]:
+    """All in one symbol, then all in the other, until the episode ends: costs every bar."""
+    env.reset(seed=1)
+    flags, k, done = [], 0, False
+    while not done:
+        action = np.zeros(env.data.n_symbols, np.float32)
+        action[k % env.data.n_symbols] = 1.0
+        _, _, terminated, truncated, _ = env.step(action)
+        flags.append((terminated, truncated))
+        done, k = terminated or truncated, k + 1
+    return k, flags
+
+
+def test_ruin_terminates_a_training_episode_but_validation_and_eval_run_flat_to_their_end() -> None:
+    ruin = ("env.ruin_threshold=0.999", "env.episode_length=200")
+    train = _env("portfolio", *ruin)
+    n, flags = _churn(train)
+    rec = train.episode_record()
+    assert flags[-1] == (True, False) and n < 200
+    assert rec.ruin_step == n - 1 and rec.equity[-1] <= 0.999 * rec.initial_cash
+    for split in ("validation", "eval"):
+        env = _env("portfolio", *ruin, split=split)
+        n, flags = _churn(env)
+        rec = env.episode_record()
+        assert n == env.layout.length and flags == [(False, False)] * (n - 1) + [(False, True)]
+        assert rec.ruin_step is not None and rec.ruin_step < n - 10
+        k = rec.ruin_step
+        assert rec.equity[k] <= 0.999 * rec.initial_cash < np.r_[rec.initial_cash, rec.equity[:k]].min()
+        assert (rec.weights[:k + 1].sum(axis=1) > 0).all() and (rec.weights[k + 1:] == 0).all()
+        assert (rec.positions[-1] == 0).all()
+        # The recorded (forced-flat) targets replay bit for bit.
+        window = slice_market(env.data.market, rec.start, rec.start + rec.n_steps + 1)
+        targets = np.zeros((rec.n_steps + 1, len(rec.symbols)))
+        targets[:-1] = rec.weights
+        seq = run_targets(window, env.data.params, targets, rec.exec_rng(), initial_cash=rec.initial_cash)
+        np.testing.assert_array_equal(seq.equity[1:], rec.equity)
+        np.testing.assert_array_equal(seq.positions[1:], rec.positions)
 
 
 def test_observation_features_at_t_equal_builder_rows_at_t() -> None:

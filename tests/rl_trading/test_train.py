@@ -65,7 +65,9 @@ def test_evaluate_agent_replays_episode_and_runs_baselines_on_same_window() -> N
     agent = _train(3)
     data = env_data()
     record = play_eval_episode(data, config.env, agent, seed=3)
-    results = evaluate_agent(data, config.env, config.trend, agent, seed=3)
+    evaluation = evaluate_agent(data, config.env, config.trend, agent, seed=3)
+    results = evaluation.results
+    np.testing.assert_array_equal(evaluation.record.weights, record.weights)
     assert set(results) == {"rl", "buy_and_hold", "cash", "trend"}
     np.testing.assert_array_equal(results["rl"].equity.to_numpy()[1:], record.equity)
     stamps = results["rl"].equity.index
