@@ -3,12 +3,16 @@ in the env, and PPO training steps/s on DummyVecEnv(PortfolioEnv) vs the batched
 
 Run: ``python benchmarks/bench_env.py [--symbols 5] [--ppo-steps 200000]``. Goals (2-core machine): raw
 single env >= 0.5x CartPole, < 5% of PPO time in the env, batched >= 1M env-steps/s at 64 envs, PPO on
-the batched env >= 10x PPO on the single env.
+the batched env >= 10x PPO on the single env. It also measures PPO on the batched env with 1 and 2 torch
+threads, alone and next to a competing job doing the same (a second seed of a sweep on the same machine):
+the figures behind the default ``torch_threads``.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -128,12 +132,41 @@ def ppo_rate(venv: VecEnv, total: int, kwargs: dict, inner: TimedEnv | None = No
     return model.num_timesteps / elapsed, timed.seconds / elapsed, bare
 
 
+def contended_rates(args: argparse.Namespace, venv_of: Any) -> None:
+    """PPO steps/s on the batched env per torch thread count, alone and with a competing PPO process."""
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        alone, _, _ = ppo_rate(venv_of(), args.ppo_steps, PPO_COMMON)
+        competitor = subprocess.Popen([sys.executable, __file__, "--compete", "--torch-threads", str(threads),
+                                       "--symbols", str(args.symbols)], stdout=subprocess.PIPE, text=True)
+        assert competitor.stdout is not None
+        competitor.stdout.readline()  # "ready": its data is built and it is training
+        try:
+            together, _, _ = ppo_rate(venv_of(), args.ppo_steps, PPO_COMMON)
+        finally:
+            competitor.terminate()
+            competitor.wait(timeout=60)
+        print(f"PPO batched(64 envs) torch_threads={threads}  alone {alone:>9,.0f} steps/s   "
+              f"with a competing job {together:>9,.0f} steps/s   ratio {together / alone:.2f}")
+
+
+def compete(venv: VecEnv) -> None:
+    """The competing job: PPO on the batched env until terminated."""
+    model = PPO("MlpPolicy", venv, seed=1, device="cpu", verbose=0, **PPO_COMMON)
+    model.learn(total_timesteps=PPO_COMMON["n_steps"] * venv.num_envs)
+    print("ready", flush=True)
+    while True:
+        model.learn(total_timesteps=PPO_COMMON["n_steps"] * venv.num_envs, reset_num_timesteps=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--symbols", type=int, default=5)
     parser.add_argument("--raw-steps", type=int, default=200_000)
     parser.add_argument("--ppo-steps", type=int, default=200_000)
-    parser.add_argument("--torch-threads", type=int, default=2, help="torch intra-op threads for both PPO runs")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch intra-op threads for the single-vs-batched PPO runs (the trainer's default)")
+    parser.add_argument("--compete", action="store_true", help=argparse.SUPPRESS)  # the competing job
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
     symbols = SYMBOLS[: args.symbols]
@@ -146,6 +179,12 @@ def main() -> None:
     execution = build_costs(dataset, research.simulator, research.cost_model)
     config = train.env
     data = EnvData.build(execution.market, execution.params, dataset.features, config.eval_fraction)
+    def batched_venv() -> VecEnv:
+        return make_env(data, config, split="train", seed=0, n_envs=64, batched=True)
+
+    if args.compete:
+        compete(batched_venv())
+        return
     print(f"portfolio env: {data.n_symbols} symbols, {data.market.shape[0]} daily bars, obs {data.obs_size}, "
           f"episode {config.episode_length} steps")
 
@@ -168,6 +207,7 @@ def main() -> None:
           f"(PortfolioEnv.step itself), {100 * share_single:.1f}% with SB3's DummyVecEnv + Monitor")
     print(f"PPO batched(64 envs)   {ppo_batched:>9,.0f} steps/s  env share {100 * share_batched:.1f}%")
     print(f"PPO speed-up batched / single: {ppo_batched / ppo_single:.1f}x")
+    contended_rates(args, batched_venv)
 
 
 if __name__ == "__main__":
