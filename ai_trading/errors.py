@@ -80,6 +80,10 @@ class InSampleEvaluationError(EvaluationError):
                          "every metric in-sample)")
 
 
+class SLOBreach(AiTradingError):
+    """An evaluation SLO was breached and the configuration says breaches fail the job."""
+
+
 class Interrupted(AiTradingError):
     """A stop signal (SIGTERM, SIGINT) ended the job at a step boundary; the exit code follows the shell's
     convention, 128 + the signal number."""

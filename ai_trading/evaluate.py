@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from ai_trading.cli import run_reported
 from ai_trading.evaluation.report import log_backtests
-from ai_trading.evaluation.slo import check_backtests, log_events
+from ai_trading.evaluation.slo import check_backtests, enforce, log_events
 from ai_trading.evaluation.strategies import (
     FittedMLStrategy,
     PretrainedStrategy,
@@ -75,6 +75,7 @@ def evaluate(config: EvaluateConfig, overrides: Sequence[str] = ()) -> dict[str,
         table = metrics_table(wf.results)
         print(table.to_string(float_format=lambda v: f"{v:,.4f}"))
         log.info("evaluation logged run_id=%s name=%s events=%d", run.run_id, run_name, len(events))
+        enforce(events, research.slo)
     return metrics
 
 

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from ai_trading.cli import run_reported
 from ai_trading.evaluation.report import log_backtests
-from ai_trading.evaluation.slo import check_backtests, log_events
+from ai_trading.evaluation.slo import check_backtests, enforce, log_events
 from ai_trading.interrupts import StopFlag, graceful_interrupts
 from ai_trading.jobs import start_job_run
 from ai_trading.pipeline import build_costs, build_dataset
@@ -74,6 +74,7 @@ def run(config: TrainConfig, overrides: list[str], sweep_id: str, stop: StopFlag
         _log_model(tracked, agent, "model")
         elapsed = time.perf_counter() - started
         tracked.log_metrics({"train/timesteps": float(agent.timesteps), "time/job_seconds": elapsed})
+        enforce(events, research.slo)
         log.info("run done name=%s %s=%.4f net_return=%.4f seconds=%.1f", run_name, HEADLINE,
                  metrics.get(HEADLINE, float("nan")), results["rl"].metrics["total_return"], elapsed)
     return metrics

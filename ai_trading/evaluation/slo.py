@@ -9,8 +9,9 @@ Checks (thresholds in :class:`SLOConfig`, ``conf/evaluate.yaml`` key ``slo``):
   such as look-ahead);
 * ``slow_run``: the evaluation took longer than ``budget_seconds``.
 
-Events are logged (``log.warning`` / ``log.error``) and attached to the run as JSON
-(:func:`log_events`); the alerts module routes them.
+A breach is a WARNING: each event is logged at WARNING and attached to the run as JSON (:func:`log_events`)
+for the alerts module to route, and the job goes on. With ``fail_on_breach`` the job fails instead
+(:func:`enforce`, after the events are attached), so its run ends FAILED and the exit status says so.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from ai_trading.errors import ConfigError
+from ai_trading.errors import ConfigError, SLOBreach
 from ai_trading.evaluation.backtest import BacktestResult
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,10 @@ class SLOConfig:
     max_abs_sharpe: float = 4.0
     budget_seconds: float = 900.0
     required_metrics: Sequence[str] = ("total_return", "sharpe", "max_drawdown", "annualized_volatility")
+    fail_on_breach: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "required_metrics", tuple(self.required_metrics))
         for name in ("max_turnover", "max_cost_share", "max_abs_sharpe", "budget_seconds"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -113,14 +116,20 @@ def check_backtests(
         events.append(EvaluationEvent(EventKind.SLOW_RUN, Severity.WARNING, "elapsed_seconds", float(elapsed_seconds),
                                       config.budget_seconds, {}))
     for e in events:
-        level = logging.ERROR if e.severity is Severity.CRITICAL else logging.WARNING
-        log.log(level, "evaluation slo breach kind=%s metric=%s value=%s threshold=%s context=%s", e.kind, e.metric,
-                e.value, e.threshold, dict(e.context))
+        log.warning("evaluation slo breach kind=%s severity=%s metric=%s value=%s threshold=%s context=%s", e.kind,
+                    e.severity, e.metric, e.value, e.threshold, dict(e.context))
     return events
 
 
 class EventSink(Protocol):
     def log_dict(self, payload: dict[str, Any], artifact_file: str) -> None: ...
+
+
+def enforce(events: Sequence[EvaluationEvent], config: SLOConfig) -> None:
+    """Fail the job on any breach when ``config.fail_on_breach`` (the events are attached to the run first)."""
+    if config.fail_on_breach and events:
+        kinds = ", ".join(f"{e.kind}({e.metric}={e.value:.4g} > {e.threshold:.4g})" for e in events)
+        raise SLOBreach(f"{len(events)} SLO breach(es) with slo.fail_on_breach=true: {kinds}")
 
 
 def log_events(run: EventSink, events: Sequence[EvaluationEvent], artifact_file: str = "eval/slo_events.json") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from typing import Any
 
@@ -11,10 +12,18 @@ import numpy as np
 import pytest
 
 from ai_trading.data import load_bars
-from ai_trading.errors import ConfigError
+from ai_trading.errors import ConfigError, SLOBreach
 from ai_trading.evaluation.backtest import BacktestResult, backtest
 from ai_trading.evaluation.baselines import buy_and_hold_weights
-from ai_trading.evaluation.slo import EvaluationEvent, EventKind, Severity, SLOConfig, check_backtests, log_events
+from ai_trading.evaluation.slo import (
+    EvaluationEvent,
+    EventKind,
+    Severity,
+    SLOConfig,
+    check_backtests,
+    enforce,
+    log_events,
+)
 from ai_trading.execution import SimulatorConfig
 from ai_trading.execution.market import build_execution
 
@@ -89,3 +98,15 @@ def test_slo_config_rejects_non_positive_threshold() -> None:
     with pytest.raises(ConfigError):
         SLOConfig(max_turnover=0.0)
     assert np.isfinite(SLOConfig().max_abs_sharpe)
+
+
+def test_slo_breach_is_a_warning_and_fails_the_job_only_under_fail_on_breach(
+        clean: BacktestResult, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="ai_trading.evaluation.slo"):
+        events = check_backtests({"bh": _with(clean, sharpe=math.nan)}, SLOConfig())
+    assert events and events[0].severity is Severity.CRITICAL
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]  # critical or not, a breach never logs ERROR
+    enforce(events, SLOConfig())  # the default: the job goes on
+    with pytest.raises(SLOBreach, match="nan_metric"):
+        enforce(events, SLOConfig(fail_on_breach=True))
+    enforce([], SLOConfig(fail_on_breach=True))
