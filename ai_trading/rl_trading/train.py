@@ -31,6 +31,7 @@ from ai_trading.rl_trading.vec import make_env
 log = logging.getLogger(__name__)
 
 ALGORITHMS: Mapping[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "a2c": A2C, "td3": TD3}
+ON_POLICY = {"ppo": 2048, "a2c": 5}  # SB3's default n_steps (per env) of the on-policy algorithms
 MODEL_FILE = "model.zip"
 NORMALIZER_FILE = "vecnormalize.pkl"
 
@@ -115,6 +116,21 @@ class _StopWhen(BaseCallback):
         return not self.stop()
 
 
+def whole_rollouts(algo: AlgoConfig, n_envs: int) -> int:
+    """The training budget rounded up to what the algorithm really trains: whole rollouts of ``n_steps`` per
+    env for on-policy algorithms, whole vector steps otherwise (SB3 stops only at those boundaries, so the
+    progress bar's total and the logged timesteps are then the real number). Says so once when it rounds."""
+    if algo.name in ON_POLICY:
+        per_env = int(algo.hyperparams.get("n_steps", ON_POLICY[algo.name]))
+        chunk, unit = per_env * n_envs, f"whole rollouts of {n_envs} envs x {per_env} steps"
+    else:
+        chunk, unit = n_envs, f"whole steps of {n_envs} envs"
+    total = -(-algo.total_timesteps // chunk) * chunk
+    if total != algo.total_timesteps:
+        log.info("algo.total_timesteps=%d rounded up to %d (%s)", algo.total_timesteps, total, unit)
+    return total
+
+
 def train_agent(algo: AlgoConfig, env: PortfolioEnvConfig, data: EnvData, *, seed: int,
                 log_formats: Sequence[KVWriter] = (), stop: Callable[[], bool] | None = None) -> TrainedAgent:
     """Train ``algo`` on the training split of ``data``; SB3's metrics go to ``log_formats`` (e.g. the
@@ -133,9 +149,9 @@ def train_agent(algo: AlgoConfig, env: PortfolioEnvConfig, data: EnvData, *, see
         callbacks.append(EvalCallback(val_env, callback_after_eval=early_stop, n_eval_episodes=1,
                                       eval_freq=max(1, algo.eval_every // train_env.num_envs), deterministic=True,
                                       verbose=0, warn=False))
-    log.info("training algo=%s timesteps=%d envs=%d seed=%d", algo.name, algo.total_timesteps, train_env.num_envs,
-             seed)
-    model.learn(total_timesteps=algo.total_timesteps, callback=callbacks or None, progress_bar=algo.progress_bar)
+    total = whole_rollouts(algo, train_env.num_envs)
+    log.info("training algo=%s timesteps=%d envs=%d seed=%d", algo.name, total, train_env.num_envs, seed)
+    model.learn(total_timesteps=total, callback=callbacks or None, progress_bar=algo.progress_bar)
     normalizer = train_env if isinstance(train_env, VecNormalize) else None
     if normalizer is not None:
         normalizer.training = False

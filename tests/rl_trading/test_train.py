@@ -8,7 +8,7 @@ import torch
 
 from ai_trading.errors import ConfigError
 from ai_trading.rl_trading import make_env
-from ai_trading.rl_trading.train import TrainedAgent, train_agent
+from ai_trading.rl_trading.train import TrainedAgent, train_agent, whole_rollouts
 from tests.rl_trading.conftest import env_data, job
 
 TINY = ["algo.total_timesteps=512", "algo.progress_bar=false", "algo.eval_every=256", "algo.patience=0",
@@ -79,3 +79,12 @@ def test_evaluate_agent_replays_episode_and_runs_baselines_on_same_window() -> N
         gap = result.gross_equity.iloc[-1] - result.equity.iloc[-1]
         assert gap == pytest.approx(costs, rel=1e-9, abs=1e-6)
     assert results["cash"].equity.nunique() == 1
+
+
+def test_budget_rounds_up_to_whole_rollouts_and_trains_exactly_that() -> None:
+    config = job(*TINY, "algo.total_timesteps=300")  # 4 envs x 64 steps per rollout
+    assert whole_rollouts(config.algo, 4) == 512
+    assert whole_rollouts(job("algo.total_timesteps=5000").algo, 64) == 8192  # ppo's 64 envs x 64 steps
+    assert whole_rollouts(job("algo=sac", "algo.total_timesteps=1001").algo, 16) == 1008  # whole vector steps
+    assert whole_rollouts(job("algo.total_timesteps=8192").algo, 64) == 8192
+    assert _train(0, "algo.total_timesteps=300", "algo.eval_every=0").timesteps == 512
