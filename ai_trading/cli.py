@@ -10,7 +10,11 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+import yaml
+from omegaconf import OmegaConf
+
 from ai_trading.errors import AiTradingError, Interrupted
+from ai_trading.paths import CONF_DIR
 from ai_trading.secrets import mask_text
 
 T = TypeVar("T")
@@ -39,3 +43,19 @@ def run_reported(job: Callable[[], T]) -> T:
             raise
         print(error_line(exc), file=sys.stderr)
         raise SystemExit(EXIT_ERROR) from None
+
+
+def config_groups(app_name: str) -> str:
+    """The ``--help`` list of the config groups an entrypoint's root config (``conf/<name>.yaml`` of
+    ``ai_trading.<name>``) composes, each with its options: what that entrypoint accepts, nothing else."""
+    root = yaml.safe_load((CONF_DIR / f"{app_name.rsplit('.', 1)[-1]}.yaml").read_text(encoding="utf-8"))
+    groups = []
+    for entry in root.get("defaults", []):
+        if isinstance(entry, dict):
+            key = str(next(iter(entry)))
+            if "@" not in key and key != "hydra" and not key.startswith("override"):
+                groups.append(key)
+    return "\n".join(f"{g}: {', '.join(sorted(p.stem for p in (CONF_DIR / g).glob('*.yaml')))}" for g in groups)
+
+
+OmegaConf.register_new_resolver("config_groups", config_groups, replace=True)

@@ -114,6 +114,17 @@ def test_entrypoint_help_lists_groups_and_examples() -> None:
                          check=True).stdout
     assert "algo: a2c, ppo, sac, td3" in out
     assert "python -m ai_trading.train -m seed=0,1,2,3,4" in out
+    groups = out.split("== Config groups")[1].split("==")[1]
+    assert "strategy:" not in groups and "walkforward:" not in groups  # the walk-forward job's, not training's
+
+
+def test_evaluate_help_lists_its_own_groups_only() -> None:
+    out = subprocess.run([sys.executable, "-m", "ai_trading.evaluate", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    groups = out.split("== Config groups")[1].split("==")[1]
+    assert "strategy: buy_and_hold, ml, trend" in groups and "walkforward: default" in groups
+    assert "algo:" not in groups and "env:" not in groups
+    assert "python -m ai_trading.evaluate" in out
 
 
 def _launcher_plugin(name: str) -> bool:
