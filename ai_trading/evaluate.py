@@ -49,10 +49,10 @@ def evaluate(config: EvaluateConfig, overrides: Sequence[str] = ()) -> dict[str,
     dataset = build_dataset(research.data, research.features)
     execution = build_costs(dataset, research.simulator, research.cost_model)
     in_sample = False
+    window = evaluation_window(execution.market, dataset.features, config.walkforward)  # fails before any run
     if config.model_path is not None:
         # A saved model is checked against the features and the dates it meets here before anything runs.
         pretrained = load_ml_strategy(config.model_path, dataset.features.schema_hash)
-        window = evaluation_window(execution.market, dataset.features, config.walkforward)
         in_sample = check_evaluation_window(pretrained, *window, allow_in_sample=config.allow_in_sample)
         strategy: Strategy = PretrainedStrategy(pretrained)
     else:

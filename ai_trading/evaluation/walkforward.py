@@ -94,8 +94,12 @@ def make_folds(first_row: int, n_rows: int, config: WalkForwardConfig) -> list[F
     else:
         stop = last_decision
     if stop - first_test < 2 * config.n_folds:
-        raise EvaluationError(f"walk-forward: {stop - first_test} OOS rows after {config.train_bars} training rows "
-                              f"(from row {first_row} of {n_rows}) are too few for {config.n_folds} folds")
+        needed = config.train_bars + 2 * config.n_folds + 1
+        raise EvaluationError(
+            f"walk-forward: {config.n_folds} folds after {config.train_bars} training bars need at least {needed} "
+            f"bars with features, the data have {max(n_rows - first_row, 0)} (the first {first_row} of {n_rows} "
+            f"bars are the features' warm-up): lower walkforward.train_bars or walkforward.n_folds, or widen "
+            f"data.start/data.end")
     blocks = np.array_split(np.arange(first_test, stop), config.n_folds)
     folds = []
     for k, block in enumerate(blocks):

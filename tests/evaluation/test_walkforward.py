@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from sklearn.model_selection import GridSearchCV
 
 from ai_trading.data import load_bars
+from ai_trading.errors import EvaluationError
 from ai_trading.evaluation import strategies
 from ai_trading.evaluation.strategies import (
     FittedStrategy,
@@ -46,6 +47,16 @@ def test_make_folds_expanding_and_rolling_layouts() -> None:
     assert [(f.train_start, f.train_stop) for f in rolling] == [(10, 30), (30, 50), (50, 70), (70, 90)]
     fixed = make_folds(0, 1000, WalkForwardConfig(n_folds=2, train_bars=100, test_bars=50))
     assert [(f.test_start, f.test_stop) for f in fixed] == [(100, 150), (150, 200)]
+    # The smallest data that fits: train_bars + 2 rows per fold + the last bar (nothing to execute after it).
+    assert len(make_folds(10, 10 + 20 + 8 + 1, WalkForwardConfig(n_folds=4, train_bars=20))) == 4
+
+
+def test_make_folds_too_little_data_says_what_to_change() -> None:
+    with pytest.raises(EvaluationError) as info:
+        make_folds(10, 10 + 20 + 8, WalkForwardConfig(n_folds=4, train_bars=20))
+    message = str(info.value)
+    assert "need at least 29 bars with features, the data have 28" in message
+    assert "walkforward.train_bars" in message and "walkforward.n_folds" in message and "data.start" in message
 
 
 @dataclass
