@@ -9,7 +9,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ai_trading.data import Bars, DataConfig, load
+from ai_trading.data import BarFrequency, Bars, DataConfig, load
 from ai_trading.execution import EwmaCostModel, ExecParams, MarketArrays, SimulatorConfig, build_execution
 from ai_trading.features import FeatureBuilder, FeatureSet, FeatureSpec
 
@@ -35,10 +35,12 @@ def build_dataset(cfg: DictConfig) -> Dataset:
     return Dataset(bars=bars, features=features)
 
 
-def build_execution_for(cfg: DictConfig, bars: pd.DataFrame) -> tuple[MarketArrays, ExecParams]:
+def build_execution_for(cfg: DictConfig, bars: pd.DataFrame,
+                        frequency: BarFrequency | None = None) -> tuple[MarketArrays, ExecParams]:
     """Market arrays and execution parameters of ``bars`` under ``cfg.simulator``; with
-    ``cfg.use_cost_model`` the costs come from the EWMA cost model of ``cfg.cost_model``."""
+    ``cfg.use_cost_model`` the costs come from the EWMA cost model of ``cfg.cost_model``. ``frequency``
+    (``Bars.frequency``) carries ``data.periods_per_year``; None infers it from the bars."""
     sim_config: SimulatorConfig = instantiate(cfg.simulator, _convert_="all")
     cost_model = EwmaCostModel(instantiate(cfg.cost_model, _convert_="all")) if cfg.use_cost_model else None
-    return build_execution(bars, sim_config, cost_model)
+    return build_execution(bars, sim_config, cost_model, frequency)
 

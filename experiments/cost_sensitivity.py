@@ -32,7 +32,7 @@ def main() -> None:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
             cfg = compose(config_name="evaluate", overrides=overrides)
         dataset = build_dataset(cfg)
-        market, params = build_execution_for(cfg, dataset.bars.frame)
+        market, params = build_execution_for(cfg, dataset.bars.frame, dataset.bars.frequency)
         strategy = make_strategy(instantiate(cfg.strategy, _convert_="all"))
         wf_config: WalkForwardConfig = instantiate(cfg.walkforward, _convert_="all")
         result = run_walkforward(market, params, dataset.features, strategy, wf_config)

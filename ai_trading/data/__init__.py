@@ -1,6 +1,7 @@
 """Market data: bundled real bars, user directories, validation and the dataset fingerprint."""
 
 from ai_trading.data.fingerprint import dataset_fingerprint
+from ai_trading.data.frequency import BarFrequency, infer_frequency
 from ai_trading.data.loader import Bars, DataConfig, load, load_bars
 from ai_trading.data.schema import BAR_COLUMNS, canonicalize
 from ai_trading.data.sources import bundled_symbols
@@ -8,11 +9,13 @@ from ai_trading.data.validation import validate_bars
 
 __all__ = [
     "BAR_COLUMNS",
+    "BarFrequency",
     "Bars",
     "DataConfig",
     "bundled_symbols",
     "canonicalize",
     "dataset_fingerprint",
+    "infer_frequency",
     "load",
     "load_bars",
     "validate_bars",

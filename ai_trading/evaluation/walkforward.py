@@ -33,7 +33,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ai_trading.errors import ConfigError, EvaluationError
-from ai_trading.evaluation.backtest import BacktestResult, backtest, periods_per_year, segment_metrics
+from ai_trading.evaluation.backtest import BacktestResult, backtest, segment_metrics
 from ai_trading.evaluation.strategies import (
     FittedMLStrategy,
     FittedStrategy,
@@ -149,7 +149,7 @@ def run_walkforward(
     """Walk-forward of ``strategy`` with the configured baselines, all on the same market and costs."""
     started = time.perf_counter()
     T, N = market.open.shape
-    ppy = periods_per_year(market.timestamps)
+    ppy = market.frequency.periods_per_year
     inputs = StrategyInputs.build(market, features, ppy)
     with_features = np.flatnonzero(inputs.has_features.any(axis=1)) if features is not None else np.arange(T)
     if len(with_features) == 0:
@@ -222,7 +222,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
 
     seed_everything(int(cfg.seed))
     dataset = build_dataset(cfg)
-    market, params = build_execution_for(cfg, dataset.bars.frame)
+    market, params = build_execution_for(cfg, dataset.bars.frame, dataset.bars.frequency)
     if cfg.get("model_path"):
         # A saved model is checked against the features it meets here before anything runs.
         strategy: Strategy = PretrainedStrategy(load_ml_strategy(cfg.model_path, dataset.features.schema_hash))

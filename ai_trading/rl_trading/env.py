@@ -187,7 +187,7 @@ def build_env_data(cfg: DictConfig, dataset: Dataset | None = None) -> EnvData:
     ``use_cost_model`` the costs come from ``cfg.cost_model`` (one cost truth with evaluation and live)."""
     config = env_config(cfg)
     dataset = build_dataset(cfg) if dataset is None else dataset
-    market, params = build_execution_for(cfg, dataset.bars.frame)
+    market, params = build_execution_for(cfg, dataset.bars.frame, dataset.bars.frequency)
     return EnvData.build(market, params, dataset.features, config.eval_fraction)
 
 

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ai_trading.errors import EvaluationError
-from ai_trading.evaluation.backtest import BacktestResult, backtest, periods_per_year
+from ai_trading.evaluation.backtest import BacktestResult, backtest
 from ai_trading.evaluation.baselines import TrendConfig, buy_and_hold_weights, cash_weights, trend_weights
 from ai_trading.execution import slice_market
 from ai_trading.rl_trading.env import PortfolioEnv, make_env
@@ -44,7 +44,7 @@ def evaluate_agent(cfg: DictConfig, data: EnvData, agent: TrainedAgent, *, seed:
     record = play_eval_episode(cfg, data, agent, seed=seed)
     start, stop = record.start, record.start + record.n_steps + 1
     window = slice_market(data.market, start, stop)
-    ppy = periods_per_year(data.market.timestamps)
+    ppy = data.market.frequency.periods_per_year
     targets = np.zeros((record.n_steps + 1, len(record.symbols)))
     targets[:-1] = record.weights
     trend_cfg: TrendConfig = instantiate(cfg.baselines.trend, _convert_="all")
