@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from hydra.utils import instantiate
 
-from ai_trading.data import DataConfig, infer_frequency, load, load_bars
+from ai_trading.data import DataConfig, QualityConfig, infer_frequency, load, load_bars
 from ai_trading.data.fingerprint import selection_of
 from ai_trading.errors import ConfigError, DataValidationError
 from ai_trading.execution import SimulatorConfig
@@ -151,9 +151,10 @@ def test_simulator_bar_seconds_still_overrides_the_fill_duration() -> None:
     assert market.frequency.periods_per_year == 52.0
 
 
-def test_composed_data_config_carries_the_override_and_default_equals_the_yaml() -> None:
+def test_composed_data_config_carries_the_override_and_defaults_equal_the_yaml() -> None:
     data = instantiate(compose_config(["data.periods_per_year=365"]).data, _convert_="all")
     assert data.periods_per_year == 365
     for option in ("daily_indices", "daily_stocks", "intraday_stoxx"):
         composed = instantiate(compose_config([f"data={option}"]).data, _convert_="all")
         assert composed.periods_per_year == DataConfig(symbols=["X"]).periods_per_year is None
+        assert composed.quality == DataConfig(symbols=["X"]).quality == QualityConfig()
