@@ -5,6 +5,7 @@ Kept apart from :mod:`ai_trading.pipeline` so that building data and environment
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -20,10 +21,17 @@ def start_job_run(config: ResearchConfig, dataset: Dataset, execution: Execution
                   overrides: Sequence[str], tags: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
     """The MLflow run of one entrypoint job: the configured store, the resolved config (secrets masked), and
     the provenance every job carries (``feature_schema_hash``, ``dataset_fingerprint``, ``cost_model_hash``,
-    seed) plus ``tags``."""
+    seed, the bar frequency) plus ``tags``; the data-quality report goes to ``data/quality.json`` with a
+    metric per symbol."""
     provenance = {"feature_schema_hash": dataset.features.schema_hash,
                   "dataset_fingerprint": dataset.bars.fingerprint,
-                  "cost_model_hash": execution.cost_model_hash, "seed": config.seed}
+                  "cost_model_hash": execution.cost_model_hash, "seed": config.seed,
+                  "data_frequency": dataset.bars.frequency.label,
+                  "data_periods_per_year": dataset.bars.frequency.periods_per_year}
     with start_run(config.tracking, run_name=run_name, resolved_config=config.resolved,
                    overrides=[mask_text(o) for o in overrides], tags={**provenance, **(tags or {})}) as run:
+        quality = dataset.bars.quality
+        run.log_dict(quality.to_dict(), "data/quality.json")
+        run.log_metrics({f"data/{q.symbol}/open_equals_prev_close": q.open_equals_prev_close
+                         for q in quality.symbols if math.isfinite(q.open_equals_prev_close)})
         yield run

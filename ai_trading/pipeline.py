@@ -50,6 +50,6 @@ class Execution:
 def build_costs(dataset: Dataset, simulator: SimulatorConfig, cost_model: EwmaCostModelConfig) -> Execution:
     """The execution of ``dataset``'s bars under ``simulator`` with the learned state of ``cost_model``."""
     model = EwmaCostModel.from_config(cost_model, simulator)
-    market, params = build_execution(dataset.bars.frame, simulator, model)
+    market, params = build_execution(dataset.bars.frame, simulator, model, dataset.bars.frequency)
     log.info("costs ready cost_model_hash=%s learned_state=%s", model.cost_hash[:12], cost_model.state_path)
     return Execution(market=market, params=params, cost_model_hash=model.cost_hash)

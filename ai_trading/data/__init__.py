@@ -1,19 +1,26 @@
 """Market data: bundled real bars, user directories, validation and the dataset fingerprint."""
 
 from ai_trading.data.fingerprint import dataset_fingerprint
+from ai_trading.data.frequency import BarFrequency, infer_frequency
 from ai_trading.data.loader import Bars, DataConfig, load, load_bars
+from ai_trading.data.quality import DataQualityReport, QualityConfig, quality_report
 from ai_trading.data.schema import BAR_COLUMNS, canonicalize
 from ai_trading.data.sources import bundled_symbols
 from ai_trading.data.validation import validate_bars
 
 __all__ = [
     "BAR_COLUMNS",
+    "BarFrequency",
     "Bars",
     "DataConfig",
+    "DataQualityReport",
+    "QualityConfig",
     "bundled_symbols",
     "canonicalize",
     "dataset_fingerprint",
+    "infer_frequency",
     "load",
     "load_bars",
+    "quality_report",
     "validate_bars",
 ]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ai_trading.data.frequency import frequency_label
 from ai_trading.data.schema import canonicalize
 
 
@@ -25,15 +26,6 @@ def canonical_json(payload: Any) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
-def infer_frequency(frame: pd.DataFrame) -> str:
-    """Median bar spacing as ``"1d"`` or ``"<n>min"`` (``"unknown"`` for a single timestamp)."""
-    stamps = np.unique(pd.DatetimeIndex(frame.index.get_level_values("timestamp")).asi8)
-    if len(stamps) < 2:
-        return "unknown"
-    step = pd.Timedelta(int(np.median(np.diff(stamps))), unit="ns")
-    return "1d" if step >= pd.Timedelta(hours=12) else f"{int(step.total_seconds() // 60)}min"
-
-
 def selection_of(frame: pd.DataFrame) -> dict[str, Any]:
     """What a canonical frame spans: sorted symbols, first and last timestamp (ISO, UTC), frequency."""
     stamps = pd.DatetimeIndex(frame.index.get_level_values("timestamp"))
@@ -41,7 +33,7 @@ def selection_of(frame: pd.DataFrame) -> dict[str, Any]:
         "symbols": sorted(pd.unique(frame.index.get_level_values("symbol")).tolist()),
         "start": stamps.min().isoformat(),
         "end": stamps.max().isoformat(),
-        "frequency": infer_frequency(frame),
+        "frequency": frequency_label(stamps),
     }
 
 

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ai_trading.data.fingerprint import dataset_fingerprint, selection_of
+from ai_trading.data.frequency import BarFrequency, infer_frequency
+from ai_trading.data.quality import DataQualityReport, QualityConfig, check_quality, quality_report
 from ai_trading.data.schema import canonicalize, symbols_of
 from ai_trading.data.sources import BUNDLED, DirectorySource, read_bundled
 from ai_trading.data.validation import validate_bars
@@ -21,7 +23,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which bars to load. ``source`` is ``"bundled"`` or a directory of per-symbol files."""
+    """Which bars to load. ``source`` is ``"bundled"`` or a directory of per-symbol files.
+
+    ``periods_per_year`` overrides the annualisation inferred from the timestamps (see
+    :func:`~ai_trading.data.frequency.infer_frequency`); ``quality`` sets the data-quality rule.
+    """
 
     symbols: Sequence[str]
     start: str | None = None
@@ -30,14 +36,18 @@ class DataConfig:
     columns: Mapping[str, str] = field(default_factory=dict)
     timestamp_format: str | None = None
     timezone: str = "UTC"
+    periods_per_year: float | None = None
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
 
 @dataclass(frozen=True)
 class Bars:
-    """Validated canonical bars with their fingerprint."""
+    """Validated canonical bars with their fingerprint, bar frequency and data-quality report."""
 
     frame: pd.DataFrame
     fingerprint: str
+    frequency: BarFrequency
+    quality: DataQualityReport
 
     @property
     def symbols(self) -> list[str]:
@@ -84,10 +94,17 @@ def load(config: DataConfig) -> Bars:
                                       symbol=symbol, source=config.source)
         parts.append(selected)
     frame = validate_bars(canonicalize(pd.concat(parts)), source=config.source)
+    frequency = infer_frequency(pd.DatetimeIndex(frame.index.get_level_values("timestamp")), config.periods_per_year)
+    quality = quality_report(frame, frequency)
+    for entry in quality.symbols:
+        log.info("data quality symbol=%s bars=%d open_equals_prev_close=%.3f zero_volume_bars=%d "
+                 "longest_zero_volume_run=%d gaps=%d", entry.symbol, entry.bars, entry.open_equals_prev_close,
+                 entry.zero_volume_bars, entry.longest_zero_volume_run, entry.gaps)
+    check_quality(quality, config.quality, source=config.source)
     fingerprint = dataset_fingerprint(frame)
-    log.info("loaded bars rows=%d symbols=%s fingerprint=%s", len(frame), ",".join(sorted(set(config.symbols))),
-             fingerprint[:12])
-    return Bars(frame=frame, fingerprint=fingerprint)
+    log.info("loaded bars rows=%d symbols=%s frequency=%s periods_per_year=%g fingerprint=%s", len(frame),
+             ",".join(sorted(set(config.symbols))), frequency.label, frequency.periods_per_year, fingerprint[:12])
+    return Bars(frame=frame, fingerprint=fingerprint, frequency=frequency, quality=quality)
 
 
 def load_bars(

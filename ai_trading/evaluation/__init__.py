@@ -4,7 +4,7 @@ simulated backtest, baselines, strategies, walk-forward, reporting and SLO check
 Nothing exported here imports hydra or mlflow (the walk-forward entrypoint imports them lazily).
 """
 
-from ai_trading.evaluation.backtest import BacktestResult, backtest, periods_per_year
+from ai_trading.evaluation.backtest import BacktestResult, backtest
 from ai_trading.evaluation.baselines import (
     BuyAndHoldConfig,
     CashConfig,
@@ -95,7 +95,6 @@ __all__ = [
     "max_drawdown_duration",
     "metrics_table",
     "performance_summary",
-    "periods_per_year",
     "probabilistic_sharpe_ratio",
     "probability_of_backtest_overfitting",
     "returns_from_equity",

@@ -17,9 +17,11 @@ whose data end before the window does therefore stays held after its last bar (n
 marked at its last close (the market arrays forward-fill ``mark``), as an untradable holding would be.
 Positions are not liquidated at the window's end either.
 
-``periods_per_year`` follows the bar frequency (:func:`periods_per_year`): 252 for daily bars; for intraday
-bars ``252 * bars per session``, with bars per session the median count of bars per calendar day (e.g.
-510 for the 1-minute Euro Stoxx 50 future, 390 for a regular US equity session).
+``periods_per_year`` is the market's bar frequency (``market.frequency``, from
+:func:`~ai_trading.data.frequency.infer_frequency` or ``data.periods_per_year``), so a short window keeps
+the annualisation of its data: 252 for daily bars, 52 weekly, 12 monthly; for intraday bars
+``252 * bars per session``, with bars per session the median count of bars per calendar day (e.g. 764 for
+the bundled 1-minute Euro Stoxx 50 future, 390 for a regular US equity session).
 """
 
 from __future__ import annotations
@@ -39,20 +41,7 @@ from ai_trading.execution import ExecParams, MarketArrays, run_targets
 log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
-TRADING_DAYS_PER_YEAR = 252
 COST_COLUMNS = ("spread", "impact", "fees")
-
-
-def periods_per_year(timestamps: pd.DatetimeIndex) -> float:
-    """Bars per year of the data's frequency: 252 for daily (or slower) bars, ``252 * bars per session``
-    (median bars per calendar day) for intraday bars."""
-    if len(timestamps) < 2:
-        return float(TRADING_DAYS_PER_YEAR)
-    step_s = float(np.median(np.diff(timestamps.asi8))) / 1e9
-    if step_s >= 12 * 3600:
-        return float(TRADING_DAYS_PER_YEAR)
-    per_day = pd.Series(1, index=timestamps).groupby(timestamps.normalize()).size()
-    return float(TRADING_DAYS_PER_YEAR * float(per_day.median()))
 
 
 def decision_mask(market: MarketArrays) -> npt.NDArray[np.bool_]:
@@ -138,7 +127,7 @@ def backtest(
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     seq = run_targets(market, params, values, generator, initial_cash=float(initial_cash),
                       targets_are_weights=targets_are_weights)
-    ppy = periods_per_year(market.timestamps) if ppy is None else float(ppy)
+    ppy = market.frequency.periods_per_year if ppy is None else float(ppy)
     costs = np.column_stack([seq.spread.sum(axis=1), seq.impact.sum(axis=1), seq.fee.sum(axis=1)])[1:]
     notional = seq.notional.sum(axis=1)[1:]
     with np.errstate(divide="ignore", invalid="ignore"):

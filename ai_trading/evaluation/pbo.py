@@ -11,7 +11,11 @@ returns of M strategy configurations (or seeds) over the same T periods:
    relative rank ``w = rank_oos(n*) / (M + 1)`` among the out-of-sample performances (average rank on
    ties, 1 = worst) and its logit ``lambda = ln(w / (1 - w))``.
 4. ``PBO = share of combinations with lambda <= 0``: how often the in-sample winner ends at or below
-   the out-of-sample median. Pure noise gives about 0.5; a configuration that truly dominates, about 0.
+   the out-of-sample median. A configuration that truly dominates gives about 0. Under pure noise the
+   winner's out-of-sample rank is uniform on ``1..M`` and ``lambda <= 0`` means ``rank <= (M + 1) / 2``,
+   which holds for ``ceil(M / 2)`` of the M ranks: PBO is about 0.5 for an even M but
+   ``(M + 1) / (2 M)`` for an odd M (0.6 for M = 5, 2/3 for M = 3), because the median rank itself
+   counts as overfit.
 
 The performance measure defaults to the per-period Sharpe ratio (mean / sample std, ddof=1; a
 monotone rescaling such as annualizing changes no rank). A NaN performance (zero dispersion) ranks

@@ -30,7 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ai_trading.errors import ConfigError, EvaluationError
-from ai_trading.evaluation.backtest import BacktestResult, backtest, periods_per_year, segment_metrics
+from ai_trading.evaluation.backtest import BacktestResult, backtest, segment_metrics
 from ai_trading.evaluation.strategies import (
     FittedStrategy,
     Strategy,
@@ -147,7 +147,7 @@ def run_walkforward(
     """Walk-forward of ``strategy`` with the configured baselines, all on the same market and costs."""
     started = time.perf_counter()
     T, N = market.open.shape
-    ppy = periods_per_year(market.timestamps)
+    ppy = market.frequency.periods_per_year
     inputs = StrategyInputs.build(market, features, ppy)
     with_features = np.flatnonzero(inputs.has_features.any(axis=1)) if features is not None else np.arange(T)
     if len(with_features) == 0:

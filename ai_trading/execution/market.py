@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ai_trading.data.frequency import BarFrequency, infer_frequency
 from ai_trading.data.schema import BAR_COLUMNS
 from ai_trading.errors import ConfigError, DataValidationError
 from ai_trading.execution.config import SimulatorConfig
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-
-DAILY_SESSION_SECONDS = 6.5 * 3600.0
 
 # Layout of the flat parameter vector the kernels read (numba-friendly: one float64 array).
 P_FIXED, P_VOLC, P_IMPACT, P_CAP, P_HAIRCUT, P_FEE_SHARE, P_FEE_RATE, P_FEE_MIN = range(8)
@@ -48,6 +47,8 @@ class MarketArrays:
     at that time) prices hold ``mark`` and volume 0. ``mark`` is the last close (forward-filled, 0 before a
     symbol's first bar) used to value positions. ``half_spread`` (fraction of price) and ``vol`` (per-bar
     volatility, fraction) at row ``t`` use bars up to ``t`` only. ``session`` numbers calendar days.
+    ``frequency`` is the data's bar frequency (annualisation); a slice keeps it. ``bar_seconds`` is the
+    trading time of one bar for fills: the simulator config's ``bar_seconds`` or the frequency's.
     """
 
     timestamps: pd.DatetimeIndex
@@ -63,6 +64,7 @@ class MarketArrays:
     vol: FloatArray
     session: npt.NDArray[np.int64]
     bar_seconds: float
+    frequency: BarFrequency
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -76,8 +78,11 @@ class MarketArrays:
             return -1
 
     @classmethod
-    def from_bars(cls, frame: pd.DataFrame, config: SimulatorConfig) -> MarketArrays:
-        """Pivot the canonical frame and estimate spread and volatility per symbol, as the preset says."""
+    def from_bars(cls, frame: pd.DataFrame, config: SimulatorConfig,
+                  frequency: BarFrequency | None = None) -> MarketArrays:
+        """Pivot the canonical frame and estimate spread and volatility per symbol, as the preset says.
+        ``frequency`` is the bars' frequency (``Bars.frequency``, which honours ``data.periods_per_year``); None
+        infers it from the frame's timestamps."""
         if frame.empty:
             raise DataValidationError("empty_selection", "no bars to build market arrays from")
         wide = frame.loc[:, list(BAR_COLUMNS)].unstack("symbol").sort_index()
@@ -109,11 +114,13 @@ class MarketArrays:
         volume = np.where(tradable, np.nan_to_num(arrays["volume"], nan=0.0), 0.0)
         local = timestamps.tz_convert(config.session_timezone)
         session = np.asarray(local.normalize().asi8 // (86_400 * 10**9), dtype=np.int64)
-        bar_seconds = config.bar_seconds if config.bar_seconds is not None else _bar_seconds(timestamps)
-        log.info("market arrays bars=%d symbols=%s bar_seconds=%.0f", T, ",".join(symbols), bar_seconds)
+        frequency = infer_frequency(timestamps) if frequency is None else frequency
+        bar_seconds = config.bar_seconds if config.bar_seconds is not None else frequency.bar_seconds
+        log.info("market arrays bars=%d symbols=%s frequency=%s bar_seconds=%.0f", T, ",".join(symbols),
+                 frequency.label, bar_seconds)
         return cls(timestamps=timestamps, symbols=symbols, open=arrays["open"], high=arrays["high"],
                    low=arrays["low"], close=arrays["close"], volume=volume, mark=mark, tradable=tradable,
-                   half_spread=hs, vol=vol, session=session, bar_seconds=float(bar_seconds))
+                   half_spread=hs, vol=vol, session=session, bar_seconds=float(bar_seconds), frequency=frequency)
 
 
 def _ffill_rows(values: FloatArray, rows: npt.NDArray[np.intp], T: int) -> FloatArray:
@@ -125,13 +132,6 @@ def _ffill_rows(values: FloatArray, rows: npt.NDArray[np.intp], T: int) -> Float
     known = pos >= 0
     out[known] = values[pos[known]]
     return out
-
-
-def _bar_seconds(timestamps: pd.DatetimeIndex) -> float:
-    if len(timestamps) < 2:
-        return DAILY_SESSION_SECONDS
-    step = float(np.median(np.diff(timestamps.asi8))) / 1e9
-    return DAILY_SESSION_SECONDS if step >= 12 * 3600 else step
 
 
 @dataclass(frozen=True)
@@ -194,13 +194,14 @@ def draw_noise(rng: np.random.Generator, slots: tuple[int, ...], out: FloatArray
 
 
 def build_execution(
-    bars: pd.DataFrame, config: SimulatorConfig, cost_model: EwmaCostModel | None = None
+    bars: pd.DataFrame, config: SimulatorConfig, cost_model: EwmaCostModel | None = None,
+    frequency: BarFrequency | None = None,
 ) -> tuple[MarketArrays, ExecParams]:
     """Market arrays and kernel parameters of ``bars`` under the simulator preset ``config``; with
     ``cost_model`` its learned per-symbol multipliers apply on top of the preset (the half-spread scaled in
     the market arrays, the slippage through ``impact_scale``). Every path (vectorised, per-order, RL env,
     walk-forward) builds its costs here, so a preset means the same everywhere."""
-    market = MarketArrays.from_bars(bars, config)
+    market = MarketArrays.from_bars(bars, config, frequency=frequency)
     if cost_model is None:
         return market, ExecParams.from_config(config, market)
     if cost_model.preset != config:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ai_trading.errors import EvaluationError
-from ai_trading.evaluation.backtest import BacktestResult, backtest, periods_per_year
+from ai_trading.evaluation.backtest import BacktestResult, backtest
 from ai_trading.evaluation.baselines import TrendConfig, buy_and_hold_weights, cash_weights, trend_weights
 from ai_trading.execution import slice_market
 from ai_trading.rl_trading.config import PortfolioEnvConfig
@@ -87,7 +87,7 @@ def evaluate_agent(data: EnvData, env_config: PortfolioEnvConfig, trend: TrendCo
                               f"{data.n_train - 1}..{T - 2}")
     start, stop = record.start, record.start + record.n_steps + 1
     window = slice_market(data.market, start, stop)
-    ppy = periods_per_year(data.market.timestamps)
+    ppy = data.market.frequency.periods_per_year
     targets = np.zeros((record.n_steps + 1, len(record.symbols)))
     targets[:-1] = record.weights
     candidates = {

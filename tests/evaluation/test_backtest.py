@@ -10,7 +10,7 @@ import pytest
 
 from ai_trading.data import load_bars
 from ai_trading.errors import EvaluationError
-from ai_trading.evaluation.backtest import backtest, periods_per_year, segment_metrics
+from ai_trading.evaluation.backtest import backtest, segment_metrics
 from ai_trading.execution import SimulatorConfig
 from ai_trading.execution.market import build_execution
 
@@ -88,12 +88,43 @@ def test_backtest_nan_target_raises_evaluation_error(two_stocks: pd.DataFrame) -
         backtest(market, params, w, initial_cash=CASH)
 
 
-def test_periods_per_year_daily_is_252_and_minute_bars_use_bars_per_session() -> None:
-    daily = pd.DatetimeIndex(pd.bdate_range("2020-01-01", periods=30, tz="UTC"))
-    assert periods_per_year(daily) == 252.0
-    days = pd.bdate_range("2020-01-06", periods=3)
-    minutes = pd.DatetimeIndex([d + pd.Timedelta(hours=14, minutes=30 + i) for d in days for i in range(390)])
-    assert periods_per_year(minutes) == 252.0 * 390
+ZERO_COST = SimulatorConfig(spread_bps=0.0, spread_vol_coef=0.0, min_half_spread_bps=0.0, max_half_spread_bps=0.0,
+                            latency="constant", latency_ms=0.0, spike_prob=0.0, slippage_fixed_bps=0.0,
+                            slippage_vol_coef=0.0, impact_coef=0.0, fee_bps=0.0)
+
+
+def _resampled_sp500(rule: str) -> pd.DataFrame:
+    """Bundled SP500 daily bars aggregated to ``rule`` (first open, max high, min low, last close, summed volume)."""
+    daily = load_bars(["SP500"]).xs("SP500", level="symbol")
+    out = daily.resample(rule).agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    out = out.dropna()
+    out.index = pd.MultiIndex.from_arrays([out.index, ["SP500"] * len(out)], names=["timestamp", "symbol"])
+    return out
+
+
+@pytest.mark.parametrize(("rule", "per_year"), [("W-FRI", 52), ("ME", 12)])
+def test_buy_and_hold_on_resampled_bars_annualises_by_their_frequency(rule: str, per_year: int) -> None:
+    # annualised as daily (the old rule for any spacing >= 12 h), the weekly curve of 1999-2018 reported
+    # CAGR 0.18 and Sharpe 0.62 instead of 0.034 and 0.28; the monthly one 1.03 and 1.41
+    bars = _resampled_sp500(rule)
+    market, params = build_execution(bars, ZERO_COST)
+    res = backtest(market, params, np.ones(market.shape), initial_cash=CASH)
+    # the known answer from the bars alone: fully invested from bar 1's open (the first fill) to the last close
+    o, c = bars["open"].to_numpy(), bars["close"].to_numpy()
+    stamps = bars.index.get_level_values("timestamp")
+    years = (stamps[-1] - stamps[0]) / pd.Timedelta(days=365.25)
+    cagr = (c[-1] / o[1]) ** (1.0 / years) - 1.0
+    returns = np.concatenate(([c[1] / o[1] - 1.0], c[2:] / c[1:-1] - 1.0))
+    sharpe = returns.mean() / returns.std(ddof=1) * np.sqrt(per_year)
+    assert res.periods_per_year == per_year
+    assert res.metrics["annualized_return"] == pytest.approx(cagr, abs=0.002)
+    assert res.metrics["sharpe"] == pytest.approx(sharpe, rel=1e-9)
+
+
+def test_backtest_ppy_argument_overrides_the_market_frequency(two_stocks: pd.DataFrame) -> None:
+    market, params = build_execution(two_stocks, SimulatorConfig())
+    assert backtest(market, params, _weights(*market.shape), initial_cash=CASH).periods_per_year == 252.0
+    assert backtest(market, params, _weights(*market.shape), initial_cash=CASH, ppy=12.0).periods_per_year == 12.0
 
 
 def test_segment_metrics_total_return_is_equity_ratio_of_the_segment(two_stocks: pd.DataFrame) -> None:
