@@ -153,12 +153,14 @@ def test_default_window_skips_the_stale_years() -> None:
 
 def test_job_run_logs_quality_report_and_frequency(mlflow_uri: str) -> None:
     from ai_trading.jobs import start_job_run
-    from ai_trading.pipeline import build_dataset
+    from ai_trading.pipeline import build_costs, build_dataset
+    from ai_trading.wiring import train_config
 
-    cfg = compose_config(["data.symbols=[SP500]", "data.start=2004-01-01", "data.end=2009-12-31",
-                          f"tracking.tracking_uri={mlflow_uri}"])
-    dataset = build_dataset(cfg)
-    with start_job_run(cfg, dataset, run_name="quality", overrides=[]) as run:
+    research = train_config(compose_config(["data.symbols=[SP500]", "data.start=2004-01-01", "data.end=2009-12-31",
+                                            f"tracking.tracking_uri={mlflow_uri}"])).research
+    dataset = build_dataset(research.data, research.features)
+    execution = build_costs(dataset, research.simulator, research.cost_model)
+    with start_job_run(research, dataset, execution, run_name="quality", overrides=[]) as run:
         run_id = run.run_id
     client = MlflowClient(tracking_uri=mlflow_uri)
     logged = json.loads(Path(client.download_artifacts(run_id, "data/quality.json")).read_text())
