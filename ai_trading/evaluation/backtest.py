@@ -4,8 +4,12 @@
 :class:`~ai_trading.execution.MarketArrays` window with :func:`~ai_trading.execution.run_targets` and
 returns a :class:`BacktestResult`: net equity (after costs, from the simulated cash and positions), gross
 equity (the same fills at their reference price, no fees), costs split per period into spread, impact and
-fees, traded notional, gross exposure, the fills, and net and gross metrics from
+fees, the financing per period, traded notional, gross exposure, the fills, and net and gross metrics from
 :func:`~ai_trading.evaluation.metrics.performance_summary`.
+
+Financing (interest on cash, margin interest on a debit, the borrow fee on shorts; see the simulator preset)
+is not an execution cost: both the net and the gross curve carry it, and ``financing_total`` (currency,
+negative when the book paid) reports it in both metric sets.
 
 Timing follows the simulator: row ``t`` of the targets is decided at bar ``t``'s close and executes on bar
 ``t+1``; row 0 of every curve is the initial state (cash only), so ``n`` periods give ``n + 1`` points.
@@ -72,7 +76,9 @@ class BacktestResult:
     the initial state); per-period series (costs, notional, exposure) by the timestamps of rows ``1..n``.
 
     ``equity`` is net (cash + positions at the close); ``gross_equity = equity + cumulative costs``;
-    ``costs`` has columns ``spread``, ``impact``, ``fees`` in currency; ``trades`` one row per fill
+    ``costs`` has columns ``spread``, ``impact``, ``fees`` in currency; ``financing`` the interest credited
+    (negative: paid) each period on the book held since the previous close, in both curves, not a cost;
+    ``trades`` one row per fill
     (timestamp, symbol, qty, price, ref, spread, impact, fees, notional); ``metrics`` and
     ``gross_metrics`` are :func:`performance_summary` of the net and the gross curve; ``folds`` optional
     per-fold metrics (walk-forward).
@@ -85,6 +91,7 @@ class BacktestResult:
     positions: pd.DataFrame
     targets: pd.DataFrame
     costs: pd.DataFrame
+    financing: pd.Series
     traded_notional: pd.Series
     exposure: pd.Series
     trades: pd.DataFrame
@@ -103,15 +110,18 @@ class BacktestResult:
 
 
 def summarize(
-    equity: FloatArray, costs: FloatArray, notional: FloatArray, exposure: FloatArray, ppy: float
+    equity: FloatArray, costs: FloatArray, financing: FloatArray, notional: FloatArray, exposure: FloatArray,
+    ppy: float
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Net and gross :func:`performance_summary` of one curve (``n + 1`` equity points, ``n x 3`` costs)."""
+    """Net and gross :func:`performance_summary` of one curve (``n + 1`` equity points, ``n x 3`` costs,
+    ``n`` financing flows), each with ``financing_total`` (currency)."""
     cost_map = {"spread": costs[:, 0], "impact": costs[:, 1], "fees": costs[:, 2]}
     net = performance_summary(equity, traded_notional=notional, costs=cost_map, exposure=exposure,
                               periods_per_year=ppy)
     gross_curve = gross_equity(equity, costs.sum(axis=1))
     gross = performance_summary(gross_curve, traded_notional=notional, costs={}, exposure=exposure,
                                 periods_per_year=ppy)
+    net["financing_total"] = gross["financing_total"] = float(financing.sum())
     return net, gross
 
 
@@ -145,12 +155,13 @@ def backtest(
     ppy = periods_per_year(market.timestamps) if ppy is None else float(ppy)
     costs = np.column_stack([seq.spread.sum(axis=1), seq.impact.sum(axis=1), seq.fee.sum(axis=1)])[1:]
     notional = seq.notional.sum(axis=1)[1:]
+    financing = seq.financing[1:]
     with np.errstate(divide="ignore", invalid="ignore"):
         exposure = np.abs(seq.positions * market.mark).sum(axis=1) / np.abs(seq.equity)
     exposure = np.nan_to_num(exposure, nan=0.0, posinf=0.0)[1:]
     if (seq.equity <= 0).any():
         raise EvaluationError(f"backtest {name!r}: equity reached {seq.equity.min():.2f} <= 0 (ruin)")
-    net, gross = summarize(seq.equity, costs, notional, exposure, ppy)
+    net, gross = summarize(seq.equity, costs, financing, notional, exposure, ppy)
     ts = market.timestamps
     sym = list(market.symbols)
     gross_curve = gross_equity(seq.equity, costs.sum(axis=1))
@@ -168,8 +179,9 @@ def backtest(
     if stranded:
         log.warning("backtest name=%s positions left after the data of symbols=%s ended (participation cap)",
                     name, ",".join(stranded))
-    log.info("backtest name=%s bars=%d symbols=%d fills=%d net_return=%.4f gross_return=%.4f costs=%.2f", name,
-             T - 1, N, len(trades), net["total_return"], gross["total_return"], float(costs.sum()))
+    log.info("backtest name=%s bars=%d symbols=%d fills=%d net_return=%.4f gross_return=%.4f costs=%.2f "
+             "financing=%.2f", name, T - 1, N, len(trades), net["total_return"], gross["total_return"],
+             float(costs.sum()), float(financing.sum()))
     return BacktestResult(
         name=name,
         equity=pd.Series(seq.equity, index=ts, name="equity"),
@@ -178,6 +190,7 @@ def backtest(
         positions=pd.DataFrame(seq.positions, index=ts, columns=sym),
         targets=pd.DataFrame(values, index=ts, columns=sym),
         costs=pd.DataFrame(costs, index=ts[1:], columns=list(COST_COLUMNS)),
+        financing=pd.Series(financing, index=ts[1:], name="financing"),
         traded_notional=pd.Series(notional, index=ts[1:], name="traded_notional"),
         exposure=pd.Series(exposure, index=ts[1:], name="exposure"),
         trades=trades,
@@ -195,5 +208,5 @@ def segment_metrics(result: BacktestResult, start: int, stop: int) -> tuple[dict
     if not 0 <= start < stop <= n:
         raise EvaluationError(f"segment [{start}, {stop}] outside the {n} periods of {result.name!r}")
     return summarize(result.equity.to_numpy()[start:stop + 1], result.costs.to_numpy()[start:stop],
-                     result.traded_notional.to_numpy()[start:stop], result.exposure.to_numpy()[start:stop],
-                     result.periods_per_year)
+                     result.financing.to_numpy()[start:stop], result.traded_notional.to_numpy()[start:stop],
+                     result.exposure.to_numpy()[start:stop], result.periods_per_year)

@@ -32,11 +32,14 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 DAILY_SESSION_SECONDS = 6.5 * 3600.0
+SECONDS_PER_YEAR = 365.0 * 86_400.0  # ACT/365: financing accrues over calendar time
 
 # Layout of the flat parameter vector the kernels read (numba-friendly: one float64 array).
 P_FIXED, P_VOLC, P_IMPACT, P_CAP, P_HAIRCUT, P_FEE_SHARE, P_FEE_RATE, P_FEE_MIN = range(8)
 P_SPIKE_Z, P_SPIKE_MS, P_SPIKE_VOL, P_BAR_SECONDS, P_BAND, P_LAT_MS, P_LAT_SIGMA, P_LOGNORMAL = range(8, 16)
-N_PARAMS = 16
+# Annual financing rates (fractions), read per bar, not per fill: positive cash, negative cash, short value.
+P_CASH_RATE, P_DEBIT_RATE, P_BORROW_FEE = range(16, 19)
+N_PARAMS = 19
 NOISE_FIELDS = 2  # standard normals per fill slot: latency, spike (see draw_noise)
 
 
@@ -48,6 +51,8 @@ class MarketArrays:
     at that time) prices hold ``mark`` and volume 0. ``mark`` is the last close (forward-filled, 0 before a
     symbol's first bar) used to value positions. ``half_spread`` (fraction of price) and ``vol`` (per-bar
     volatility, fraction) at row ``t`` use bars up to ``t`` only. ``session`` numbers calendar days.
+    ``year_frac`` is the calendar time from row ``t - 1`` to row ``t`` in years (ACT/365; 0 at row 0), over
+    which the book held at ``t - 1``'s close is financed.
     """
 
     timestamps: pd.DatetimeIndex
@@ -63,6 +68,7 @@ class MarketArrays:
     vol: FloatArray
     session: npt.NDArray[np.int64]
     bar_seconds: float
+    year_frac: FloatArray
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -110,10 +116,13 @@ class MarketArrays:
         local = timestamps.tz_convert(config.session_timezone)
         session = np.asarray(local.normalize().asi8 // (86_400 * 10**9), dtype=np.int64)
         bar_seconds = config.bar_seconds if config.bar_seconds is not None else _bar_seconds(timestamps)
+        gaps = (timestamps[1:] - timestamps[:-1]).total_seconds().to_numpy(np.float64)
+        year_frac = np.concatenate(([0.0], gaps / SECONDS_PER_YEAR))
         log.info("market arrays bars=%d symbols=%s bar_seconds=%.0f", T, ",".join(symbols), bar_seconds)
         return cls(timestamps=timestamps, symbols=symbols, open=arrays["open"], high=arrays["high"],
                    low=arrays["low"], close=arrays["close"], volume=volume, mark=mark, tradable=tradable,
-                   half_spread=hs, vol=vol, session=session, bar_seconds=float(bar_seconds))
+                   half_spread=hs, vol=vol, session=session, bar_seconds=float(bar_seconds),
+                   year_frac=year_frac)
 
 
 def _ffill_rows(values: FloatArray, rows: npt.NDArray[np.intp], T: int) -> FloatArray:
@@ -157,6 +166,9 @@ class ExecParams:
         v[P_BAR_SECONDS], v[P_BAND] = market.bar_seconds, config.no_trade_band
         v[P_LAT_MS], v[P_LAT_SIGMA] = config.latency_ms, config.latency_sigma
         v[P_LOGNORMAL] = 1.0 if config.latency == "lognormal" else 0.0
+        v[P_CASH_RATE] = config.risk_free_annual_bps * 1e-4
+        v[P_DEBIT_RATE] = (config.risk_free_annual_bps + config.margin_spread_annual_bps) * 1e-4
+        v[P_BORROW_FEE] = config.borrow_fee_annual_bps * 1e-4
         N = len(market.symbols)
         scales = []
         for name, given in (("impact_scale", impact_scale), ("spread_scale", spread_scale)):

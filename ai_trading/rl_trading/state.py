@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 
-# Rows of the packed market array ``mk`` (9, T, N).
-MK_OPEN, MK_HIGH, MK_LOW, MK_CLOSE, MK_VOLUME, MK_MARK, MK_TRADABLE, MK_HS, MK_VOL = range(9)
+# Rows of the packed market array ``mk`` (10, T, N); the year fraction of a row is the same in every column.
+MK_OPEN, MK_HIGH, MK_LOW, MK_CLOSE, MK_VOLUME, MK_MARK, MK_TRADABLE, MK_HS, MK_VOL, MK_YEAR_FRAC = range(10)
 # Env config vector ``cv``.
 CV_LONG_ONLY, CV_MAX_POS, CV_MAX_LEV, CV_SIMPLE, CV_DD, CV_VAR, CV_LEV, CV_TURN, CV_RUIN = range(9)
 # Per-env integer state ``ist`` (B, 5): decision row, end row, step in episode, pool slot of the running
@@ -97,7 +97,8 @@ class EnvData:
                                       f"eval_fraction={eval_fraction}", source="rl_env")
         packed = np.ascontiguousarray(np.stack([
             timeline.open, timeline.high, timeline.low, timeline.close, timeline.volume, timeline.mark,
-            timeline.tradable.astype(np.float64), timeline.half_spread, timeline.vol]))
+            timeline.tradable.astype(np.float64), timeline.half_spread, timeline.vol,
+            np.broadcast_to(timeline.year_frac[:, None], (n_rows, N))]))
         feats = np.ascontiguousarray(wide[first:stop].reshape(n_rows, N * F))
         log.info("env timeline rows=%d first=%s last=%s n_train=%d symbols=%s", n_rows,
                  timeline.timestamps[0], timeline.timestamps[-1], n_train, ",".join(market.symbols))
@@ -306,7 +307,8 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
         rows[b] = (b * K + ist[b, I_SLOT]) * length + ist[b, I_K]
         cash[b] = fst[b, F_CASH]
     step_batch(mk[MK_OPEN], mk[MK_HIGH], mk[MK_LOW], mk[MK_CLOSE], mk[MK_VOLUME], mark, mk[MK_TRADABLE],
-               mk[MK_HS], mk[MK_VOL], scale, p, d, w, True, noise, rows, pos, cash, equity, fills)
+               mk[MK_HS], mk[MK_VOL], mk[MK_YEAR_FRAC, :, 0], scale, p, d, w, True, noise, rows, pos, cash, equity,
+               fills)
     n_done = 0
     for b in range(B):
         k = ist[b, I_K]

@@ -36,7 +36,8 @@ def test_backtest_cash_rebuilt_from_fills_reconciles_every_period(two_stocks: pd
     tr = res.trades
     assert len(tr) > 100
     outlay = (tr["qty"] * tr["price"] + tr["fees"]).groupby(tr["timestamp"]).sum()
-    cash = CASH - outlay.reindex(res.cash.index, fill_value=0.0).cumsum()
+    financed = res.financing.reindex(res.cash.index, fill_value=0.0).cumsum()  # checked by hand below
+    cash = CASH - outlay.reindex(res.cash.index, fill_value=0.0).cumsum() + financed
     np.testing.assert_allclose(res.cash.to_numpy(), cash.to_numpy(), rtol=0, atol=1e-5 * CASH)
     shares = tr.pivot_table(index="timestamp", columns="symbol", values="qty", aggfunc="sum")
     shares = shares.reindex(index=res.cash.index, columns=["NVDA", "ORCL"], fill_value=0.0).fillna(0.0).cumsum()
@@ -53,6 +54,7 @@ def test_backtest_net_equity_below_gross_by_exactly_the_fill_costs(two_stocks: p
     # Gross: the same fills at their reference price and no fees.
     gross_cash = CASH - (tr["qty"] * tr["ref"]).groupby(tr["timestamp"]).sum().reindex(res.cash.index,
                                                                                        fill_value=0.0).cumsum()
+    gross_cash += res.financing.reindex(res.cash.index, fill_value=0.0).cumsum()  # financing is not a cost
     shares = tr.pivot_table(index="timestamp", columns="symbol", values="qty", aggfunc="sum")
     shares = shares.reindex(index=res.cash.index, columns=["NVDA", "ORCL"]).fillna(0.0).cumsum()
     gross = gross_cash + (shares * _close_wide(two_stocks).reindex(res.cash.index)[["NVDA", "ORCL"]]).sum(axis=1)
