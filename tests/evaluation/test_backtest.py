@@ -118,3 +118,30 @@ def test_segment_metrics_total_return_is_equity_ratio_of_the_segment(two_stocks:
     assert gross["total_return"] == pytest.approx((e[250] + costs[100:250].sum()) / e[100] - 1.0, rel=1e-9)
     assert gross["total_return"] > net["total_return"]
     assert net["n_periods"] == 150
+
+
+def test_backtest_long_short_financing_per_period_is_the_interest_on_the_book_held(
+        two_stocks: pd.DataFrame) -> None:
+    config = SimulatorConfig()
+    market, params = build_execution(two_stocks, config)
+    targets = np.tile([1.4, -0.1], (market.shape[0], 1))  # 150 % gross, 130 % net: borrowed cash and a short
+    res = backtest(market, params, targets, initial_cash=CASH, rng=4)
+    # Recomputed from the book at each previous close, the bundled closes and the calendar days between bars.
+    cash = res.cash.to_numpy()[:-1]
+    closes = _close_wide(two_stocks).reindex(res.cash.index)[list(res.positions.columns)].to_numpy()[:-1]
+    short_value = (np.maximum(-res.positions.to_numpy()[:-1], 0.0) * closes).sum(axis=1)
+    days = np.asarray((res.equity.index[1:] - res.equity.index[:-1]) / pd.Timedelta(days=1))
+    rate = np.where(cash >= 0, config.risk_free_annual_bps, config.risk_free_annual_bps
+                    + config.margin_spread_annual_bps) * 1e-4
+    expected = days / 365.0 * (rate * cash - config.borrow_fee_annual_bps * 1e-4 * short_value)
+    assert (cash[1:] < 0).any() and (short_value[1:] > 0).all()
+    np.testing.assert_allclose(res.financing.to_numpy(), expected, rtol=1e-9)
+    assert res.financing.index.equals(res.costs.index)
+    total = float(res.financing.sum())
+    assert total < 0
+    assert res.metrics["financing_total"] == res.gross_metrics["financing_total"] == pytest.approx(total, rel=1e-12)
+    # Financing is in both curves: gross stays net plus the execution costs only.
+    np.testing.assert_allclose(res.gross_equity - res.equity, np.concatenate(([0.0], res.costs.sum(axis=1).cumsum())),
+                               rtol=1e-9)
+    net, gross = segment_metrics(res, 100, 250)
+    assert net["financing_total"] == gross["financing_total"] == pytest.approx(res.financing.iloc[100:250].sum())
