@@ -9,7 +9,9 @@ fees, the financing per period, traded notional, gross exposure, the fills, and 
 
 Financing (interest on cash, margin interest on a debit, the borrow fee on shorts; see the simulator preset)
 is not an execution cost: both the net and the gross curve carry it, and ``financing_total`` (currency,
-negative when the book paid) reports it in both metric sets.
+negative when the book paid) reports it in both metric sets. Since cash earns the preset's risk-free rate,
+the Sharpe and Sortino ratios are of the returns in excess of it (per period: the annual rate compounded
+every bar), so holding cash scores about 0, not the ratio of a tiny steady carry to its tiny dispersion.
 
 Timing follows the simulator: row ``t`` of the targets is decided at bar ``t``'s close and executes on bar
 ``t+1``; row 0 of every curve is the initial state (cash only), so ``n`` periods give ``n + 1`` points.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +40,7 @@ import pandas as pd
 from ai_trading.errors import ConfigError, EvaluationError
 from ai_trading.evaluation.metrics import gross_equity, performance_summary
 from ai_trading.execution import ExecParams, MarketArrays, run_targets
+from ai_trading.execution.market import P_CASH_RATE
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +84,9 @@ class BacktestResult:
     (negative: paid) each period on the book held since the previous close, in both curves, not a cost;
     ``trades`` one row per fill
     (timestamp, symbol, qty, price, ref, spread, impact, fees, notional); ``metrics`` and
-    ``gross_metrics`` are :func:`performance_summary` of the net and the gross curve; ``folds`` optional
-    per-fold metrics (walk-forward).
+    ``gross_metrics`` are :func:`performance_summary` of the net and the gross curve, their Sharpe and
+    Sortino ratios in excess of ``risk_free`` (the per-period rate cash earned); ``folds`` optional per-fold
+    metrics (walk-forward).
     """
 
     name: str
@@ -99,6 +104,7 @@ class BacktestResult:
     gross_metrics: dict[str, float]
     periods_per_year: float
     initial_cash: float
+    risk_free: float
     folds: pd.DataFrame | None = field(default=None)
 
     @property
@@ -111,16 +117,16 @@ class BacktestResult:
 
 def summarize(
     equity: FloatArray, costs: FloatArray, financing: FloatArray, notional: FloatArray, exposure: FloatArray,
-    ppy: float
+    ppy: float, risk_free: float
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Net and gross :func:`performance_summary` of one curve (``n + 1`` equity points, ``n x 3`` costs,
-    ``n`` financing flows), each with ``financing_total`` (currency)."""
+    ``n`` financing flows; ``risk_free`` per period), each with ``financing_total`` (currency)."""
     cost_map = {"spread": costs[:, 0], "impact": costs[:, 1], "fees": costs[:, 2]}
     net = performance_summary(equity, traded_notional=notional, costs=cost_map, exposure=exposure,
-                              periods_per_year=ppy)
+                              periods_per_year=ppy, risk_free=risk_free)
     gross_curve = gross_equity(equity, costs.sum(axis=1))
     gross = performance_summary(gross_curve, traded_notional=notional, costs={}, exposure=exposure,
-                                periods_per_year=ppy)
+                                periods_per_year=ppy, risk_free=risk_free)
     net["financing_total"] = gross["financing_total"] = float(financing.sum())
     return net, gross
 
@@ -153,6 +159,8 @@ def backtest(
     seq = run_targets(market, params, values, generator, initial_cash=float(initial_cash),
                       targets_are_weights=targets_are_weights)
     ppy = periods_per_year(market.timestamps) if ppy is None else float(ppy)
+    # The kernels credit cash at the nominal annual rate over each bar's calendar time: about exp(rate) a year.
+    risk_free = math.expm1(float(params.values[P_CASH_RATE]) / ppy)
     costs = np.column_stack([seq.spread.sum(axis=1), seq.impact.sum(axis=1), seq.fee.sum(axis=1)])[1:]
     notional = seq.notional.sum(axis=1)[1:]
     financing = seq.financing[1:]
@@ -161,7 +169,7 @@ def backtest(
     exposure = np.nan_to_num(exposure, nan=0.0, posinf=0.0)[1:]
     if (seq.equity <= 0).any():
         raise EvaluationError(f"backtest {name!r}: equity reached {seq.equity.min():.2f} <= 0 (ruin)")
-    net, gross = summarize(seq.equity, costs, financing, notional, exposure, ppy)
+    net, gross = summarize(seq.equity, costs, financing, notional, exposure, ppy, risk_free)
     ts = market.timestamps
     sym = list(market.symbols)
     gross_curve = gross_equity(seq.equity, costs.sum(axis=1))
@@ -198,6 +206,7 @@ def backtest(
         gross_metrics=gross,
         periods_per_year=ppy,
         initial_cash=float(initial_cash),
+        risk_free=risk_free,
     )
 
 
@@ -209,4 +218,4 @@ def segment_metrics(result: BacktestResult, start: int, stop: int) -> tuple[dict
         raise EvaluationError(f"segment [{start}, {stop}] outside the {n} periods of {result.name!r}")
     return summarize(result.equity.to_numpy()[start:stop + 1], result.costs.to_numpy()[start:stop],
                      result.financing.to_numpy()[start:stop], result.traded_notional.to_numpy()[start:stop],
-                     result.exposure.to_numpy()[start:stop], result.periods_per_year)
+                     result.exposure.to_numpy()[start:stop], result.periods_per_year, result.risk_free)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from ai_trading.data import load_bars
 from ai_trading.errors import EvaluationError
 from ai_trading.evaluation.backtest import backtest, periods_per_year, segment_metrics
+from ai_trading.evaluation.slo import SLOConfig, check_backtests
 from ai_trading.execution import SimulatorConfig
 from ai_trading.execution.market import build_execution
 
@@ -145,3 +148,18 @@ def test_backtest_long_short_financing_per_period_is_the_interest_on_the_book_he
                                rtol=1e-9)
     net, gross = segment_metrics(res, 100, 250)
     assert net["financing_total"] == gross["financing_total"] == pytest.approx(res.financing.iloc[100:250].sum())
+
+
+def test_backtest_cash_sharpe_is_in_excess_of_the_rate_it_earns_so_about_zero() -> None:
+    bars = load_bars(["SP500"], start="2008-01-01", end="2012-12-31")
+    config = SimulatorConfig()
+    market, params = build_execution(bars, config)
+    res = backtest(market, params, np.zeros(market.shape), initial_cash=CASH, name="cash")
+    assert res.metrics["total_return"] > 0.05  # five years of interest
+    # A steady carry over its small weekend-driven dispersion would be a Sharpe of ~26.
+    assert abs(res.metrics["sharpe"]) < 0.2
+    assert check_backtests({"cash": res}, SLOConfig()) == []
+    held = backtest(market, params, np.full(market.shape, 0.5), initial_cash=CASH)
+    r = held.equity.pct_change().to_numpy()[1:]
+    excess = r - math.expm1(config.risk_free_annual_bps * 1e-4 / 252.0)
+    assert held.metrics["sharpe"] == pytest.approx(excess.mean() / excess.std(ddof=1) * math.sqrt(252), rel=1e-9)
