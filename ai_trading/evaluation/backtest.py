@@ -77,13 +77,13 @@ def decision_mask(market: MarketArrays) -> npt.NDArray[np.bool_]:
 @dataclass(frozen=True)
 class BacktestResult:
     """One simulated backtest. Curves are indexed by the window's timestamps (``n + 1`` points: row 0 is
-    the initial state); per-period series (costs, notional, exposure) by the timestamps of rows ``1..n``.
+    the initial state); per-period series (costs, financing, notional, exposure) by the timestamps of rows
+    ``1..n``.
 
     ``equity`` is net (cash + positions at the close); ``gross_equity = equity + cumulative costs``;
     ``costs`` has columns ``spread``, ``impact``, ``fees`` in currency; ``financing`` the interest credited
     (negative: paid) each period on the book held since the previous close, in both curves, not a cost;
-    ``trades`` one row per fill
-    (timestamp, symbol, qty, price, ref, spread, impact, fees, notional); ``metrics`` and
+    ``trades`` one row per fill (timestamp, symbol, qty, price, ref, spread, impact, fees, notional); ``metrics`` and
     ``gross_metrics`` are :func:`performance_summary` of the net and the gross curve, their Sharpe and
     Sortino ratios in excess of ``risk_free`` (the per-period rate cash earned); ``folds`` optional per-fold
     metrics (walk-forward).
