@@ -24,8 +24,17 @@ import pandas as pd
 from numba import njit
 
 from ai_trading.errors import ConfigError, DataValidationError
-from ai_trading.execution.kernels import step_batch
-from ai_trading.execution.market import NOISE_FIELDS, ExecParams, MarketArrays, draw_noise, slice_market
+from ai_trading.execution.kernels import financing, step_batch
+from ai_trading.execution.market import (
+    NOISE_FIELDS,
+    P_BORROW_FEE,
+    P_CASH_RATE,
+    P_DEBIT_RATE,
+    ExecParams,
+    MarketArrays,
+    draw_noise,
+    slice_market,
+)
 from ai_trading.features import FeatureSet
 from ai_trading.rl_trading.config import PortfolioEnvConfig
 
@@ -42,9 +51,10 @@ CV_LONG_ONLY, CV_MAX_POS, CV_MAX_LEV, CV_SIMPLE, CV_DD, CV_VAR, CV_LEV, CV_TURN,
 I_T, I_END, I_K, I_SLOT, I_PEND = range(5)
 F_CASH, F_EQUITY, F_PEAK, F_EQ0, F_RET = range(5)
 N_IST, N_FST = 5, 5
-# Per-step per-symbol record fields ``rec`` (B, R, N, 9) and per-step scalars ``recs`` (B, R, 3).
+# Per-step per-symbol record fields ``rec`` (B, R, N, 9) and per-step scalars ``recs`` (B, R, N_RECS).
 R_WEIGHT, R_QTY, R_PRICE, R_REF, R_SPREAD, R_IMPACT, R_FEE, R_NOTIONAL, R_POSITION = range(9)
-RS_CASH, RS_EQUITY, RS_REWARD = range(3)
+RS_CASH, RS_EQUITY, RS_REWARD, RS_FINANCING = range(4)
+N_RECS = 4
 N_PORTFOLIO_BASE = 6  # cash fraction, leverage, gross, net, unrealised PnL, drawdown (+ N weights)
 TERMINATED, TRUNCATED = 1, 2
 
@@ -361,6 +371,16 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
             recs[b, k, RS_CASH] = cash[b]
             recs[b, k, RS_EQUITY] = eq
             recs[b, k, RS_REWARD] = r
+            # The interest step_batch credited, from the same inputs: the book recorded at the last step
+            # (flat, all cash, at the episode's start).
+            held_cash = recs[b, k - 1, RS_CASH] if k > 0 else cash0
+            short = 0.0
+            for n in range(N):
+                held = rec[b, k - 1, n, R_POSITION] if k > 0 else 0.0
+                if held < 0.0:
+                    short = short - held * mark[d[b], n]
+            recs[b, k, RS_FINANCING] = financing(held_cash, short, mk[MK_YEAR_FRAC, e, 0], p[P_CASH_RATE],
+                                                 p[P_DEBIT_RATE], p[P_BORROW_FEE])
         if flags[b] != 0:
             n_done += 1
             ep_ret[b] = fst[b, F_RET]
@@ -378,7 +398,9 @@ class EpisodeRecord:
 
     Row k is step k: ``weights`` the applied (constrained) targets decided at ``timestamps[k]``'s close,
     executed on the next bar; ``equity``/``cash``/``positions`` the state after that bar's fills, marked
-    at its close; ``spread``/``impact``/``fee`` (currency) and ``notional`` (traded, currency) per symbol.
+    at its close; ``spread``/``impact``/``fee`` (currency) and ``notional`` (traded, currency) per symbol;
+    ``financing`` the interest credited (negative: paid) before that bar's fills on the book held since the
+    decision close.
     Replay: ``run_targets(slice_market(market, start, start + n_steps + 1), params, targets,
     record.exec_rng(), initial_cash=initial_cash)`` with ``targets[:n_steps] = weights``; ``exec_state`` is
     the env generator's ``bit_generator.state`` just before the episode's execution noise.
@@ -396,6 +418,7 @@ class EpisodeRecord:
     impact: FloatArray
     fee: FloatArray
     notional: FloatArray
+    financing: FloatArray
     rewards: FloatArray
     initial_cash: float
     start: int

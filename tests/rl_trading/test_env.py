@@ -64,6 +64,7 @@ def test_reward_zero_penalties_sums_to_equity_change_from_fills(kind: str, name:
     short_value = (np.maximum(-held, 0.0) * closes).sum(axis=1)
     financing = years * (rate * held_cash - sim.borrow_fee_annual_bps * 1e-4 * short_value)
     assert financing.sum() != 0.0
+    np.testing.assert_allclose(rec.financing, financing, rtol=1e-10, atol=0)
     cash = rec.initial_cash - signed_notional.sum() - rec.fee.sum() + financing.sum()
     positions = rec.qty.sum(axis=0)
     last_close = np.array([bars.loc[(rec.exec_timestamps[-1], s)] for s in rec.symbols])
@@ -120,6 +121,8 @@ def test_episode_record_replayed_through_run_targets_reproduces_equity_exactly()
     np.testing.assert_array_equal(seq.cash[1:], rec.cash)
     np.testing.assert_array_equal(seq.positions[1:], rec.positions)
     np.testing.assert_array_equal(seq.fee[1:], rec.fee)
+    np.testing.assert_array_equal(seq.financing[1:], rec.financing)
+    assert (rec.financing != 0.0).all()
 
 
 def test_eval_split_one_deterministic_episode_over_held_out_tail_only() -> None:
