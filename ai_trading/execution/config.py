@@ -1,7 +1,8 @@
 """Plain frozen config of the execution simulator (Hydra builds it from ``conf/simulator/*.yaml``).
 
 Units are in the field names: ``*_bps`` basis points, ``*_ms`` milliseconds, ``*_coef`` dimensionless
-multipliers of a per-bar volatility (a fraction, e.g. 0.001 = 10 bps per bar).
+multipliers of a per-bar volatility (a fraction, e.g. 0.001 = 10 bps per bar), ``*_annual_bps`` basis
+points a year, accrued ACT/365 over the calendar time between bars.
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ from ai_trading.errors import ConfigError
 
 SpreadEstimator = Literal["corwin_schultz", "abdi_ranaldo"]
 LatencyModel = Literal["constant", "lognormal"]
+
+# Financing defaults, annual basis points. Risk-free: the mean of the 3-month US Treasury bill rate
+# (secondary market, FRED series TB3MS) over 1999-2018, the span of the bundled daily data, about 1.75 %.
+# Short borrow: the fee of an easy-to-borrow (general collateral) stock, about 0.25 % a year (D'Avolio 2002,
+# "The market for borrowing stock", the value-weighted mean loan fee). Margin: a broker's spread over the
+# benchmark rate on a debit balance, about 1 % (e.g. Interactive Brokers' tiered benchmark + 0.5-1.5 %).
+RISK_FREE_ANNUAL_BPS = 175.0
+BORROW_FEE_ANNUAL_BPS = 25.0
+MARGIN_SPREAD_ANNUAL_BPS = 100.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,11 @@ class SimulatorConfig:
     fee_per_share: float = 0.0
     fee_bps: float = 0.5
     fee_min: float = 0.0
+    # financing of the book held between bars: positive cash (short sale proceeds included) earns the
+    # risk-free rate, negative cash pays it plus the margin spread, shorts pay the borrow fee on their value
+    risk_free_annual_bps: float = RISK_FREE_ANNUAL_BPS
+    margin_spread_annual_bps: float = MARGIN_SPREAD_ANNUAL_BPS
+    borrow_fee_annual_bps: float = BORROW_FEE_ANNUAL_BPS
     # sessions (DAY orders expire at the end of the bar's calendar day in this zone)
     session_timezone: str = "UTC"
 

@@ -8,6 +8,7 @@ draws its randomness with :func:`ai_trading.execution.market.draw_noise` (two st
 slot) and turns it into latency only here, in :func:`fill_slice`, so all paths see the same latencies.
 :func:`run_orders` works many orders bar-major so that the orders on one bar and symbol share its volume
 (the vectorised kernels have one slice per bar and symbol, so nothing is shared there).
+:func:`financing` is the single definition of the interest on the book held between two bars.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from numba import njit
 from ai_trading.execution.market import (
     P_BAND,
     P_BAR_SECONDS,
+    P_BORROW_FEE,
     P_CAP,
+    P_CASH_RATE,
+    P_DEBIT_RATE,
     P_FEE_MIN,
     P_FEE_RATE,
     P_FEE_SHARE,
@@ -170,6 +174,16 @@ def fill_slice(side: float, want: float, o: float, h: float, low: float, c: floa
     return q, price, ref, spread_cost, impact_cost, fee, maker
 
 
+@njit(cache=True, inline="always")
+def financing(cash: float, short_value: float, year_frac: float, cash_rate: float, debit_rate: float,
+              borrow_fee: float) -> float:
+    """Interest (currency, signed) on the book held for ``year_frac`` years: ``cash`` earns ``cash_rate``
+    when positive and pays ``debit_rate`` when negative; shorts worth ``short_value`` (>= 0) pay
+    ``borrow_fee``. Rates are annual fractions, accrued simply over the interval."""
+    rate = cash_rate if cash >= 0.0 else debit_rate
+    return year_frac * (rate * cash - borrow_fee * short_value)
+
+
 @njit(cache=True)
 def trade_towards(target: float, weights: bool, position: float, eq_d: float, m: float, band: float,
                   tradable: bool) -> float:
@@ -186,14 +200,16 @@ def trade_towards(target: float, weights: bool, position: float, eq_d: float, m:
 
 @njit(cache=True)
 def run_sequence(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray,
-                 mark: np.ndarray, tradable: np.ndarray, hs: np.ndarray, vol: np.ndarray, scale: np.ndarray,
-                 p: np.ndarray, targets: np.ndarray, weights: bool, noise: np.ndarray, cash0: float,
-                 pos0: np.ndarray, out_pos: np.ndarray, out_cash: np.ndarray, out_equity: np.ndarray,
+                 mark: np.ndarray, tradable: np.ndarray, hs: np.ndarray, vol: np.ndarray, year_frac: np.ndarray,
+                 scale: np.ndarray, p: np.ndarray, targets: np.ndarray, weights: bool, noise: np.ndarray,
+                 cash0: float, pos0: np.ndarray, out_pos: np.ndarray, out_cash: np.ndarray, out_equity: np.ndarray,
                  out_qty: np.ndarray, out_price: np.ndarray, out_ref: np.ndarray, out_spread: np.ndarray,
-                 out_impact: np.ndarray, out_fee: np.ndarray, out_notional: np.ndarray) -> None:
+                 out_impact: np.ndarray, out_fee: np.ndarray, out_notional: np.ndarray,
+                 out_financing: np.ndarray) -> None:
     """Targets decided at row d's close execute on row d+1 (:mod:`ai_trading.execution.timing`, which the ML
     labels share) with the noise of slot ``noise[d, n]`` (T-1, N, 2); row 0 of every output is the initial
-    state."""
+    state. Row d+1 first credits the :func:`financing` of the book held from d's close over
+    ``year_frac[d + 1]`` (``out_financing``), after the targets were sized on d's equity."""
     T, N = o.shape
     pt = param_tuple(p)
     pos = pos0.copy()
@@ -207,11 +223,18 @@ def run_sequence(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v
     out_cash[0] = cash
     out_equity[0] = eq
     band = p[P_BAND]
+    cash_rate, debit_rate, borrow_fee = p[P_CASH_RATE], p[P_DEBIT_RATE], p[P_BORROW_FEE]
     for t in range(1, T):
         d = t - 1
         eq_d = cash
+        short = 0.0
         for n in range(N):
             eq_d = eq_d + pos[n] * mark[d, n]
+            if pos[n] < 0.0:
+                short = short - pos[n] * mark[d, n]
+        fin = financing(cash, short, year_frac[t], cash_rate, debit_rate, borrow_fee)
+        cash = cash + fin
+        out_financing[t] = fin
         for n in range(N):
             trade = trade_towards(targets[d, n], weights, pos[n], eq_d, mark[d, n], band, tradable[t, n])
             side = 1.0 if trade > 0.0 else -1.0
@@ -302,29 +325,34 @@ def run_orders(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: 
 
 @njit(cache=True)
 def step_batch(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray, mark: np.ndarray,
-               tradable: np.ndarray, hs: np.ndarray, vol: np.ndarray, scale: np.ndarray, p: np.ndarray,
-               d: np.ndarray, targets: np.ndarray, weights: bool, noise: np.ndarray, rows: np.ndarray,
-               pos: np.ndarray, cash: np.ndarray, equity: np.ndarray, out: np.ndarray) -> None:
+               tradable: np.ndarray, hs: np.ndarray, vol: np.ndarray, year_frac: np.ndarray, scale: np.ndarray,
+               p: np.ndarray, d: np.ndarray, targets: np.ndarray, weights: bool, noise: np.ndarray,
+               rows: np.ndarray, pos: np.ndarray, cash: np.ndarray, equity: np.ndarray, out: np.ndarray) -> None:
     """B envs, one bar each: env b's targets ``targets[b]`` (N,) decided at its row ``d[b]``'s close execute
     on row ``d[b] + 1`` with the noise ``noise[rows[b]]`` (N, 2).
 
     Per env exactly the arithmetic of one row of :func:`run_sequence` (same operation order, so the same
-    bits). ``pos`` (B, N) and ``cash`` (B,) are updated in place; ``equity`` (B,) receives the equity marked
-    at row ``d[b] + 1`` and ``out`` (B, N, 7) qty (signed), price, ref, spread, impact, fee, notional per
-    symbol. All envs are stepped in one call: passing the arrays to a per-env function would cost a
-    reference-count round trip per array and env.
+    bits, financing included). ``pos`` (B, N) and ``cash`` (B,) are updated in place; ``equity`` (B,)
+    receives the equity marked at row ``d[b] + 1`` and ``out`` (B, N, 7) qty (signed), price, ref, spread,
+    impact, fee, notional per symbol. All envs are stepped in one call: passing the arrays to a per-env
+    function would cost a reference-count round trip per array and env.
     """
     B, N = pos.shape
     pt = param_tuple(p)
     band = pt[P_BAND]
+    cash_rate, debit_rate, borrow_fee = p[P_CASH_RATE], p[P_DEBIT_RATE], p[P_BORROW_FEE]
     for b in range(B):
         dd = d[b]
         e = dd + 1
         r = rows[b]
         acc = cash[b]
         eq_d = acc
+        short = 0.0
         for n in range(N):
             eq_d = eq_d + pos[b, n] * mark[dd, n]
+            if pos[b, n] < 0.0:
+                short = short - pos[b, n] * mark[dd, n]
+        acc = acc + financing(acc, short, year_frac[e], cash_rate, debit_rate, borrow_fee)
         for n in range(N):
             trade = trade_towards(targets[b, n], weights, pos[b, n], eq_d, mark[dd, n], band, tradable[e, n])
             side = 1.0 if trade > 0.0 else -1.0

@@ -32,10 +32,14 @@ log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
+SECONDS_PER_YEAR = 365.0 * 86_400.0  # ACT/365: financing accrues over calendar time
+
 # Layout of the flat parameter vector the kernels read (numba-friendly: one float64 array).
 P_FIXED, P_VOLC, P_IMPACT, P_CAP, P_HAIRCUT, P_FEE_SHARE, P_FEE_RATE, P_FEE_MIN = range(8)
 P_SPIKE_Z, P_SPIKE_MS, P_SPIKE_VOL, P_BAR_SECONDS, P_BAND, P_LAT_MS, P_LAT_SIGMA, P_LOGNORMAL = range(8, 16)
-N_PARAMS = 16
+# Annual financing rates (fractions), read per bar, not per fill: positive cash, negative cash, short value.
+P_CASH_RATE, P_DEBIT_RATE, P_BORROW_FEE = range(16, 19)
+N_PARAMS = 19
 NOISE_FIELDS = 2  # standard normals per fill slot: latency, spike (see draw_noise)
 
 
@@ -49,6 +53,8 @@ class MarketArrays:
     volatility, fraction) at row ``t`` use bars up to ``t`` only. ``session`` numbers calendar days.
     ``frequency`` is the data's bar frequency (annualisation); a slice keeps it. ``bar_seconds`` is the
     trading time of one bar for fills: the simulator config's ``bar_seconds`` or the frequency's.
+    ``year_frac`` is the calendar time from row ``t - 1`` to row ``t`` in years (ACT/365; 0 at row 0), over
+    which the book held at ``t - 1``'s close is financed.
     """
 
     timestamps: pd.DatetimeIndex
@@ -65,6 +71,7 @@ class MarketArrays:
     session: npt.NDArray[np.int64]
     bar_seconds: float
     frequency: BarFrequency
+    year_frac: FloatArray
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -116,11 +123,14 @@ class MarketArrays:
         session = np.asarray(local.normalize().asi8 // (86_400 * 10**9), dtype=np.int64)
         frequency = infer_frequency(timestamps) if frequency is None else frequency
         bar_seconds = config.bar_seconds if config.bar_seconds is not None else frequency.bar_seconds
+        gaps = (timestamps[1:] - timestamps[:-1]).total_seconds().to_numpy(np.float64)
+        year_frac = np.concatenate(([0.0], gaps / SECONDS_PER_YEAR))
         log.info("market arrays bars=%d symbols=%s frequency=%s bar_seconds=%.0f", T, ",".join(symbols),
                  frequency.label, bar_seconds)
         return cls(timestamps=timestamps, symbols=symbols, open=arrays["open"], high=arrays["high"],
                    low=arrays["low"], close=arrays["close"], volume=volume, mark=mark, tradable=tradable,
-                   half_spread=hs, vol=vol, session=session, bar_seconds=float(bar_seconds), frequency=frequency)
+                   half_spread=hs, vol=vol, session=session, bar_seconds=float(bar_seconds), frequency=frequency,
+                   year_frac=year_frac)
 
 
 def _ffill_rows(values: FloatArray, rows: npt.NDArray[np.intp], T: int) -> FloatArray:
@@ -157,6 +167,9 @@ class ExecParams:
         v[P_BAR_SECONDS], v[P_BAND] = market.bar_seconds, config.no_trade_band
         v[P_LAT_MS], v[P_LAT_SIGMA] = config.latency_ms, config.latency_sigma
         v[P_LOGNORMAL] = 1.0 if config.latency == "lognormal" else 0.0
+        v[P_CASH_RATE] = config.risk_free_annual_bps * 1e-4
+        v[P_DEBIT_RATE] = (config.risk_free_annual_bps + config.margin_spread_annual_bps) * 1e-4
+        v[P_BORROW_FEE] = config.borrow_fee_annual_bps * 1e-4
         N = len(market.symbols)
         scales = []
         for name, given in (("impact_scale", impact_scale), ("spread_scale", spread_scale)):

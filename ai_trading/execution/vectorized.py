@@ -6,6 +6,9 @@ fills at the price on bar ``t+1``'s open -> low/high -> close path at that momen
 :func:`ai_trading.execution.kernels.path_price`), plus half-spread and impact, at most
 ``participation_cap * volume`` shares. An unfilled remainder is not lost: the next bar's target again
 asks for it. Equity is marked at bar ``t+1``'s close: ``equity == cash + sum(positions * mark)``.
+Before bar ``t+1``'s fills, cash is credited the financing of the book held since bar ``t``'s close over
+the calendar time between the bars (:func:`ai_trading.execution.kernels.financing`: interest on cash,
+margin interest on a debit, the borrow fee on shorts).
 
 Both functions draw one noise slot per env, symbol and bar from the given Generator
 (:func:`ai_trading.execution.market.draw_noise`), in the same order, so ``run_targets`` equals repeated
@@ -31,8 +34,8 @@ class StepResult:
     """One bar for B envs. Arrays are B x N (fills) or B; ``qty`` is signed filled shares.
 
     ``price`` is the fill price and ``ref`` the reference (mid after latency), NaN where nothing filled;
-    ``spread``, ``impact``, ``fee`` are currency; ``cash = cash_before - sum(qty*ref + spread + impact +
-    fee)``; ``equity = cash + sum(positions * mark[t+1])``.
+    ``spread``, ``impact``, ``fee`` are currency; ``cash = cash_before + financing - sum(qty*ref + spread +
+    impact + fee)``; ``equity = cash + sum(positions * mark[t+1])``.
     """
 
     qty: FloatArray
@@ -51,7 +54,8 @@ class StepResult:
 @dataclass(frozen=True)
 class SequenceResult:
     """Per-row arrays (T x N, or T): row 0 is the initial state, row t the state after bar t's fills,
-    marked at bar t's close. Same field meanings as :class:`StepResult`."""
+    marked at bar t's close. Same field meanings as :class:`StepResult`; ``financing`` (T) is the interest
+    credited (negative: paid) at row t on the book held since row t-1's close, 0 at row 0."""
 
     positions: FloatArray
     cash: FloatArray
@@ -63,6 +67,7 @@ class SequenceResult:
     impact: FloatArray
     fee: FloatArray
     notional: FloatArray
+    financing: FloatArray
 
     @property
     def cost(self) -> FloatArray:
@@ -109,7 +114,7 @@ def step(
     equity = np.zeros(B)
     out = np.zeros((B, N, 7))
     step_batch(market.open, market.high, market.low, market.close, market.volume, market.mark, market.tradable,
-               market.half_spread, market.vol, params.impact_scale, params.values, d,
+               market.half_spread, market.vol, market.year_frac, params.impact_scale, params.values, d,
                np.ascontiguousarray(targets, dtype=np.float64), targets_are_weights, noise,
                np.arange(B), pos, acc, equity, out)
     return StepResult(qty=out[..., 0], price=out[..., 1], ref=out[..., 2], spread=out[..., 3], impact=out[..., 4],
@@ -136,10 +141,10 @@ def run_targets(
     noise = draw_noise(rng, (T - 1, N))
     out = {name: np.zeros((T, N)) for name in ("positions", "qty", "price", "ref", "spread", "impact", "fee",
                                                 "notional")}
-    cash, equity = np.zeros(T), np.zeros(T)
+    cash, equity, financing = np.zeros(T), np.zeros(T), np.zeros(T)
     run_sequence(market.open, market.high, market.low, market.close, market.volume, market.mark,
-                 market.tradable, market.half_spread, market.vol, params.impact_scale, params.values, targets,
-                 targets_are_weights, noise, float(initial_cash), pos0, out["positions"], cash, equity,
-                 out["qty"], out["price"], out["ref"], out["spread"], out["impact"], out["fee"],
-                 out["notional"])
-    return SequenceResult(cash=cash, equity=equity, **out)
+                 market.tradable, market.half_spread, market.vol, market.year_frac, params.impact_scale,
+                 params.values, targets, targets_are_weights, noise, float(initial_cash), pos0, out["positions"],
+                 cash, equity, out["qty"], out["price"], out["ref"], out["spread"], out["impact"], out["fee"],
+                 out["notional"], financing)
+    return SequenceResult(cash=cash, equity=equity, financing=financing, **out)

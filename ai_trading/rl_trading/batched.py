@@ -29,6 +29,7 @@ from ai_trading.rl_trading.state import (
     I_PEND,
     N_FST,
     N_IST,
+    N_RECS,
     TRUNCATED,
     EnvData,
     EpisodeLayout,
@@ -69,7 +70,7 @@ class BatchedPortfolioEnv(VecEnv):
         self._rew = np.zeros(B)
         self._flags = np.zeros(B, dtype=np.int8)
         self._rec = np.zeros((B, 0, N, 9))
-        self._recs = np.zeros((B, 0, 3))
+        self._recs = np.zeros((B, 0, N_RECS))
         self._ep_return = np.zeros(B)
         self._ep_length = np.zeros(B, dtype=np.int64)
         self._length, self._cash0 = self.layout.length, config.initial_cash

@@ -24,6 +24,7 @@ from ai_trading.rl_trading.state import (
     I_SLOT,
     N_FST,
     N_IST,
+    N_RECS,
     R_FEE,
     R_IMPACT,
     R_NOTIONAL,
@@ -33,6 +34,7 @@ from ai_trading.rl_trading.state import (
     R_WEIGHT,
     RS_CASH,
     RS_EQUITY,
+    RS_FINANCING,
     RS_REWARD,
     TERMINATED,
     EnvData,
@@ -110,7 +112,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         self._ep_ret = np.zeros(1)
         self._ep_len = np.zeros(1, dtype=np.int64)
         self._rec = np.zeros((1, L, N, 9))
-        self._recs = np.zeros((1, L, 3))
+        self._recs = np.zeros((1, L, N_RECS))
         self._start = 0
         self._exec_state: dict[str, Any] = {}
         self._reset_seed: int | None = None
@@ -173,6 +175,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
             symbols=self.data.market.symbols, weights=rec[..., R_WEIGHT].copy(), equity=recs[:, RS_EQUITY].copy(),
             cash=recs[:, RS_CASH].copy(), positions=rec[..., R_POSITION].copy(), qty=rec[..., R_QTY].copy(),
             spread=rec[..., R_SPREAD].copy(), impact=rec[..., R_IMPACT].copy(), fee=rec[..., R_FEE].copy(),
-            notional=rec[..., R_NOTIONAL].copy(), rewards=recs[:, RS_REWARD].copy(),
+            notional=rec[..., R_NOTIONAL].copy(), financing=recs[:, RS_FINANCING].copy(),
+            rewards=recs[:, RS_REWARD].copy(),
             initial_cash=self.config.initial_cash, start=self._start, exec_state=self._exec_state,
             reset_seed=self._reset_seed, ruin_step=ruin if ruin >= 0 else None)

@@ -24,8 +24,17 @@ import pandas as pd
 from numba import njit
 
 from ai_trading.errors import ConfigError, DataValidationError
-from ai_trading.execution.kernels import step_batch
-from ai_trading.execution.market import NOISE_FIELDS, ExecParams, MarketArrays, draw_noise, slice_market
+from ai_trading.execution.kernels import financing, step_batch
+from ai_trading.execution.market import (
+    NOISE_FIELDS,
+    P_BORROW_FEE,
+    P_CASH_RATE,
+    P_DEBIT_RATE,
+    ExecParams,
+    MarketArrays,
+    draw_noise,
+    slice_market,
+)
 from ai_trading.features import FeatureSet
 from ai_trading.rl_trading.config import PortfolioEnvConfig
 
@@ -33,8 +42,8 @@ log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 
-# Rows of the packed market array ``mk`` (9, T, N).
-MK_OPEN, MK_HIGH, MK_LOW, MK_CLOSE, MK_VOLUME, MK_MARK, MK_TRADABLE, MK_HS, MK_VOL = range(9)
+# Rows of the packed market array ``mk`` (10, T, N); the year fraction of a row is the same in every column.
+MK_OPEN, MK_HIGH, MK_LOW, MK_CLOSE, MK_VOLUME, MK_MARK, MK_TRADABLE, MK_HS, MK_VOL, MK_YEAR_FRAC = range(10)
 # Env config vector ``cv``; ``CV_RUN_TO_END`` > 0: a ruined episode runs on flat instead of terminating.
 (CV_LONG_ONLY, CV_MAX_POS, CV_MAX_LEV, CV_SIMPLE, CV_DD, CV_VAR, CV_LEV, CV_TURN, CV_RUIN,
  CV_RUN_TO_END) = range(10)
@@ -44,9 +53,10 @@ MK_OPEN, MK_HIGH, MK_LOW, MK_CLOSE, MK_VOLUME, MK_MARK, MK_TRADABLE, MK_HS, MK_V
 I_T, I_END, I_K, I_SLOT, I_PEND, I_RUIN = range(6)
 F_CASH, F_EQUITY, F_PEAK, F_EQ0, F_RET = range(5)
 N_IST, N_FST = 6, 5
-# Per-step per-symbol record fields ``rec`` (B, R, N, 9) and per-step scalars ``recs`` (B, R, 3).
+# Per-step per-symbol record fields ``rec`` (B, R, N, 9) and per-step scalars ``recs`` (B, R, N_RECS).
 R_WEIGHT, R_QTY, R_PRICE, R_REF, R_SPREAD, R_IMPACT, R_FEE, R_NOTIONAL, R_POSITION = range(9)
-RS_CASH, RS_EQUITY, RS_REWARD = range(3)
+RS_CASH, RS_EQUITY, RS_REWARD, RS_FINANCING = range(4)
+N_RECS = 4
 N_PORTFOLIO_BASE = 6  # cash fraction, leverage, gross, net, unrealised PnL, drawdown (+ N weights)
 TERMINATED, TRUNCATED = 1, 2
 
@@ -99,7 +109,8 @@ class EnvData:
                                       f"eval_fraction={eval_fraction}", source="rl_env")
         packed = np.ascontiguousarray(np.stack([
             timeline.open, timeline.high, timeline.low, timeline.close, timeline.volume, timeline.mark,
-            timeline.tradable.astype(np.float64), timeline.half_spread, timeline.vol]))
+            timeline.tradable.astype(np.float64), timeline.half_spread, timeline.vol,
+            np.broadcast_to(timeline.year_frac[:, None], (n_rows, N))]))
         feats = np.ascontiguousarray(wide[first:stop].reshape(n_rows, N * F))
         log.info("env timeline rows=%d first=%s last=%s n_train=%d symbols=%s", n_rows,
                  timeline.timestamps[0], timeline.timestamps[-1], n_train, ",".join(market.symbols))
@@ -323,7 +334,8 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
         rows[b] = (b * K + ist[b, I_SLOT]) * length + ist[b, I_K]
         cash[b] = fst[b, F_CASH]
     step_batch(mk[MK_OPEN], mk[MK_HIGH], mk[MK_LOW], mk[MK_CLOSE], mk[MK_VOLUME], mark, mk[MK_TRADABLE],
-               mk[MK_HS], mk[MK_VOL], scale, p, d, w, True, noise, rows, pos, cash, equity, fills)
+               mk[MK_HS], mk[MK_VOL], mk[MK_YEAR_FRAC, :, 0], scale, p, d, w, True, noise, rows, pos, cash, equity,
+               fills)
     n_done = 0
     for b in range(B):
         k = ist[b, I_K]
@@ -379,6 +391,16 @@ def env_step(mk: np.ndarray, feats: np.ndarray, scale: np.ndarray, p: np.ndarray
             recs[b, k, RS_CASH] = cash[b]
             recs[b, k, RS_EQUITY] = eq
             recs[b, k, RS_REWARD] = r
+            # The interest step_batch credited, from the same inputs: the book recorded at the last step
+            # (flat, all cash, at the episode's start).
+            held_cash = recs[b, k - 1, RS_CASH] if k > 0 else cash0
+            short = 0.0
+            for n in range(N):
+                held = rec[b, k - 1, n, R_POSITION] if k > 0 else 0.0
+                if held < 0.0:
+                    short = short - held * mark[d[b], n]
+            recs[b, k, RS_FINANCING] = financing(held_cash, short, mk[MK_YEAR_FRAC, e, 0], p[P_CASH_RATE],
+                                                 p[P_DEBIT_RATE], p[P_BORROW_FEE])
         if flags[b] != 0:
             n_done += 1
             ep_ret[b] = fst[b, F_RET]
@@ -396,7 +418,9 @@ class EpisodeRecord:
 
     Row k is step k: ``weights`` the applied (constrained) targets decided at ``timestamps[k]``'s close,
     executed on the next bar; ``equity``/``cash``/``positions`` the state after that bar's fills, marked
-    at its close; ``spread``/``impact``/``fee`` (currency) and ``notional`` (traded, currency) per symbol.
+    at its close; ``spread``/``impact``/``fee`` (currency) and ``notional`` (traded, currency) per symbol;
+    ``financing`` the interest credited (negative: paid) before that bar's fills on the book held since the
+    decision close.
     Replay: ``run_targets(slice_market(market, start, start + n_steps + 1), params, targets,
     record.exec_rng(), initial_cash=initial_cash)`` with ``targets[:n_steps] = weights``; ``exec_state`` is
     the env generator's ``bit_generator.state`` just before the episode's execution noise.
@@ -418,6 +442,7 @@ class EpisodeRecord:
     impact: FloatArray
     fee: FloatArray
     notional: FloatArray
+    financing: FloatArray
     rewards: FloatArray
     initial_cash: float
     start: int

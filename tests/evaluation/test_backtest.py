@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from ai_trading.data import load_bars
 from ai_trading.errors import EvaluationError
 from ai_trading.evaluation.backtest import backtest, segment_metrics
+from ai_trading.evaluation.slo import SLOConfig, check_backtests
 from ai_trading.execution import SimulatorConfig
 from ai_trading.execution.market import build_execution
 
@@ -38,7 +40,8 @@ def test_backtest_cash_rebuilt_from_fills_reconciles_every_period(two_stocks: pd
     tr = res.trades
     assert len(tr) > 100
     outlay = (tr["qty"] * tr["price"] + tr["fees"]).groupby(tr["timestamp"]).sum()
-    cash = CASH - outlay.reindex(res.cash.index, fill_value=0.0).cumsum()
+    financed = res.financing.reindex(res.cash.index, fill_value=0.0).cumsum()  # checked by hand below
+    cash = CASH - outlay.reindex(res.cash.index, fill_value=0.0).cumsum() + financed
     np.testing.assert_allclose(res.cash.to_numpy(), cash.to_numpy(), rtol=0, atol=1e-5 * CASH)
     shares = tr.pivot_table(index="timestamp", columns="symbol", values="qty", aggfunc="sum")
     shares = shares.reindex(index=res.cash.index, columns=["NVDA", "ORCL"], fill_value=0.0).fillna(0.0).cumsum()
@@ -55,6 +58,7 @@ def test_backtest_net_equity_below_gross_by_exactly_the_fill_costs(two_stocks: p
     # Gross: the same fills at their reference price and no fees.
     gross_cash = CASH - (tr["qty"] * tr["ref"]).groupby(tr["timestamp"]).sum().reindex(res.cash.index,
                                                                                        fill_value=0.0).cumsum()
+    gross_cash += res.financing.reindex(res.cash.index, fill_value=0.0).cumsum()  # financing is not a cost
     shares = tr.pivot_table(index="timestamp", columns="symbol", values="qty", aggfunc="sum")
     shares = shares.reindex(index=res.cash.index, columns=["NVDA", "ORCL"]).fillna(0.0).cumsum()
     gross = gross_cash + (shares * _close_wide(two_stocks).reindex(res.cash.index)[["NVDA", "ORCL"]]).sum(axis=1)
@@ -166,3 +170,45 @@ def test_backtest_symbol_whose_data_end_is_not_flattened_early_but_held_and_mark
     np.testing.assert_allclose(res.equity[after].to_numpy(), marked.to_numpy(), rtol=1e-12)
     assert any("held after their data end" in r.getMessage() and "YHOO" in r.getMessage()
                for r in caplog.records if r.levelno == logging.INFO)
+
+
+def test_backtest_long_short_financing_per_period_is_the_interest_on_the_book_held(
+        two_stocks: pd.DataFrame) -> None:
+    config = SimulatorConfig()
+    market, params = build_execution(two_stocks, config)
+    targets = np.tile([1.4, -0.1], (market.shape[0], 1))  # 150 % gross, 130 % net: borrowed cash and a short
+    res = backtest(market, params, targets, initial_cash=CASH, rng=4)
+    # Recomputed from the book at each previous close, the bundled closes and the calendar days between bars.
+    cash = res.cash.to_numpy()[:-1]
+    closes = _close_wide(two_stocks).reindex(res.cash.index)[list(res.positions.columns)].to_numpy()[:-1]
+    short_value = (np.maximum(-res.positions.to_numpy()[:-1], 0.0) * closes).sum(axis=1)
+    days = np.asarray((res.equity.index[1:] - res.equity.index[:-1]) / pd.Timedelta(days=1))
+    rate = np.where(cash >= 0, config.risk_free_annual_bps, config.risk_free_annual_bps
+                    + config.margin_spread_annual_bps) * 1e-4
+    expected = days / 365.0 * (rate * cash - config.borrow_fee_annual_bps * 1e-4 * short_value)
+    assert (cash[1:] < 0).any() and (short_value[1:] > 0).all()
+    np.testing.assert_allclose(res.financing.to_numpy(), expected, rtol=1e-9)
+    assert res.financing.index.equals(res.costs.index)
+    total = float(res.financing.sum())
+    assert total < 0
+    assert res.metrics["financing_total"] == res.gross_metrics["financing_total"] == pytest.approx(total, rel=1e-12)
+    # Financing is in both curves: gross stays net plus the execution costs only.
+    np.testing.assert_allclose(res.gross_equity - res.equity, np.concatenate(([0.0], res.costs.sum(axis=1).cumsum())),
+                               rtol=1e-9)
+    net, gross = segment_metrics(res, 100, 250)
+    assert net["financing_total"] == gross["financing_total"] == pytest.approx(res.financing.iloc[100:250].sum())
+
+
+def test_backtest_cash_sharpe_is_in_excess_of_the_rate_it_earns_so_about_zero() -> None:
+    bars = load_bars(["SP500"], start="2008-01-01", end="2012-12-31")
+    config = SimulatorConfig()
+    market, params = build_execution(bars, config)
+    res = backtest(market, params, np.zeros(market.shape), initial_cash=CASH, name="cash")
+    assert res.metrics["total_return"] > 0.05  # five years of interest
+    # A steady carry over its small weekend-driven dispersion would be a Sharpe of ~26.
+    assert abs(res.metrics["sharpe"]) < 0.2
+    assert check_backtests({"cash": res}, SLOConfig()) == []
+    held = backtest(market, params, np.full(market.shape, 0.5), initial_cash=CASH)
+    r = held.equity.pct_change().to_numpy()[1:]
+    excess = r - math.expm1(config.risk_free_annual_bps * 1e-4 / 252.0)
+    assert held.metrics["sharpe"] == pytest.approx(excess.mean() / excess.std(ddof=1) * math.sqrt(252), rel=1e-9)

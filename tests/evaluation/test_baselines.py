@@ -1,4 +1,4 @@
-"""Baselines: cash is flat, buy-and-hold buys once and holds, the trend rule is causal and vol-targeted."""
+"""Baselines: cash only earns interest, buy-and-hold buys once and holds, the trend rule is causal and vol-targeted."""
 
 from __future__ import annotations
 
@@ -25,11 +25,16 @@ def _synthetic(closes: np.ndarray, symbol: str = "SYN") -> pd.DataFrame:
     return frame.assign(symbol=symbol).set_index("symbol", append=True)
 
 
-def test_cash_baseline_has_flat_equity_and_no_costs() -> None:
+def test_cash_baseline_only_earns_the_risk_free_rate_and_has_no_costs() -> None:
     bars = load_bars(["SP500"], start="2012-01-01", end="2012-12-31")
-    market, params = build_execution(bars, SimulatorConfig())
+    config = SimulatorConfig()
+    market, params = build_execution(bars, config)
     res = backtest(market, params, cash_weights(market), initial_cash=CASH)
-    assert (res.equity == CASH).all() and res.total_costs == 0.0 and res.trades.empty
+    assert res.total_costs == 0.0 and res.trades.empty
+    stamps = bars.index.get_level_values("timestamp")
+    days = np.asarray((stamps[1:] - stamps[:-1]) / pd.Timedelta(days=1))
+    grown = CASH * np.cumprod(np.concatenate(([1.0], 1.0 + config.risk_free_annual_bps * 1e-4 * days / 365.0)))
+    np.testing.assert_allclose(res.equity.to_numpy(), grown, rtol=1e-12)
 
 
 def test_buy_and_hold_single_index_trades_once_then_tracks_the_index() -> None:

@@ -47,7 +47,9 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
         for kind in ("net", "gross"):
             assert f"eval/{name}/{kind}/total_return" in metrics
     assert metrics["eval/ml/net/total_return"] < metrics["eval/ml/gross/total_return"]
-    assert metrics["eval/cash/net/total_return"] == 0.0
+    # cash pays no costs and only earns the risk-free rate
+    assert metrics["eval/cash/net/total_return"] == metrics["eval/cash/gross/total_return"] > 0.0
+    assert metrics["eval/cash/net/financing_total"] > 0.0
     expected = load(DataConfig(symbols=["SP500"], start="2008-01-01", end="2012-12-31"))
     assert run.data.tags["dataset_fingerprint"] == expected.fingerprint
     assert run.data.tags["feature_schema_hash"] == FeatureBuilder.default().schema_hash

@@ -185,6 +185,8 @@ def test_walkforward_equity_reconciles_with_fills_and_net_is_gross_minus_costs(
         shares = (tr.pivot_table(index="timestamp", columns="symbol", values="qty", aggfunc="sum") if len(tr) else
                   pd.DataFrame()).reindex(index=idx, columns=list(closes.columns)).fillna(0.0).cumsum()
         held = (shares * closes.reindex(idx)).sum(axis=1)
+        financed = r.financing.reindex(idx, fill_value=0.0).cumsum()  # not a cost: in net and gross
+        cash, gross_cash = cash + financed, gross_cash + financed
         np.testing.assert_allclose(r.cash.to_numpy(), cash.to_numpy(), rtol=1e-9, atol=1e-4, err_msg=name)
         np.testing.assert_allclose(r.equity.to_numpy(), (cash + held).to_numpy(), rtol=1e-9, err_msg=name)
         np.testing.assert_allclose(r.gross_equity.to_numpy(), (gross_cash + held).to_numpy(), rtol=1e-9,

@@ -10,18 +10,20 @@ import pandas as pd
 from ai_trading.data import canonicalize
 from ai_trading.execution import SimulatorConfig
 
-# Every cost switched off; tests switch on exactly what they check.
+# Every cost and financing switched off; tests switch on exactly what they check.
 BARE = SimulatorConfig(
     spread_bps=0.0, spread_vol_coef=0.0, min_half_spread_bps=0.0, max_half_spread_bps=0.0, latency="constant",
     latency_ms=0.0, spike_prob=0.0, spike_ms=0.0, slippage_fixed_bps=0.0, slippage_vol_coef=0.0,
-    impact_coef=0.0, participation_cap=1.0, queue_haircut=0.0, fee_bps=0.0,
+    impact_coef=0.0, participation_cap=1.0, queue_haircut=0.0, fee_bps=0.0, risk_free_annual_bps=0.0,
+    margin_spread_annual_bps=0.0, borrow_fee_annual_bps=0.0,
 )
-# Every cost term on and large, with random latency spikes: the config the path-agreement tests use.
+# Every cost term and financing rate on and large, with random latency spikes: the config the path-agreement
+# tests use.
 FULL_COST = dataclasses.replace(
     BARE, spread_bps=None, min_half_spread_bps=0.5, max_half_spread_bps=100.0, spread_vol_coef=0.3,
     latency="lognormal", latency_ms=2000.0, latency_sigma=1.0, spike_prob=0.3, spike_ms=3000.0, spike_vol_coef=0.1,
     slippage_fixed_bps=0.5, slippage_vol_coef=0.1, impact_coef=0.7, participation_cap=0.3, fee_bps=1.0, fee_min=0.2,
-    no_trade_band=0.001,
+    no_trade_band=0.001, risk_free_annual_bps=500.0, margin_spread_annual_bps=300.0, borrow_fee_annual_bps=200.0,
 )
 
 

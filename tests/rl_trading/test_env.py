@@ -14,7 +14,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from ai_trading.execution.market import slice_market
 from ai_trading.execution.vectorized import run_targets
 from ai_trading.rl_trading import PortfolioEnv, make_env
-from tests.rl_trading.conftest import ENV_CONFIGS, dataset, env_config, env_data
+from tests.rl_trading.conftest import ENV_CONFIGS, dataset, env_config, env_data, job
 
 
 def _env(name: str = "portfolio", *overrides: str, split: str = "train") -> PortfolioEnv:
@@ -49,12 +49,24 @@ def test_reward_zero_penalties_sums_to_equity_change_from_fills(kind: str, name:
     env = _env(name, *overrides)
     rewards, _ = _run_episode(env, seed=11, action_seed=2)
     rec = env.episode_record()
-    # Equity rebuilt from the fills alone: cash pays signed notional plus fees; positions are summed fills,
-    # marked at the raw bars' close of the last execution bar.
-    signed_notional = np.sign(rec.qty) * rec.notional
-    cash = rec.initial_cash - signed_notional.sum() - rec.fee.sum()
-    positions = rec.qty.sum(axis=0)
+    # Equity rebuilt from the fills alone: cash pays signed notional plus fees and receives the financing of
+    # the book held from each decision close to the next bar (the preset's annual rates, ACT/365); positions
+    # are summed fills, marked at the raw bars' close of the last execution bar.
+    sim = job().research.simulator
     bars = dataset().bars.frame["close"]
+    signed_notional = np.sign(rec.qty) * rec.notional
+    held_cash = np.concatenate(([rec.initial_cash], rec.cash[:-1]))
+    held = np.vstack([np.zeros(len(rec.symbols)), rec.positions[:-1]])
+    closes = np.array([[bars.loc[(t, s)] for s in rec.symbols] for t in rec.timestamps])
+    years = (rec.exec_timestamps - rec.timestamps).total_seconds().to_numpy() / (365 * 86_400)
+    rate = np.where(held_cash >= 0, sim.risk_free_annual_bps,
+                    sim.risk_free_annual_bps + sim.margin_spread_annual_bps) * 1e-4
+    short_value = (np.maximum(-held, 0.0) * closes).sum(axis=1)
+    financing = years * (rate * held_cash - sim.borrow_fee_annual_bps * 1e-4 * short_value)
+    assert financing.sum() != 0.0
+    np.testing.assert_allclose(rec.financing, financing, rtol=1e-10, atol=0)
+    cash = rec.initial_cash - signed_notional.sum() - rec.fee.sum() + financing.sum()
+    positions = rec.qty.sum(axis=0)
     last_close = np.array([bars.loc[(rec.exec_timestamps[-1], s)] for s in rec.symbols])
     equity_end = cash + float(positions @ last_close)
     if kind == "log":
@@ -109,6 +121,8 @@ def test_episode_record_replayed_through_run_targets_reproduces_equity_exactly()
     np.testing.assert_array_equal(seq.cash[1:], rec.cash)
     np.testing.assert_array_equal(seq.positions[1:], rec.positions)
     np.testing.assert_array_equal(seq.fee[1:], rec.fee)
+    np.testing.assert_array_equal(seq.financing[1:], rec.financing)
+    assert (rec.financing != 0.0).all()
 
 
 def test_eval_split_one_deterministic_episode_over_held_out_tail_only() -> None:
