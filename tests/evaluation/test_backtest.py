@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hydra.utils import instantiate
 
 from ai_trading.data import load_bars
 from ai_trading.errors import EvaluationError
@@ -15,6 +16,7 @@ from ai_trading.evaluation.backtest import backtest, segment_metrics
 from ai_trading.evaluation.slo import SLOConfig, check_backtests
 from ai_trading.execution import SimulatorConfig
 from ai_trading.execution.market import build_execution
+from tests.conftest import compose_config
 
 CASH = 1_000_000.0
 
@@ -92,9 +94,7 @@ def test_backtest_nan_target_raises_evaluation_error(two_stocks: pd.DataFrame) -
         backtest(market, params, w, initial_cash=CASH)
 
 
-ZERO_COST = SimulatorConfig(spread_bps=0.0, spread_vol_coef=0.0, min_half_spread_bps=0.0, max_half_spread_bps=0.0,
-                            latency="constant", latency_ms=0.0, spike_prob=0.0, slippage_fixed_bps=0.0,
-                            slippage_vol_coef=0.0, impact_coef=0.0, fee_bps=0.0)
+ZERO_COST: SimulatorConfig = instantiate(compose_config(["simulator=zero_cost"]).simulator)  # no costs, no financing
 
 
 def _resampled_sp500(rule: str) -> pd.DataFrame:

@@ -51,7 +51,9 @@ def test_evaluate_agent_ruined_inside_the_window_scores_every_strategy_on_the_fu
     assert (rl.targets.to_numpy()[:k + 1] != 0).any()
     assert (rl.targets.to_numpy()[k + 1:] == 0).all()
     assert (rl.positions.iloc[-1] == 0).all()
-    assert rl.equity.iloc[-1] == rl.equity.iloc[-2]  # flat: nothing left to gain or lose
+    # Flat: nothing left to gain or lose but the interest on the cash.
+    assert rl.costs.iloc[-1].sum() == 0.0 and rl.financing.iloc[-1] > 0.0
+    assert rl.equity.iloc[-1] - rl.equity.iloc[-2] == pytest.approx(rl.financing.iloc[-1], rel=1e-9)
     assert evaluation.ruined and evaluation.metrics() == {"eval/rl/ruined": 1.0}
     assert evaluation.ruin_timestamp == record.exec_timestamps[k] == rl.equity.index[k + 1]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
