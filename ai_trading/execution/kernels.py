@@ -41,6 +41,13 @@ from ai_trading.execution.market import (
 )
 
 EPS_SHARES = 1e-9  # a remaining quantity below this is treated as done (float noise, not an order)
+# Columns of the fill row of one symbol in one step (``step_batch``'s ``out[b, n]``): signed shares, fill
+# price, reference price, spread, impact and fee (currency), traded notional.
+FILL_QTY, FILL_PRICE, FILL_REF, FILL_SPREAD, FILL_IMPACT, FILL_FEE, FILL_NOTIONAL = range(7)
+N_FILL = 7
+# Columns of one per-order fill (``run_orders``'s ``out[m]``): the first six as above (shares unsigned), then
+# 1.0 for a maker fill, 0.0 for a taker fill.
+ORDER_MAKER = 6
 
 
 @njit(cache=True)
@@ -306,13 +313,13 @@ def run_orders(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: 
                 used[t, s] = used[t, s] + q
                 out_order[m] = i
                 out_bar[m] = t
-                out[m, 0] = q
-                out[m, 1] = price
-                out[m, 2] = ref
-                out[m, 3] = sc
-                out[m, 4] = ic
-                out[m, 5] = fee
-                out[m, 6] = maker
+                out[m, FILL_QTY] = q
+                out[m, FILL_PRICE] = price
+                out[m, FILL_REF] = ref
+                out[m, FILL_SPREAD] = sc
+                out[m, FILL_IMPACT] = ic
+                out[m, FILL_FEE] = fee
+                out[m, ORDER_MAKER] = maker
                 m += 1
             if qty[i] - filled[i] > EPS_SHARES and t < stop[i]:
                 active[k] = i
@@ -359,19 +366,19 @@ def step_batch(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: 
             q, price, ref, sc, ic, fee, _ = fill_slice(side, abs(trade), o[e, n], h[e, n], low[e, n], c[e, n],
                                                        v[e, n], 0.0, hs[dd, n], vol[dd, n], noise[r, n, 0],
                                                        noise[r, n, 1], scale[n], False, 0.0, False, pt)
-            out[b, n, 0] = 0.0
-            out[b, n, 6] = 0.0
+            out[b, n, FILL_QTY] = 0.0
+            out[b, n, FILL_NOTIONAL] = 0.0
             if q > 0.0:
                 filled = side * q
                 pos[b, n] = pos[b, n] + filled
                 acc = acc - (((filled * ref + sc) + ic) + fee)
-                out[b, n, 0] = filled
-                out[b, n, 6] = q * price
-            out[b, n, 1] = price
-            out[b, n, 2] = ref
-            out[b, n, 3] = sc
-            out[b, n, 4] = ic
-            out[b, n, 5] = fee
+                out[b, n, FILL_QTY] = filled
+                out[b, n, FILL_NOTIONAL] = q * price
+            out[b, n, FILL_PRICE] = price
+            out[b, n, FILL_REF] = ref
+            out[b, n, FILL_SPREAD] = sc
+            out[b, n, FILL_IMPACT] = ic
+            out[b, n, FILL_FEE] = fee
         eq = acc
         for n in range(N):
             eq = eq + pos[b, n] * mark[e, n]

@@ -78,7 +78,18 @@ import pandas as pd
 from ai_trading.errors import OrderValidationError
 from ai_trading.execution.config import SimulatorConfig
 from ai_trading.execution.cost_model import CostObservation, EwmaCostModel
-from ai_trading.execution.kernels import EPS_SHARES, run_orders
+from ai_trading.execution.kernels import (
+    EPS_SHARES,
+    FILL_FEE,
+    FILL_IMPACT,
+    FILL_PRICE,
+    FILL_QTY,
+    FILL_REF,
+    FILL_SPREAD,
+    N_FILL,
+    ORDER_MAKER,
+    run_orders,
+)
 from ai_trading.execution.market import NOISE_FIELDS, build_execution, draw_noise
 from ai_trading.execution.vectorized import SequenceResult, StepResult, run_targets, step
 
@@ -341,7 +352,7 @@ class ExecutionSimulator:
         while state[1] < n or state[2] > 0:
             out_order = np.empty(size, dtype=np.int64)
             out_bar = np.empty(size, dtype=np.int64)
-            out = np.empty((size, 7))
+            out = np.empty((size, N_FILL))
             k = run_orders(m.open, m.high, m.low, m.close, m.volume, m.half_spread, m.vol, p.impact_scale,
                            p.values, sym, side, qty, is_limit, limit, start, stop, queue, noise, used, filled,
                            active, state, out_order, out_bar, out)
@@ -375,13 +386,15 @@ class ExecutionSimulator:
         stamps = self._stamps
         liquidity = (Liquidity.TAKER, Liquidity.MAKER)
         rows = zip(
-            [stamps[b] for b in bars.tolist()], out[:, 0].tolist(), out[:, 1].tolist(), out[:, 5].tolist(),
-            [liquidity[int(k)] for k in out[:, 6].tolist()], out[:, 2].tolist(), out[:, 3].tolist(),
-            out[:, 4].tolist(), m.volume[bars, syms].tolist(), m.vol[bars - 1, syms].tolist(),
+            [stamps[b] for b in bars.tolist()], out[:, FILL_QTY].tolist(), out[:, FILL_PRICE].tolist(),
+            out[:, FILL_FEE].tolist(), [liquidity[int(k)] for k in out[:, ORDER_MAKER].tolist()],
+            out[:, FILL_REF].tolist(), out[:, FILL_SPREAD].tolist(), out[:, FILL_IMPACT].tolist(),
+            m.volume[bars, syms].tolist(), m.vol[bars - 1, syms].tolist(),
             (m.half_spread[bars - 1, syms] * 1e4).tolist(), strict=True)
         events = list(map(FillEvent._make, rows))
         bounds = np.searchsorted(order_idx, np.arange(n + 1)).tolist()
-        sums = [np.bincount(order_idx, weights=out[:, col], minlength=n).tolist() for col in (3, 4, 5)]
+        sums = [np.bincount(order_idx, weights=out[:, col], minlength=n).tolist()
+                for col in (FILL_SPREAD, FILL_IMPACT, FILL_FEE)]
         arrival = m.open[start, sym].tolist()
         unfilled = (qty - filled).tolist()
         done = filled.tolist()

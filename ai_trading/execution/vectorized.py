@@ -23,7 +23,18 @@ import numpy as np
 import numpy.typing as npt
 
 from ai_trading.errors import ConfigError
-from ai_trading.execution.kernels import run_sequence, step_batch
+from ai_trading.execution.kernels import (
+    FILL_FEE,
+    FILL_IMPACT,
+    FILL_NOTIONAL,
+    FILL_PRICE,
+    FILL_QTY,
+    FILL_REF,
+    FILL_SPREAD,
+    N_FILL,
+    run_sequence,
+    step_batch,
+)
 from ai_trading.execution.market import ExecParams, MarketArrays, draw_noise
 
 FloatArray = npt.NDArray[np.float64]
@@ -112,13 +123,14 @@ def step(
     noise = draw_noise(rng, (B, N))
     acc = np.array(cash, dtype=np.float64)
     equity = np.zeros(B)
-    out = np.zeros((B, N, 7))
+    out = np.zeros((B, N, N_FILL))
     step_batch(market.open, market.high, market.low, market.close, market.volume, market.mark, market.tradable,
                market.half_spread, market.vol, market.year_frac, params.impact_scale, params.values, d,
                np.ascontiguousarray(targets, dtype=np.float64), targets_are_weights, noise,
                np.arange(B), pos, acc, equity, out)
-    return StepResult(qty=out[..., 0], price=out[..., 1], ref=out[..., 2], spread=out[..., 3], impact=out[..., 4],
-                      fee=out[..., 5], notional=out[..., 6], positions=pos, cash=acc, equity=equity,
+    return StepResult(qty=out[..., FILL_QTY], price=out[..., FILL_PRICE], ref=out[..., FILL_REF],
+                      spread=out[..., FILL_SPREAD], impact=out[..., FILL_IMPACT], fee=out[..., FILL_FEE],
+                      notional=out[..., FILL_NOTIONAL], positions=pos, cash=acc, equity=equity,
                       exec_index=d + 1)
 
 

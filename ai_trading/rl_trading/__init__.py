@@ -2,8 +2,9 @@
 
 from ai_trading.rl_trading.batched import BatchedPortfolioEnv
 from ai_trading.rl_trading.config import PortfolioEnvConfig, RewardConfig
+from ai_trading.rl_trading.data import EnvData
 from ai_trading.rl_trading.env import PortfolioEnv
-from ai_trading.rl_trading.state import EnvData, EpisodeRecord
+from ai_trading.rl_trading.episodes import EpisodeRecord
 from ai_trading.rl_trading.vec import make_env
 
 __all__ = [

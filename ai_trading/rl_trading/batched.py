@@ -1,8 +1,8 @@
 """Many portfolio episodes stepped together: a numpy/numba stable-baselines3 ``VecEnv``.
 
 Env i is :class:`ai_trading.rl_trading.PortfolioEnv` seeded with ``seed + i``: the same generator, the same
-episode draws (:meth:`ai_trading.rl_trading.state.EpisodePool.refill`) and the same compiled step, but one
-kernel call steps all of them. Episodes are drawn ahead into an :class:`~ai_trading.rl_trading.state.EpisodePool`
+episode draws (:meth:`ai_trading.rl_trading.kernels.EpisodePool.refill`) and the same compiled step, but one
+kernel call steps all of them. Episodes are drawn ahead into an :class:`~ai_trading.rl_trading.kernels.EpisodePool`
 (each env in its own draw order), so the kernel starts an env's next episode itself and Python
 only tops the pool up when some env has used all of its drawn episodes. Like ``VecMonitor`` it reports
 ``info["episode"]`` (return, length, time) at the end of each episode, plus ``terminal_observation`` and
@@ -22,18 +22,18 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from ai_trading.execution.kernels import N_FILL
 from ai_trading.rl_trading.config import PortfolioEnvConfig
+from ai_trading.rl_trading.data import EnvData, EpisodeLayout
 from ai_trading.rl_trading.env import action_space, observation_space, start_episodes
-from ai_trading.rl_trading.state import (
+from ai_trading.rl_trading.episodes import EpisodePool
+from ai_trading.rl_trading.kernels import (
     F_EQUITY,
     I_PEND,
     N_FST,
     N_IST,
     N_RECS,
     TRUNCATED,
-    EnvData,
-    EpisodeLayout,
-    EpisodePool,
     config_vector,
     env_step,
 )
@@ -64,7 +64,7 @@ class BatchedPortfolioEnv(VecEnv):
         self._pos = np.zeros((B, N))
         self._avg = np.zeros((B, N))
         self._w = np.zeros((B, N))
-        self._fills = np.zeros((B, N, 7))
+        self._fills = np.zeros((B, N, N_FILL))
         self._obs = np.zeros((B, data.obs_size), dtype=np.float32)
         self._term_obs = np.zeros((B, data.obs_size), dtype=np.float32)
         self._rew = np.zeros(B)

@@ -4,7 +4,7 @@
 Each step: the action (target weight per symbol) is constrained, executed on the next bar through the
 simulator's compiled fill kernel (spread, impact, latency, fees, partial fills above the participation
 cap), and rewarded by the net-of-cost equity change minus the configured risk penalties. The step itself
-is :func:`ai_trading.rl_trading.state.env_step` with B = 1, shared with the batched VecEnv.
+is :func:`ai_trading.rl_trading.kernels.env_step` with B = 1, shared with the batched VecEnv.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from ai_trading.execution.kernels import N_FILL
 from ai_trading.rl_trading.config import PortfolioEnvConfig
-from ai_trading.rl_trading.state import (
+from ai_trading.rl_trading.data import EnvData, EpisodeLayout
+from ai_trading.rl_trading.episodes import EpisodePool, EpisodeRecord
+from ai_trading.rl_trading.kernels import (
     F_EQUITY,
     I_K,
     I_RUIN,
@@ -37,10 +40,6 @@ from ai_trading.rl_trading.state import (
     RS_FINANCING,
     RS_REWARD,
     TERMINATED,
-    EnvData,
-    EpisodeLayout,
-    EpisodePool,
-    EpisodeRecord,
     config_vector,
     env_step,
     reset_envs,
@@ -67,7 +66,7 @@ def start_episodes(data: EnvData, config: PortfolioEnvConfig, cv: np.ndarray, po
                    pos: np.ndarray, avg: np.ndarray, obs: np.ndarray) -> None:
     """Start the next episode of each env in ``envs``: top up ``pool`` (env b draws from ``rngs[b]``), then
     move those envs to their next pooled episode; flat book, first observation written. ``cv`` is the
-    env's :func:`~ai_trading.rl_trading.state.config_vector`."""
+    env's :func:`~ai_trading.rl_trading.kernels.config_vector`."""
     pool.refill(rngs, ist)
     reset_envs(data.packed, data.features, cv, envs, pool.starts, pool.layout.length,
                config.initial_cash, ist, fst, pos, avg, obs)
@@ -76,7 +75,7 @@ def start_episodes(data: EnvData, config: PortfolioEnvConfig, cv: np.ndarray, po
 class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
     """Multi-symbol portfolio env over :class:`EnvData`; ``split`` picks random training windows or the one
     deterministic validation or held-out evaluation episode. See the module docstring of
-    :mod:`ai_trading.rl_trading.state` for the observation layout.
+    :mod:`ai_trading.rl_trading.kernels` for the observation layout.
 
     Ruin (equity at or below ``ruin_threshold`` times the start): a training episode terminates; a
     validation or evaluation episode is not shortened: from the next decision on every target is forced
@@ -105,7 +104,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         self._pos = np.zeros((1, N))
         self._avg = np.zeros((1, N))
         self._w = np.zeros((1, N))
-        self._fills = np.zeros((1, N, 7))
+        self._fills = np.zeros((1, N, N_FILL))
         self._obs = np.zeros((1, data.obs_size), dtype=np.float32)
         self._rew = np.zeros(1)
         self._flags = np.zeros(1, dtype=np.int8)

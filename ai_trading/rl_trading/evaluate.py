@@ -25,8 +25,9 @@ from ai_trading.evaluation.backtest import BacktestResult, backtest
 from ai_trading.evaluation.baselines import TrendConfig, buy_and_hold_weights, cash_weights, trend_weights
 from ai_trading.execution import slice_market
 from ai_trading.rl_trading.config import PortfolioEnvConfig
+from ai_trading.rl_trading.data import EnvData
 from ai_trading.rl_trading.env import PortfolioEnv
-from ai_trading.rl_trading.state import EnvData, EpisodeRecord
+from ai_trading.rl_trading.episodes import EpisodeRecord
 from ai_trading.rl_trading.vec import make_env
 
 log = logging.getLogger(__name__)

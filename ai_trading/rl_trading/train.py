@@ -25,7 +25,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from ai_trading.errors import ConfigError
 from ai_trading.rl_trading.config import PortfolioEnvConfig
-from ai_trading.rl_trading.state import EnvData
+from ai_trading.rl_trading.data import EnvData
 from ai_trading.rl_trading.vec import make_env
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from ai_trading.rl_trading.batched import BatchedPortfolioEnv
 from ai_trading.rl_trading.config import PortfolioEnvConfig
+from ai_trading.rl_trading.data import EnvData
 from ai_trading.rl_trading.env import PortfolioEnv, Split
-from ai_trading.rl_trading.state import EnvData
 
 log = logging.getLogger(__name__)
 
