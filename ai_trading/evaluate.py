@@ -33,6 +33,7 @@ from ai_trading.evaluation.strategies import (
     make_strategy,
 )
 from ai_trading.evaluation.walkforward import evaluation_window, metrics_table, run_walkforward
+from ai_trading.interrupts import StopFlag, graceful_interrupts
 from ai_trading.jobs import start_job_run
 from ai_trading.pipeline import build_costs, build_dataset
 from ai_trading.seeding import seed_everything
@@ -41,9 +42,12 @@ from ai_trading.wiring import EvaluateConfig, evaluate_config
 log = logging.getLogger(__name__)
 
 
-def evaluate(config: EvaluateConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
+def evaluate(config: EvaluateConfig, overrides: Sequence[str] = (), stop: StopFlag | None = None
+             ) -> tuple[dict[str, float], str]:
     """One walk-forward job: data, features, costs, walk-forward, report, SLO checks. Returns the logged
-    metrics."""
+    metrics and the key of the strategy's headline metric (its net Sharpe). With ``stop`` a stop signal ends
+    the job after the walk-forward, before anything more is logged, and the run is closed as KILLED."""
+    stop = StopFlag() if stop is None else stop
     research = config.research
     seed_everything(research.seed)
     dataset = build_dataset(research.data, research.features)
@@ -62,6 +66,7 @@ def evaluate(config: EvaluateConfig, overrides: Sequence[str] = ()) -> dict[str,
     tags = {"strategy": strategy.name, "in_sample": str(in_sample).lower()}
     with start_job_run(research, dataset, execution, run_name=run_name, overrides=overrides, tags=tags) as run:
         wf = run_walkforward(execution.market, execution.params, dataset.features, strategy, config.walkforward)
+        stop.check("the walk-forward")
         metrics = log_backtests(run, wf.results, prefix=prefix)
         run.log_text(wf.fold_info.to_csv(index=False), f"{prefix}/fold_models.csv")
         if isinstance(wf.last_fitted, FittedMLStrategy):
@@ -76,16 +81,18 @@ def evaluate(config: EvaluateConfig, overrides: Sequence[str] = ()) -> dict[str,
         print(table.to_string(float_format=lambda v: f"{v:,.4f}"))
         log.info("evaluation logged run_id=%s name=%s events=%d", run.run_id, run_name, len(events))
         enforce(events, research.slo)
-    return metrics
+    return metrics, f"{prefix}/{strategy.name}/net/sharpe"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
-    config = run_reported(lambda: evaluate_config(cfg))
-    metrics = run_reported(lambda: evaluate(config, list(HydraConfig.get().overrides.task)))
-    sharpe = [v for k, v in metrics.items() if k.endswith("/net/sharpe") and k.split("/")[1] not in
-              config.walkforward.baselines]
-    return sharpe[0] if sharpe else math.nan
+    def job() -> float:
+        config = evaluate_config(cfg)
+        with graceful_interrupts() as stop:
+            metrics, headline = evaluate(config, list(HydraConfig.get().overrides.task), stop)
+        return metrics.get(headline, math.nan)
+
+    return run_reported(job)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ai_trading.pipeline import Dataset, Execution
-from ai_trading.secrets import mask_text
+from ai_trading.secrets import mask_override
 from ai_trading.tracking import TrackedRun, start_run
 from ai_trading.wiring import ResearchConfig
 
@@ -29,7 +29,7 @@ def start_job_run(config: ResearchConfig, dataset: Dataset, execution: Execution
                   "data_frequency": dataset.bars.frequency.label,
                   "data_periods_per_year": dataset.bars.frequency.periods_per_year}
     with start_run(config.tracking, run_name=run_name, resolved_config=config.resolved,
-                   overrides=[mask_text(o) for o in overrides], tags={**provenance, **(tags or {})}) as run:
+                   overrides=[mask_override(o) for o in overrides], tags={**provenance, **(tags or {})}) as run:
         quality = dataset.bars.quality
         run.log_dict(quality.to_dict(), "data/quality.json")
         run.log_metrics({f"data/{q.symbol}/open_equals_prev_close": q.open_equals_prev_close

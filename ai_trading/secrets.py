@@ -31,3 +31,13 @@ def mask_secrets(value: Any, key: str = "") -> Any:
     if isinstance(value, str):
         return mask_text(value)
     return value
+
+
+def mask_override(override: str) -> str:
+    """A ``key=value`` command-line override with its value masked as :func:`mask_secrets` masks that key."""
+    key, sep, value = override.partition("=")
+    if not sep:
+        return mask_text(override)
+    name = key.lstrip("+~").rsplit(".", 1)[-1]
+    masked = mask_secrets({name: value})[name]
+    return f"{key}={masked}"

@@ -45,8 +45,8 @@ HEADLINE = "eval/rl/net/sharpe"
 
 def run(config: TrainConfig, overrides: list[str], sweep_id: str, stop: StopFlag | None = None) -> dict[str, float]:
     """One job of the main entrypoint; returns the metrics it logged. With ``stop`` a stop signal ends the job
-    at its next step boundary: training saves what it has as ``checkpoint/`` (a resume starts from it) and the
-    run is closed as KILLED with the reason."""
+    at its next step boundary: during training the partly trained model is logged as ``checkpoint/`` (model
+    and normaliser, loadable with SB3 to continue by hand) and the run is closed as KILLED with the reason."""
     started = time.perf_counter()
     stop = StopFlag() if stop is None else stop
     research = config.research
@@ -75,6 +75,7 @@ def run(config: TrainConfig, overrides: list[str], sweep_id: str, stop: StopFlag
         elapsed = time.perf_counter() - started
         tracked.log_metrics({"train/timesteps": float(agent.timesteps), "time/job_seconds": elapsed})
         enforce(events, research.slo)
+        stop.check("the evaluation")  # a stop that arrived after training still ends the run as KILLED
         log.info("run done name=%s %s=%.4f net_return=%.4f seconds=%.1f", run_name, HEADLINE,
                  metrics.get(HEADLINE, float("nan")), results["rl"].metrics["total_return"], elapsed)
     return metrics

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ai_trading.secrets import MASK, mask_secrets, mask_text
+from ai_trading.secrets import MASK, mask_override, mask_secrets, mask_text
 
 
 def test_mask_text_hides_uri_and_keyword_passwords_and_keeps_the_rest() -> None:
@@ -20,3 +20,10 @@ def test_mask_secrets_walks_nested_config_and_masks_secret_named_keys() -> None:
     assert masked == {"oms": {"dsn": f"postgresql://u:{MASK}@h/db"}, "alerts": {"webhook_token": MASK, "url": "x"},
                       "list": [f"mysql://a:{MASK}@c/d"], "api_key": None, "seed": 3}
     assert config["oms"]["dsn"].endswith("s3cret@h/db")  # the input is not changed
+
+
+def test_mask_override_masks_secret_named_keys_and_passwords_in_values() -> None:
+    assert mask_override("+alerts.webhook_token=abc123") == f"+alerts.webhook_token={MASK}"
+    assert mask_override("oms.dsn=postgresql://u:pw@h/db") == f"oms.dsn=postgresql://u:{MASK}@h/db"
+    assert mask_override("seed=3") == "seed=3"
+    assert mask_override("data.symbols=[NVDA,ORCL]") == "data.symbols=[NVDA,ORCL]"

@@ -1,7 +1,7 @@
 """Evaluation: performance metrics, purged cross-validation, backtest-overfitting statistics, the
 simulated backtest, baselines, strategies, walk-forward, reporting and SLO checks.
 
-Nothing exported here imports hydra or mlflow (the walk-forward entrypoint imports them lazily).
+Nothing here imports hydra, omegaconf or mlflow: the entrypoint `ai_trading.evaluate` hands typed configs in.
 """
 
 from ai_trading.evaluation.backtest import BacktestResult, backtest

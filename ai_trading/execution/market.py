@@ -221,7 +221,10 @@ def build_execution(
         raise ConfigError("the cost model was built on another simulator preset than the one given")
     spread = [cost_model.spread_scale(s) for s in market.symbols]
     impact = [cost_model.impact_scale(s) for s in market.symbols]
-    market = dataclasses.replace(market, half_spread=market.half_spread * np.asarray(spread))
+    # The preset's floor and cap bound the learned half-spread too.
+    scaled = np.clip(market.half_spread * np.asarray(spread), config.min_half_spread_bps * 1e-4,
+                     config.max_half_spread_bps * 1e-4)
+    market = dataclasses.replace(market, half_spread=scaled)
     return market, ExecParams.from_config(config, market, impact_scale=impact, spread_scale=spread)
 
 

@@ -75,6 +75,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ai_trading.data.frequency import BarFrequency
 from ai_trading.errors import OrderValidationError
 from ai_trading.execution.config import SimulatorConfig
 from ai_trading.execution.cost_model import CostObservation, EwmaCostModel
@@ -240,15 +241,16 @@ class ExecutionSimulator:
     """Simulated execution against canonical bars; per-order (paper venue) and vectorised (backtest, RL).
 
     ``config`` is the cost truth (the simulator preset); ``cost_model`` adds its learned per-symbol multipliers
-    on top, exactly as :func:`~ai_trading.execution.build_execution` does for every other path.
+    on top, exactly as :func:`~ai_trading.execution.build_execution` does for every other path; ``frequency``
+    (``Bars.frequency``, which honours ``data.periods_per_year``) is inferred from the bars when None.
     """
 
     def __init__(self, config: SimulatorConfig, bars: pd.DataFrame, cost_model: EwmaCostModel | None = None,
-                 seed: int | np.random.Generator = 0) -> None:
+                 seed: int | np.random.Generator = 0, frequency: BarFrequency | None = None) -> None:
         self.config = config
         self.cost_model = cost_model
         self.rng = np.random.default_rng(seed)
-        self.market, self.params = build_execution(bars, config, cost_model)
+        self.market, self.params = build_execution(bars, config, cost_model, frequency)
         m = self.market
         T, N = m.open.shape
         self._ns: list[int] = m.timestamps.asi8.tolist()

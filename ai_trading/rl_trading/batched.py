@@ -1,8 +1,8 @@
 """Many portfolio episodes stepped together: a numpy/numba stable-baselines3 ``VecEnv``.
 
 Env i is :class:`ai_trading.rl_trading.PortfolioEnv` seeded with ``seed + i``: the same generator, the same
-episode draws (:meth:`ai_trading.rl_trading.kernels.EpisodePool.refill`) and the same compiled step, but one
-kernel call steps all of them. Episodes are drawn ahead into an :class:`~ai_trading.rl_trading.kernels.EpisodePool`
+episode draws (:meth:`ai_trading.rl_trading.episodes.EpisodePool.refill`) and the same compiled step, but one
+kernel call steps all of them. Episodes are drawn ahead into an :class:`~ai_trading.rl_trading.episodes.EpisodePool`
 (each env in its own draw order), so the kernel starts an env's next episode itself and Python
 only tops the pool up when some env has used all of its drawn episodes. Like ``VecMonitor`` it reports
 ``info["episode"]`` (return, length, time) at the end of each episode, plus ``terminal_observation`` and

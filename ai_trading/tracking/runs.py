@@ -137,7 +137,7 @@ def start_run(
         tracked.log_dict(dict(resolved_config), "config/resolved.yaml")
         tracked.log_text("\n".join(overrides) + "\n", "config/overrides.txt")
         if git.dirty and git.diff:
-            tracked.log_text(git.diff, "provenance/git_diff.patch")
+            tracked.log_text(mask_text(git.diff), "provenance/git_diff.patch")
         yield tracked
     except Interrupted as exc:
         client.set_tag(run.info.run_id, "stop_reason", str(exc))

@@ -5,6 +5,7 @@ allow_in_sample=true runs with every metric labelled in-sample."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -99,3 +100,17 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
     assert other.returncode != 0
     assert "FeatureSchemaMismatch" in other.stderr
     assert client.get_experiment_by_name("mismatch") is None
+
+
+def test_evaluate_headline_is_the_strategys_own_sharpe_also_for_a_baseline_named_strategy(mlflow_uri: str) -> None:
+    from ai_trading.evaluate import evaluate
+    from ai_trading.wiring import evaluate_config
+    from tests.conftest import compose_config
+
+    config = evaluate_config(compose_config(
+        ["strategy=trend", "data.symbols=[SP500]", "data.start=2008-01-01", "data.end=2012-12-31",
+         "walkforward.n_folds=2", "walkforward.train_bars=400", "walkforward.show_progress=false",
+         f"tracking.tracking_uri={mlflow_uri}"], config_name="evaluate"))
+    metrics, headline = evaluate(config)
+    assert headline == "eval/trend/net/sharpe"
+    assert math.isfinite(metrics[headline])

@@ -24,7 +24,7 @@ def nasdaq() -> tuple[StrategyInputs, ExecParams]:
     sim_config = instantiate(compose_config(["simulator=zero_cost"], config_name="evaluate").simulator)
     assert isinstance(sim_config, SimulatorConfig) and sim_config.latency_ms == 0.0
     market, params = build_execution(bars, sim_config)
-    return StrategyInputs.build(market, FeatureBuilder.default().build(bars), 252.0), params
+    return StrategyInputs.build(market, FeatureBuilder.default().build(bars), market.frequency.periods_per_year), params
 
 
 def _replay(inputs: StrategyInputs, params: ExecParams, t: int, h: int) -> float:
