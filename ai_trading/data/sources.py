@@ -82,12 +82,17 @@ def _parse_timestamps(text: pd.Series, fmt: str, tz: str, source: str) -> pd.Dat
     return localized.tz_convert("UTC")
 
 
-def read_bundled(symbol: str) -> pd.DataFrame:
-    """Canonical bars of one bundled symbol, unvalidated."""
+def check_bundled(symbol: str) -> BundledFile:
+    """How a bundled symbol's file is laid out; :class:`UnknownSymbolError` when it is not bundled."""
     if symbol not in BUNDLED:
         raise UnknownSymbolError("unknown_symbol", f"not bundled; known: {bundled_symbols()}", symbol=symbol,
                                  source="bundled")
-    spec = BUNDLED[symbol]
+    return BUNDLED[symbol]
+
+
+def read_bundled(symbol: str) -> pd.DataFrame:
+    """Canonical bars of one bundled symbol, unvalidated."""
+    spec = check_bundled(symbol)
     text = gzip.decompress(_bundled_bytes(spec.filename)).decode("utf-8")
     source = f"bundled:{spec.filename}"
     if spec.quirky_header is None:
@@ -148,7 +153,8 @@ class DirectorySource:
     timestamp_format: str | None = None
     timezone: str = "UTC"
 
-    def _file_for(self, symbol: str) -> Path:
+    def file_for(self, symbol: str) -> Path:
+        """The file holding ``symbol``'s bars; a typed error when the directory or the file is missing."""
         base = Path(self.path)
         if not base.is_dir():
             raise DataValidationError("missing_source", f"data directory {base} does not exist", source=str(base))
@@ -164,7 +170,7 @@ class DirectorySource:
         return sorted({p.name.split(".")[0] for p in base.iterdir() if p.is_file()}) if base.is_dir() else []
 
     def read(self, symbol: str) -> pd.DataFrame:
-        path = self._file_for(symbol)
+        path = self.file_for(symbol)
         source = str(path)
         raw = pd.read_parquet(path) if path.suffix == ".parquet" else read_csv_checked(path, source)
         mapping = {"timestamp": "timestamp", **{c: c for c in BAR_COLUMNS}, **dict(self.columns)}

@@ -79,7 +79,7 @@ def test_validate_float32_columns_are_rejected(real_bars: pd.DataFrame) -> None:
 
 
 def test_load_start_after_end_is_rejected() -> None:
-    with pytest.raises(DataValidationError, match="after end") as info:
+    with pytest.raises(DataValidationError, match=r"data\.start=2010-01-01 is after data\.end=2009-01-01") as info:
         load(DataConfig(symbols=["SP500"], start="2010-01-01", end="2009-01-01"))
     assert info.value.rule == "bad_range"
 
