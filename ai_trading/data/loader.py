@@ -14,7 +14,7 @@ from ai_trading.data.fingerprint import dataset_fingerprint, selection_of
 from ai_trading.data.frequency import BarFrequency, infer_frequency
 from ai_trading.data.quality import DataQualityReport, QualityConfig, check_quality, quality_report
 from ai_trading.data.schema import canonicalize, symbols_of
-from ai_trading.data.sources import BUNDLED, DirectorySource, check_bundled, read_bundled
+from ai_trading.data.sources import BUNDLED, DirectorySource, bundled_source, check_bundled, read_bundled
 from ai_trading.data.validation import validate_bars
 from ai_trading.errors import ConfigError, DataValidationError
 
@@ -97,9 +97,10 @@ def load(config: DataConfig) -> Bars:
     """Load, select and validate bars; raises :class:`DataValidationError` naming rule and place."""
     start, end = _bound(config.start, "data.start"), _bound(config.end, "data.end")
     if config.source == "bundled":
-        reader = read_bundled
+        reader, file_of = read_bundled, bundled_source
     else:
-        reader = DirectorySource(config.source, config.columns, config.timestamp_format, config.timezone).read
+        directory = DirectorySource(config.source, config.columns, config.timestamp_format, config.timezone)
+        reader, file_of = directory.read, lambda symbol: str(directory.file_for(symbol))
     parts = []
     for symbol in dict.fromkeys(config.symbols):
         bars = reader(symbol)
@@ -113,7 +114,7 @@ def load(config: DataConfig) -> Bars:
         if selected.empty:
             raise DataValidationError("empty_selection", f"no bars between {config.start} and {config.end}",
                                       symbol=symbol, source=config.source)
-        parts.append(selected)
+        parts.append(validate_bars(selected, source=file_of(symbol)))  # every defect of the file at once
     frame = validate_bars(canonicalize(pd.concat(parts)), source=config.source)
     frequency = infer_frequency(pd.DatetimeIndex(frame.index.get_level_values("timestamp")), config.periods_per_year)
     quality = quality_report(frame, frequency)
