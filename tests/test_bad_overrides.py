@@ -39,12 +39,14 @@ TRAIN_CASES: list[tuple[list[str], str, str]] = [
     (["algo.total_timesteps=abc"], "ConfigError", "algo.total_timesteps='abc'"),
     (["algo.name=foo"], "ConfigError", "algo.name='foo'"),
     (["algo.n_envs=0"], "ConfigError", "algo.n_envs=0"),
+    (["algo.policy=MlpPolicyX"], "ConfigError", "algo.policy='MlpPolicyX'"),
     (["env.max_leverage=-1"], "ConfigError", "env.max_leverage=-1"),
     (["env.episode_length=abc"], "ConfigError", "env.episode_length='abc'"),
     (["simulator.participation_cap=0"], "ConfigError", "simulator.participation_cap=0"),
     (["data.start=notadate"], "bad_range", "data.start='notadate'"),
     (["data.start=2012-01-01", "data.end=2011-01-01"], "bad_range", "data.start=2012-01-01 is after"),
     (["data.symbols=[NOPE]"], "unknown_symbol", "symbol=NOPE"),
+    (["data.symbols=SP500"], "ConfigError", "data.symbols='SP500': must be a list"),
     (["data=directory", "data.symbols=[X]"], "ConfigError", "data.source is required"),
     (["data=directory", "data.source={tmp}/no_such_dir", "data.symbols=[X]"], "missing_source", "no_such_dir"),
 ]
@@ -185,3 +187,16 @@ def test_entrypoint_process_bad_override_exits_2_with_one_line_or_full_traceback
     assert full.returncode != 0
     assert "Traceback" in full.stderr and "ConfigError" in full.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_error_line_is_one_line_led_by_the_rule() -> None:
+    from ai_trading.cli import error_line
+    from ai_trading.errors import ConfigError, DataDefects, DataValidationError
+
+    wrapped = ConfigError("data: Missing mandatory value: data.source\n    full_key: data.source\n")
+    assert error_line(wrapped) == ("error: [ConfigError] data: Missing mandatory value: data.source "
+                                   "full_key: data.source")
+    defects = DataDefects([DataValidationError("negative_volume", "volume is negative in 1 row", symbol="A"),
+                           DataValidationError("unsorted", "bars must be sorted")], source="/d/A.csv")
+    assert error_line(defects) == ("error: [negative_volume] 2 defects in /d/A.csv: [negative_volume] volume is "
+                                   "negative in 1 row (symbol=A); [unsorted] bars must be sorted")

@@ -41,6 +41,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         # Everything checkable without reading a bar is checked here, so a mistake fails before data loads.
+        if isinstance(self.symbols, str) or not all(isinstance(s, str) for s in self.symbols):
+            raise ConfigError(f"data.symbols={self.symbols!r}: must be a list of symbols, e.g. [SP500]")
         if not self.symbols:
             raise DataValidationError("empty_selection", "data.symbols is empty: no symbols selected")
         start, end = _bound(self.start, "data.start"), _bound(self.end, "data.end")

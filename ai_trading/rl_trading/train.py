@@ -66,6 +66,9 @@ class AlgoConfig:
         for key in ("eval_every", "patience"):
             if not _is_number(getattr(self, key), 0, None, integer=True):
                 raise ConfigError(f"algo.{key}={getattr(self, key)!r}: must be an integer >= 0")
+        if self.policy not in ALGORITHMS[self.name].policy_aliases:
+            raise ConfigError(f"algo.policy={self.policy!r}: {ALGORITHMS[self.name].__name__} knows "
+                              f"{sorted(ALGORITHMS[self.name].policy_aliases)}")
         if not isinstance(self.hyperparams, Mapping):
             raise ConfigError(f"algo.hyperparams={self.hyperparams!r}: must be a mapping")
         if self.action_noise_sigma is not None and not _is_number(self.action_noise_sigma, 0.0, None):
