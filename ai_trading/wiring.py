@@ -17,6 +17,7 @@ from typing import Any
 
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ai_trading.data import DataConfig
 from ai_trading.data.loader import check_available
@@ -107,7 +108,10 @@ def _check_types(node: Any, path: str) -> None:
         if isinstance(value, DictConfig):
             _check_types(value, f"{path}.{f.name}")
             continue
-        value = node[f.name]
+        try:
+            value = node[f.name]
+        except OmegaConfBaseException as exc:  # an interpolation that does not resolve
+            raise ConfigError(f"{path}.{f.name}: {exc}") from None
         if not _fits(value, hints.get(f.name, Any)):
             raise ConfigError(f"{path}.{f.name}={value!r}: must be {_describe(hints[f.name])}")
 

@@ -4,8 +4,10 @@ config, and no MLflow store created.
 
 The table runs in one subprocess per entrypoint that calls the entrypoint's ``main`` (the ``@hydra.main``
 function ``python -m`` runs) once per case with that case's command line, so the interpreter and imports are
-paid once; ``build_dataset`` is wrapped there to record whether data loading ever started. Two more tests run
-``python -m`` itself: the exit status, the clean line, and the traceback ``HYDRA_FULL_ERROR=1`` brings back.
+paid once and each case's time is its own; ``build_dataset`` is wrapped there to record whether data loading
+ever started. Two more tests run ``python -m`` itself: the exit status, the clean line, and the traceback
+``HYDRA_FULL_ERROR=1`` brings back (their time is mostly interpreter start, which a shared machine makes vary by
+more than the whole check, so the table measures the time).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ai_trading.cli import error_line
+from ai_trading.errors import ConfigError, DataDefects, DataValidationError
 
 # Each case: overrides, the rule in the error line, a fragment the message must hold (the key it names).
 TRAIN_CASES: list[tuple[list[str], str, str]] = [
@@ -91,15 +95,17 @@ def call(argv, case_dir):
     return {"code": code, "stderr": err.getvalue(), "seconds": time.perf_counter() - started,
             "loaded": bool(loads), "store": (case_dir / "mlflow.db").exists() or (case_dir / "mlruns").exists()}
 
+call(["--cfg", "job"], scratch / "warmup")  # pays the imports the entrypoint module does when it first runs
 results = {"baseline": call(["--cfg", "job"], scratch / "baseline"), "cases": []}
 for i, argv in enumerate(cases):
     results["cases"].append(call(argv, scratch / f"case{i}"))
 Path(results_file).write_text(json.dumps(results))
 """
 
-# Composing and checking a config takes well under a second; loading the bundled data takes several. The
-# bound leaves room for a loaded 2-core machine; `loaded` above is the exact check that no data was read.
-SLACK_SECONDS = 3.0
+# A failing case costs Hydra's run setup and the checks on top of composing (the baseline); loading the data
+# and building the env cost many seconds more. The bound leaves room for a loaded 2-core machine; `loaded`
+# above is the exact check that no data was read.
+SLACK_SECONDS = 4.0
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -160,11 +166,9 @@ def test_evaluate_bad_override_fails_fast_with_one_line_and_no_run(
     _assert_clean_failure(outcome["cases"][index], case[1], case[2], outcome["baseline"]["seconds"], tmp)
 
 
-def _timed(tmp_path: Path, module: str, *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", module, *args, f"hydra.run.dir={tmp_path / 'out'}"],
+def _run(tmp_path: Path, module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *args, f"hydra.run.dir={tmp_path / 'out'}"],
                           cwd=tmp_path, env=_env(tmp_path, **env), capture_output=True, text=True, timeout=600)
-    return proc, time.perf_counter() - started
 
 
 @pytest.mark.parametrize(("module", "bad", "line"), [
@@ -175,24 +179,18 @@ def _timed(tmp_path: Path, module: str, *args: str, **env: str) -> tuple[subproc
 def test_entrypoint_process_bad_override_exits_2_with_one_line_or_full_traceback_on_request(
     tmp_path: Path, module: str, bad: str, line: str
 ) -> None:
-    _, baseline = _timed(tmp_path, module, "--cfg", "job")  # interpreter start, imports, composition
-    proc, seconds = _timed(tmp_path, module, bad)
+    proc = _run(tmp_path, module, bad)
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert [text for text in proc.stderr.splitlines() if text.strip()] == [
-        next(text for text in proc.stderr.splitlines() if text.startswith(line))
-    ], proc.stderr[-3000:]
-    assert seconds < baseline + 2 * SLACK_SECONDS, (seconds, baseline)
+    lines = [text for text in proc.stderr.splitlines() if text.strip()]
+    assert len(lines) == 1 and lines[0].startswith(line), proc.stderr[-3000:]
     assert not (tmp_path / "mlflow.db").exists()
-    full, _ = _timed(tmp_path, module, bad, HYDRA_FULL_ERROR="1")
+    full = _run(tmp_path, module, bad, HYDRA_FULL_ERROR="1")
     assert full.returncode != 0
     assert "Traceback" in full.stderr and "ConfigError" in full.stderr
     assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_error_line_is_one_line_led_by_the_rule() -> None:
-    from ai_trading.cli import error_line
-    from ai_trading.errors import ConfigError, DataDefects, DataValidationError
-
     wrapped = ConfigError("data: Missing mandatory value: data.source\n    full_key: data.source\n")
     assert error_line(wrapped) == ("error: [ConfigError] data: Missing mandatory value: data.source "
                                    "full_key: data.source")
