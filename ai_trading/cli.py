@@ -22,10 +22,19 @@ T = TypeVar("T")
 EXIT_ERROR = 2
 
 
+def error_rule(exc: AiTradingError) -> str:
+    """The rule an error broke: its own (data validation: ``bad_range``, ``unknown_symbol``, ...) or its type
+    (``ConfigError``, ``InSampleEvaluationError``, ...)."""
+    rule = getattr(exc, "rule", None)
+    return rule if isinstance(rule, str) else type(exc).__name__
+
+
 def error_line(exc: AiTradingError) -> str:
-    """``error: [rule] message``: the rule is the error's own (data validation) or its type."""
-    text = mask_text(str(exc))
-    return f"error: {text}" if text.startswith("[") else f"error: [{type(exc).__name__}] {text}"
+    """``error: [rule] message`` on one line (a multi-line message is joined)."""
+    text = " ".join(line.strip() for line in mask_text(str(exc)).splitlines() if line.strip())
+    rule = error_rule(exc)
+    prefix = f"[{rule}]"
+    return f"error: {text}" if text.startswith(prefix) else f"error: {prefix} {text}"
 
 
 def run_reported(job: Callable[[], T]) -> T:

@@ -93,3 +93,21 @@ class Interrupted(AiTradingError):
         self.exit_code = 128 + signal_number
         self.where = where
         super().__init__(f"stopped by {signal_name} during {where}")
+
+
+
+class DataDefects(DataValidationError):
+    """Every rule one set of bars (one file) broke, reported at once. ``defects`` holds one error per broken
+    rule (built without a source, then given this one); ``rule``, ``symbol`` and ``timestamp`` are the
+    first's."""
+
+    def __init__(self, defects: list[DataValidationError], *, source: str | None = None) -> None:
+        first = defects[0]
+        listed = "; ".join(str(d) for d in defects)
+        super().__init__(first.rule, f"{len(defects)} defects" + (f" in {source}" if source else "") + f": {listed}")
+        self.source = source
+        for defect in defects:
+            defect.source = source
+        self.defects = tuple(defects)
+        self.symbol = first.symbol
+        self.timestamp = first.timestamp

@@ -7,15 +7,21 @@ takes those typed objects. The resolved config that runs log is masked of secret
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ai_trading.data import DataConfig
-from ai_trading.errors import ConfigError
+from ai_trading.data.loader import check_available
+from ai_trading.errors import AiTradingError, ConfigError
 from ai_trading.evaluation.baselines import TrendConfig
 from ai_trading.evaluation.slo import SLOConfig
 from ai_trading.evaluation.walkforward import WalkForwardConfig
@@ -66,16 +72,83 @@ class EvaluateConfig:
     allow_in_sample: bool
 
 
-def _group(cfg: DictConfig, key: str) -> Any:
+def _group(cfg: DictConfig, key: str, path: str | None = None) -> Any:
+    node = cfg[key]
+    _check_types(node, path or key)
     try:
-        return instantiate(cfg[key], _convert_="all")
-    except ConfigError:
+        return instantiate(node, _convert_="all")
+    except AiTradingError:
         raise
     except Exception as exc:  # Hydra wraps a typed config's own error; unwrap it so the key is named once
         cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, ConfigError):
+        if isinstance(cause, AiTradingError):
             raise cause from None
-        raise ConfigError(f"{key}: {exc}") from exc
+        raise ConfigError(f"{path or key}: {exc}") from exc
+
+
+def _check_types(node: Any, path: str) -> None:
+    """Each value of a ``_target_`` node against its typed config's field annotation (scalars only: int,
+    float, bool, str, None and literals), recursively, so ``algo.total_timesteps=abc`` names its key instead
+    of failing as a comparison inside the config's own checks."""
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return
+    try:
+        target = get_object(str(node._target_))
+    except Exception as exc:  # Hydra raises ImportError or its own errors for an unknown target
+        raise ConfigError(f"{path}._target_={node._target_!r}: {exc}") from None
+    if not (isinstance(target, type) and dataclasses.is_dataclass(target)):
+        return
+    hints = typing.get_type_hints(target)
+    for f in dataclasses.fields(target):
+        if OmegaConf.is_missing(node, f.name):  # before `in`, which is false for a ??? value
+            raise ConfigError(f"{path}.{f.name} is required: set {path}.{f.name}=...")
+        if f.name not in node:
+            continue
+        value = node._get_node(f.name)
+        if isinstance(value, DictConfig):
+            _check_types(value, f"{path}.{f.name}")
+            continue
+        try:
+            value = node[f.name]
+        except OmegaConfBaseException as exc:  # an interpolation that does not resolve
+            raise ConfigError(f"{path}.{f.name}: {exc}") from None
+        if not _fits(value, hints.get(f.name, Any)):
+            raise ConfigError(f"{path}.{f.name}={value!r}: must be {_describe(hints[f.name])}")
+
+
+_SCALARS: dict[Any, tuple[type, ...]] = {int: (int,), float: (int, float), bool: (bool,), str: (str,),
+                                         type(None): (type(None),)}
+
+
+def _options(hint: Any) -> list[Any] | None:
+    """The scalar alternatives of an annotation, or None when it is not a scalar one (left unchecked)."""
+    if hint in _SCALARS:
+        return [hint]
+    if typing.get_origin(hint) is typing.Literal:
+        return [("literal", v) for v in typing.get_args(hint)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        parts = [_options(arg) for arg in typing.get_args(hint)]
+        return None if any(p is None for p in parts) else [o for p in parts if p is not None for o in p]
+    return None
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    options = _options(hint)
+    if options is None:
+        return True
+    for option in options:
+        if isinstance(option, tuple):
+            if value == option[1] and type(value) is type(option[1]):
+                return True
+        elif isinstance(value, _SCALARS[option]) and (option is bool or not isinstance(value, bool)):
+            return True
+    return False
+
+
+def _describe(hint: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
+    parts = [repr(o[1]) if isinstance(o, tuple) else names[o] for o in _options(hint) or []]
+    return " or ".join(parts)
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
@@ -89,8 +162,10 @@ def research_config(cfg: DictConfig) -> ResearchConfig:
     seed = cfg.seed
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed={seed!r}: must be an integer in [0, 2**32)")
+    data = _group(cfg, "data")
+    check_available(data)
     return ResearchConfig(
-        experiment_name=str(cfg.experiment_name), seed=seed, data=_group(cfg, "data"),
+        experiment_name=str(cfg.experiment_name), seed=seed, data=data,
         features=_group(cfg, "features"), simulator=_group(cfg, "simulator"), cost_model=_group(cfg, "cost_model"),
         slo=_group(cfg, "slo"), tracking=_group(cfg, "tracking"), resolved=resolved_config(cfg))
 
@@ -101,13 +176,18 @@ def train_config(cfg: DictConfig) -> TrainConfig:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"torch_threads={threads!r}: must be an integer >= 1")
     return TrainConfig(research=research_config(cfg), env=_group(cfg, "env"), algo=_group(cfg, "algo"),
-                       trend=_group(cfg.baselines, "trend"), torch_threads=threads)
+                       trend=_group(cfg.baselines, "trend", "baselines.trend"), torch_threads=threads)
 
 
 def evaluate_config(cfg: DictConfig) -> EvaluateConfig:
     """Every group of ``conf/evaluate.yaml`` instantiated once."""
     model_path = cfg.get("model_path")
+    if model_path is not None and not Path(str(model_path)).is_file():
+        raise ConfigError(f"model_path={model_path!r}: no such file (expected the model/ml_strategy.joblib "
+                          "artifact of an earlier evaluation)")
+    if not isinstance(cfg.allow_in_sample, bool):
+        raise ConfigError(f"allow_in_sample={cfg.allow_in_sample!r}: must be true or false")
     return EvaluateConfig(research=research_config(cfg), strategy=_group(cfg, "strategy"),
                           walkforward=_group(cfg, "walkforward"),
                           model_path=None if model_path is None else str(model_path),
-                          allow_in_sample=bool(cfg.allow_in_sample))
+                          allow_in_sample=cfg.allow_in_sample)

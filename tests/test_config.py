@@ -48,10 +48,13 @@ TYPED = {"data": "data", "features": "features", "simulator": "simulator", "cost
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
-def test_every_group_option_builds_the_typed_config_the_entrypoint_uses(group: str, option: str) -> None:
+def test_every_group_option_builds_the_typed_config_the_entrypoint_uses(
+    group: str, option: str, tmp_path: Path
+) -> None:
     overrides = [f"{group}={option}"]
     if (group, option) == ("data", "directory"):
-        overrides += [f"data.source={CONF_DIR}", "data.symbols=[X]"]
+        (tmp_path / "X.csv").write_text("")  # the entrypoint checks the file is there; nothing reads it
+        overrides += [f"data.source={tmp_path}", "data.symbols=[X]"]
     config = train_config(compose_config(overrides))
     built = {"env": config.env, "algo": config.algo}.get(group)
     if group in TYPED:

@@ -14,9 +14,9 @@ from ai_trading.data.fingerprint import dataset_fingerprint, selection_of
 from ai_trading.data.frequency import BarFrequency, infer_frequency
 from ai_trading.data.quality import DataQualityReport, QualityConfig, check_quality, quality_report
 from ai_trading.data.schema import canonicalize, symbols_of
-from ai_trading.data.sources import BUNDLED, DirectorySource, read_bundled
+from ai_trading.data.sources import BUNDLED, DirectorySource, bundled_source, check_bundled, read_bundled
 from ai_trading.data.validation import validate_bars
-from ai_trading.errors import DataValidationError
+from ai_trading.errors import ConfigError, DataValidationError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,31 @@ class DataConfig:
     timezone: str = "UTC"
     periods_per_year: float | None = None
     quality: QualityConfig = field(default_factory=QualityConfig)
+
+    def __post_init__(self) -> None:
+        # Everything checkable without reading a bar is checked here, so a mistake fails before data loads.
+        if isinstance(self.symbols, str) or not all(isinstance(s, str) for s in self.symbols):
+            raise ConfigError(f"data.symbols={self.symbols!r}: must be a list of symbols, e.g. [SP500]")
+        if not self.symbols:
+            raise DataValidationError("empty_selection", "data.symbols is empty: no symbols selected")
+        start, end = _bound(self.start, "data.start"), _bound(self.end, "data.end")
+        if start is not None and end is not None and start > end:
+            raise DataValidationError("bad_range", f"data.start={self.start} is after data.end={self.end}")
+        if self.periods_per_year is not None and not (
+                isinstance(self.periods_per_year, int | float) and self.periods_per_year > 0):
+            raise ConfigError(f"data.periods_per_year={self.periods_per_year!r}: must be a number > 0 or null")
+
+
+def check_available(config: DataConfig) -> None:
+    """Every selected symbol is in the source (a bundled symbol, a file in the directory), without reading a
+    bar: what a job checks before it opens anything."""
+    if config.source == "bundled":
+        for symbol in config.symbols:
+            check_bundled(symbol)
+    else:
+        source = DirectorySource(config.source, config.columns, config.timestamp_format, config.timezone)
+        for symbol in config.symbols:
+            source.file_for(symbol)
 
 
 @dataclass(frozen=True)
@@ -63,22 +88,21 @@ def _bound(value: str | None, name: str) -> pd.Timestamp | None:
         return None
     try:
         stamp = pd.Timestamp(value)
-    except ValueError as exc:
-        raise DataValidationError("bad_range", f"{name}={value!r} is not a date") from exc
+    except (ValueError, TypeError):
+        raise DataValidationError("bad_range", f"{name}={value!r} is not a date") from None
+    if pd.isna(stamp):
+        raise DataValidationError("bad_range", f"{name}={value!r} is not a date")
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
 def load(config: DataConfig) -> Bars:
     """Load, select and validate bars; raises :class:`DataValidationError` naming rule and place."""
-    if not config.symbols:
-        raise DataValidationError("empty_selection", "no symbols selected")
-    start, end = _bound(config.start, "start"), _bound(config.end, "end")
-    if start is not None and end is not None and start > end:
-        raise DataValidationError("bad_range", f"start {config.start} is after end {config.end}")
+    start, end = _bound(config.start, "data.start"), _bound(config.end, "data.end")
     if config.source == "bundled":
-        reader = read_bundled
+        reader, file_of = read_bundled, bundled_source
     else:
-        reader = DirectorySource(config.source, config.columns, config.timestamp_format, config.timezone).read
+        directory = DirectorySource(config.source, config.columns, config.timestamp_format, config.timezone)
+        reader, file_of = directory.read, lambda symbol: str(directory.file_for(symbol))
     parts = []
     for symbol in dict.fromkeys(config.symbols):
         bars = reader(symbol)
@@ -92,7 +116,7 @@ def load(config: DataConfig) -> Bars:
         if selected.empty:
             raise DataValidationError("empty_selection", f"no bars between {config.start} and {config.end}",
                                       symbol=symbol, source=config.source)
-        parts.append(selected)
+        parts.append(validate_bars(selected, source=file_of(symbol)))  # every defect of the file at once
     frame = validate_bars(canonicalize(pd.concat(parts)), source=config.source)
     frequency = infer_frequency(pd.DatetimeIndex(frame.index.get_level_values("timestamp")), config.periods_per_year)
     quality = quality_report(frame, frequency)
@@ -115,4 +139,4 @@ def load_bars(
     return load(DataConfig(symbols=names, start=start, end=end, source=source)).frame
 
 
-__all__ = ["BUNDLED", "Bars", "DataConfig", "load", "load_bars"]
+__all__ = ["BUNDLED", "Bars", "DataConfig", "check_available", "load", "load_bars"]

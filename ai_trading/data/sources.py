@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ai_trading.data.schema import BAR_COLUMNS, canonicalize
+from ai_trading.data.validation import Defect, bar_defects, raise_defects
 from ai_trading.errors import DataValidationError, UnknownSymbolError
 
 
@@ -72,7 +74,7 @@ def _to_canonical(raw: pd.DataFrame, timestamps: pd.DatetimeIndex, symbol: str, 
     return canonicalize(pd.DataFrame(numeric.to_numpy(dtype="float64"), index=index, columns=list(BAR_COLUMNS)))
 
 
-def _parse_timestamps(text: pd.Series, fmt: str, tz: str, source: str) -> pd.DatetimeIndex:
+def _parse_timestamps(text: pd.Series, fmt: str, tz: str, source: str | None) -> pd.DatetimeIndex:
     try:
         parsed = pd.DatetimeIndex(pd.to_datetime(text, format=fmt))
     except (ValueError, TypeError) as exc:
@@ -82,14 +84,24 @@ def _parse_timestamps(text: pd.Series, fmt: str, tz: str, source: str) -> pd.Dat
     return localized.tz_convert("UTC")
 
 
-def read_bundled(symbol: str) -> pd.DataFrame:
-    """Canonical bars of one bundled symbol, unvalidated."""
+def check_bundled(symbol: str) -> BundledFile:
+    """How a bundled symbol's file is laid out; :class:`UnknownSymbolError` when it is not bundled."""
     if symbol not in BUNDLED:
         raise UnknownSymbolError("unknown_symbol", f"not bundled; known: {bundled_symbols()}", symbol=symbol,
                                  source="bundled")
-    spec = BUNDLED[symbol]
+    return BUNDLED[symbol]
+
+
+def bundled_source(symbol: str) -> str:
+    """How errors name a bundled symbol's file."""
+    return f"bundled:{check_bundled(symbol).filename}"
+
+
+def read_bundled(symbol: str) -> pd.DataFrame:
+    """Canonical bars of one bundled symbol, unvalidated."""
+    spec = check_bundled(symbol)
     text = gzip.decompress(_bundled_bytes(spec.filename)).decode("utf-8")
-    source = f"bundled:{spec.filename}"
+    source = bundled_source(symbol)
     if spec.quirky_header is None:
         raw = read_csv_checked(io.StringIO(text), source)
         if tuple(raw.columns) != _DAILY_HEADER:
@@ -148,7 +160,8 @@ class DirectorySource:
     timestamp_format: str | None = None
     timezone: str = "UTC"
 
-    def _file_for(self, symbol: str) -> Path:
+    def file_for(self, symbol: str) -> Path:
+        """The file holding ``symbol``'s bars; a typed error when the directory or the file is missing."""
         base = Path(self.path)
         if not base.is_dir():
             raise DataValidationError("missing_source", f"data directory {base} does not exist", source=str(base))
@@ -164,22 +177,49 @@ class DirectorySource:
         return sorted({p.name.split(".")[0] for p in base.iterdir() if p.is_file()}) if base.is_dir() else []
 
     def read(self, symbol: str) -> pd.DataFrame:
-        path = self._file_for(symbol)
+        """Canonical bars of ``symbol``'s file; a file whose columns are missing, not numbers, or whose
+        timestamps do not parse fails with every such defect and every row defect of its other columns."""
+        path = self.file_for(symbol)
         source = str(path)
         raw = pd.read_parquet(path) if path.suffix == ".parquet" else read_csv_checked(path, source)
         mapping = {"timestamp": "timestamp", **{c: c for c in BAR_COLUMNS}, **dict(self.columns)}
         wanted = ["timestamp", *BAR_COLUMNS] + (["time"] if "time" in mapping else [])
         missing = [mapping[c] for c in wanted if mapping[c] not in raw.columns]
+        defects: list[Defect] = []
         if missing:
-            raise DataValidationError("missing_column", f"columns {missing} not in {list(raw.columns)}",
-                                      symbol=symbol, source=source)
-        frame = pd.DataFrame({c: raw[mapping[c]] for c in wanted})
+            defects.append(Defect("missing_column", f"columns {missing} not in {list(raw.columns)}", symbol))
+        frame = pd.DataFrame({c: raw[mapping[c]] for c in wanted if mapping[c] in raw.columns})
+        absent = [c for c in BAR_COLUMNS if mapping[c] not in raw.columns]
+        for c in BAR_COLUMNS:
+            if c in frame:
+                numbers = pd.to_numeric(frame[c], errors="coerce")
+                bad = numbers.isna() & frame[c].notna() & (frame[c].astype(str).str.strip() != "")
+                if bad.any():
+                    line = int(np.flatnonzero(bad.to_numpy())[0])
+                    more = int(bad.sum()) - 1
+                    defects.append(Defect("non_numeric", f"column {mapping[c]} holds {frame[c].iloc[line]!r} (data row "
+                                          f"{line + 1})" + (f" and {more} more non-numbers" if more else ""), symbol))
+                    absent.append(c)
+                frame[c] = numbers
+        if "timestamp" not in frame or ("time" in mapping and "time" not in frame):
+            raise_defects(defects, source)
+        try:
+            stamps = self._stamps(frame)
+        except DataValidationError as exc:  # raised without a source: named once, below
+            raise_defects([*defects, Defect(exc.rule, str(exc).removeprefix(f"[{exc.rule}] "), symbol)], source)
+            raise
+        if defects:
+            for c in absent:
+                frame[c] = np.nan
+            bars = _to_canonical(frame, stamps, symbol, source)
+            raise_defects([*defects, *bar_defects(bars, absent=absent)], source)
+        return _to_canonical(frame, stamps, symbol, source)
+
+    def _stamps(self, frame: pd.DataFrame) -> pd.DatetimeIndex:
         if pd.api.types.is_datetime64_any_dtype(frame["timestamp"]) and "time" not in frame:
             stamps = pd.DatetimeIndex(frame["timestamp"])
-            stamps = (stamps.tz_localize(self.timezone) if stamps.tz is None else stamps).tz_convert("UTC")
-        else:
-            text = frame["timestamp"].astype(str)
-            if "time" in frame:
-                text = text + " " + frame["time"].astype(str)
-            stamps = _parse_timestamps(text, self.timestamp_format or "ISO8601", self.timezone, source)
-        return _to_canonical(frame, stamps, symbol, source)
+            return (stamps.tz_localize(self.timezone) if stamps.tz is None else stamps).tz_convert("UTC")
+        text = frame["timestamp"].astype(str)
+        if "time" in frame:
+            text = text + " " + frame["time"].astype(str)
+        return _parse_timestamps(text, self.timestamp_format or "ISO8601", self.timezone, None)

@@ -144,10 +144,20 @@ class MLStrategyConfig:
     def __post_init__(self) -> None:
         if self.model not in ("ridge", "logistic"):
             raise ConfigError(f"strategy.model={self.model!r}: expected ridge or logistic")
-        if self.horizon < 1 or self.cv_splits < 2 or not self.grid:
-            raise ConfigError("strategy: horizon must be >= 1, cv_splits >= 2 and grid non-empty")
-        if not (self.gain > 0 and self.max_weight > 0):
-            raise ConfigError("strategy: gain and max_weight must be > 0")
+        if self.horizon < 1:
+            raise ConfigError(f"strategy.horizon={self.horizon}: must be >= 1")
+        if self.cv_splits < 2:
+            raise ConfigError(f"strategy.cv_splits={self.cv_splits}: must be >= 2")
+        if not self.grid or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+                                    for v in self.grid):
+            raise ConfigError(f"strategy.grid={list(self.grid)!r}: must be a non-empty list of numbers > 0")
+        if not 0.0 <= self.embargo < 1.0:
+            raise ConfigError(f"strategy.embargo={self.embargo}: must be in [0, 1)")
+        for key in ("gain", "max_weight"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"strategy.{key}={getattr(self, key)}: must be > 0")
+        if self.min_train_samples < 1:
+            raise ConfigError(f"strategy.min_train_samples={self.min_train_samples}: must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,10 @@ class WalkForwardConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "baselines", tuple(self.baselines))
-        if self.n_folds < 1 or self.train_bars < 2:
-            raise ConfigError(f"walkforward: n_folds={self.n_folds} must be >= 1, train_bars={self.train_bars} >= 2")
+        if self.n_folds < 1:
+            raise ConfigError(f"walkforward.n_folds={self.n_folds}: must be >= 1")
+        if self.train_bars < 2:
+            raise ConfigError(f"walkforward.train_bars={self.train_bars}: must be >= 2")
         if self.scheme not in ("rolling", "expanding"):
             raise ConfigError(f"walkforward.scheme={self.scheme!r}: expected rolling or expanding")
         if self.test_bars is not None and self.test_bars < 2:

@@ -9,7 +9,10 @@ split) drives early stopping.
 
 from __future__ import annotations
 
+import inspect
 import logging
+import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +59,86 @@ class AlgoConfig:
     def __post_init__(self) -> None:
         if self.name not in ALGORITHMS:
             raise ConfigError(f"algo.name={self.name!r} is not one of {sorted(ALGORITHMS)}")
-        if self.total_timesteps <= 0:
-            raise ConfigError(f"algo.total_timesteps must be positive, got {self.total_timesteps}")
-        if self.n_envs < 1:
-            raise ConfigError(f"algo.n_envs={self.n_envs}: must be >= 1")
+        if not _is_number(self.total_timesteps, 1, None, integer=True):
+            raise ConfigError(f"algo.total_timesteps={self.total_timesteps!r}: must be an integer >= 1")
+        if not _is_number(self.n_envs, 1, None, integer=True):
+            raise ConfigError(f"algo.n_envs={self.n_envs!r}: must be an integer >= 1")
+        for key in ("eval_every", "patience"):
+            if not _is_number(getattr(self, key), 0, None, integer=True):
+                raise ConfigError(f"algo.{key}={getattr(self, key)!r}: must be an integer >= 0")
+        if self.policy not in ALGORITHMS[self.name].policy_aliases:
+            raise ConfigError(f"algo.policy={self.policy!r}: {ALGORITHMS[self.name].__name__} knows "
+                              f"{sorted(ALGORITHMS[self.name].policy_aliases)}")
+        if not isinstance(self.hyperparams, Mapping):
+            raise ConfigError(f"algo.hyperparams={self.hyperparams!r}: must be a mapping")
+        if self.action_noise_sigma is not None and not _is_number(self.action_noise_sigma, 0.0, None):
+            raise ConfigError(f"algo.action_noise_sigma={self.action_noise_sigma!r}: must be a number >= 0")
+        _check_hyperparams(self.name, self.hyperparams)
+
+
+def _is_number(value: Any, low: float | None, high: float | None, *, integer: bool = False,
+               low_open: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        return False
+    if not math.isfinite(value):
+        return False
+    if low is not None and (value <= low if low_open else value < low):
+        return False
+    return high is None or value <= high
+
+
+# (integer, low, low excluded, high, what) of the SB3 hyperparameters that must be numbers; SB3 asserts or
+# fails deep inside model building or learning on these, after the data has loaded.
+_NUMERIC: Mapping[str, tuple[bool, float, bool, float | None, str]] = {
+    "learning_rate": (False, 0.0, True, None, "a number > 0"),
+    "gamma": (False, 0.0, False, 1.0, "a number in [0, 1]"),
+    "gae_lambda": (False, 0.0, False, 1.0, "a number in [0, 1]"),
+    "clip_range": (False, 0.0, True, None, "a number > 0"),
+    "vf_coef": (False, 0.0, False, None, "a number >= 0"),
+    "max_grad_norm": (False, 0.0, True, None, "a number > 0"),
+    "tau": (False, 0.0, True, 1.0, "a number in (0, 1]"),
+    "n_steps": (True, 1, False, None, "an integer >= 1"),
+    "batch_size": (True, 1, False, None, "an integer >= 1"),
+    "n_epochs": (True, 1, False, None, "an integer >= 1"),
+    "buffer_size": (True, 1, False, None, "an integer >= 1"),
+    "learning_starts": (True, 0, False, None, "an integer >= 0"),
+    "policy_delay": (True, 1, False, None, "an integer >= 1"),
+    "target_update_interval": (True, 1, False, None, "an integer >= 1"),
+}
+# Set by the trainer itself, never by conf/algo.
+_RESERVED = {"policy", "env", "seed", "verbose", "action_noise"}
+
+
+def _check_hyperparams(name: str, hyperparams: Mapping[str, Any]) -> None:
+    """Every key is a parameter of the SB3 class and every numeric one is a number in range, so a typo
+    fails here, before any data loads, naming the key."""
+    accepted = {p for p in inspect.signature(ALGORITHMS[name].__init__).parameters
+                if not p.startswith("_")} - {"self"} - _RESERVED
+    for key, value in hyperparams.items():
+        where = f"algo.hyperparams.{key}={value!r}"
+        if key not in accepted:
+            raise ConfigError(f"{where}: not a parameter of {ALGORITHMS[name].__name__}; known: {sorted(accepted)}")
+        if key in _NUMERIC:
+            integer, low, low_open, high, what = _NUMERIC[key]
+            if not _is_number(value, low, high, integer=integer, low_open=low_open):
+                raise ConfigError(f"{where}: must be {what}")
+        elif key == "ent_coef":
+            # SAC also takes "auto" or "auto_<initial value>" (a learned coefficient)
+            auto = name == "sac" and isinstance(value, str) and re.fullmatch(r"auto(_\d+(\.\d*)?(e-?\d+)?)?", value)
+            if not auto and not _is_number(value, 0.0, None):
+                raise ConfigError(f"{where}: must be a number >= 0" + (" or 'auto'" if name == "sac" else ""))
+        elif key == "gradient_steps" and not (_is_number(value, 1, None, integer=True) or value == -1):
+            raise ConfigError(f"{where}: must be an integer >= 1 or -1 (as many as environment steps)")
+        elif key == "train_freq" and not _is_train_freq(value):
+            raise ConfigError(f"{where}: must be an integer >= 1 or [n, step|episode]")
+        elif key == "policy_kwargs" and not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: must be a mapping")
+
+
+def _is_train_freq(value: Any) -> bool:
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return len(value) == 2 and _is_number(value[0], 1, None, integer=True) and value[1] in ("step", "episode")
+    return _is_number(value, 1, None, integer=True)
 
 
 @dataclass

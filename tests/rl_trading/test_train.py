@@ -54,7 +54,7 @@ def test_validation_split_lies_between_training_windows_and_held_out_eval() -> N
 def test_algo_config_rejects_unknown_algorithm_and_bad_hyperparameter() -> None:
     with pytest.raises(ConfigError, match="not one of"):
         job("algo.name=dqn")
-    with pytest.raises(ConfigError, match="bad hyperparameter"):
+    with pytest.raises(ConfigError, match="not_a_ppo_argument=3: not a parameter of PPO"):
         _train(0, "+algo.hyperparams.not_a_ppo_argument=3")
 
 

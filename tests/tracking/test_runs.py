@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from mlflow.tracking import MlflowClient
 
+from ai_trading.errors import ConfigError
 from ai_trading.tracking import TrackingConfig, flatten, git_state, start_run
 
 CONFIG = {"data": {"symbols": ["SP500", "NASDAQ"], "start": None}, "seed": 3, "algo": {"name": "ppo", "lr": 3e-4}}
@@ -46,6 +49,24 @@ def test_start_run_marks_failed_when_block_raises(mlflow_uri: str) -> None:
         run_id = run.run_id
         raise RuntimeError("boom")
     assert MlflowClient(tracking_uri=mlflow_uri).get_run(run_id).info.status == "FAILED"
+
+
+def test_start_run_failed_run_records_error_type_message_and_artifact(mlflow_uri: str, tmp_path: Path) -> None:
+    """A FAILED run says why in the UI: the error's type and (masked) message as tags and in error.txt."""
+    with pytest.raises(ConfigError), start_run(
+        TrackingConfig(mlflow_uri, "exp"), run_name="r", resolved_config={"a": 1}
+    ) as run:
+        run_id = run.run_id
+        raise ConfigError("algo.hyperparams.n_steps=0 broke at learn time; dsn postgresql://u:pw9@h/db")
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    failed = client.get_run(run_id)
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["error_type"] == "ConfigError"
+    assert failed.data.tags["error_message"].startswith("algo.hyperparams.n_steps=0 broke at learn time")
+    assert "pw9" not in failed.data.tags["error_message"]
+    text = Path(client.download_artifacts(run_id, "error.txt", str(tmp_path))).read_text()
+    assert text.startswith("ConfigError: algo.hyperparams.n_steps=0 broke at learn time")
+    assert "pw9" not in text
 
 
 def test_flatten_nests_dotted_keys_and_serialises_lists() -> None:
