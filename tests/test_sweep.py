@@ -155,13 +155,12 @@ def test_train_sweep_with_a_failing_job_nests_seeds_under_a_parent_with_the_summ
     (parent,) = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(runs) == 4 and len(children) == 3
-    assert parent.info.run_name.startswith("ai_trading__ppo__symbols=SP500,NVDA_start=2005-01-01")
-    assert parent.info.run_name.endswith("__sweep")
+    assert parent.info.run_name.startswith("ai_trading__ppo__sweep__symbols=SP500,NVDA_start=2005-01-01")
     finished = sorted((r for r in children if r.info.status == "FINISHED"), key=lambda r: r.info.run_name)
     assert [r.data.tags["seed"] for r in finished] == ["0", "1"]
     for run in finished:
-        assert run.info.run_name.startswith("ai_trading__ppo__symbols=SP500,NVDA_start=2005-01-01")
-        assert run.info.run_name.endswith(f"__seed{run.data.tags['seed']}")
+        seed = run.data.tags["seed"]
+        assert run.info.run_name.startswith(f"ai_trading__ppo__seed{seed}__symbols=SP500,NVDA_start=2005-01-01")
         assert "- `data.symbols=[SP500,NVDA]`" in run.data.tags["mlflow.note.content"]
         sharpe = run.data.metrics["eval/rl/net/sharpe"]
         assert run.data.metrics["summary/net_sharpe"] == sharpe or math.isnan(sharpe)

@@ -1,6 +1,6 @@
 """Run names and descriptions that say what differs from the default config.
 
-``ai_trading__ppo__symbols=NVDA,ORCL__seed3`` and ``ai_trading__ppo__seed3`` are different experiments, so
+``ai_trading__ppo__seed3__symbols=NVDA,ORCL`` and ``ai_trading__ppo__seed3`` are different experiments, so
 the overrides of the groups that change results (data, features, simulator, cost model, env, algorithm,
 baselines) show in the name, shortened to the last key; every override, verbatim, goes to the description.
 """
@@ -45,11 +45,12 @@ def overrides_suffix(overrides: Sequence[str]) -> str:
     return suffix
 
 
-def run_name(experiment: str, algo: str, tail: str, overrides: Sequence[str]) -> str:
-    """``{experiment}__{algo}[__{overrides}]__{tail}``, ``tail`` being ``seed3`` for a job, ``sweep`` for the
-    parent run of a multirun."""
+def run_name(experiment: str, algo: str, role: str, overrides: Sequence[str]) -> str:
+    """``{experiment}__{algo}__{role}[__{overrides}]``, ``role`` being ``seed3`` for a job, ``sweep`` for the
+    parent run of a multirun; the seed comes before the overrides so that it still shows where the UI cuts a
+    long name."""
     suffix = overrides_suffix(overrides)
-    return "__".join(p for p in (experiment, algo, suffix, tail) if p)
+    return "__".join(p for p in (experiment, algo, role, suffix) if p)
 
 
 def run_note(overrides: Sequence[str], *, sweep_id: str | None = None) -> str:

@@ -108,9 +108,13 @@ class TrackedRun:
 
 def headline_view() -> str:
     """The run-list view that ``?viewStateShareKey=headline`` opens: the headline ``summary/`` metrics as the
-    first columns, the chart view filtered to them (the UI's shared-view-state JSON)."""
-    return json.dumps({"selectedColumns": [f"metrics.`{m}`" for m in HEADLINE_METRICS],
-                       "chartsSearchFilter": "summary/", "hideEmptyCharts": True,
+    first columns, the chart view filtered to them (the UI's shared-view-state JSON; its chart filter is a
+    regular expression)."""
+    columns = [f"metrics.`{m}`" for m in HEADLINE_METRICS]
+    run_name = "attributes.`Run Name`"
+    return json.dumps({"selectedColumns": columns, "columnOrder": [run_name, *columns],
+                       "columnWidths": {run_name: 420, **{c: 190 for c in columns}},
+                       "chartsSearchFilter": f"^({'|'.join(HEADLINE_METRICS)})$", "hideEmptyCharts": True,
                        "orderByKey": "attributes.start_time", "orderByAsc": False})
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from ai_trading.tracking.naming import overrides_suffix, run_name, run_note
 
 
-def test_run_name_shows_result_changing_overrides_and_ends_with_the_seed() -> None:
+def test_run_name_shows_the_seed_then_the_result_changing_overrides() -> None:
     overrides = ["seed=3", "data.symbols=[NVDA,ORCL]", "torch_threads=1", "simulator=stressed",
                  "algo.progress_bar=false", "hydra/launcher=local_parallel"]
-    expected = "ai_trading__ppo__symbols=NVDA,ORCL_simulator=stressed__seed3"
+    expected = "ai_trading__ppo__seed3__symbols=NVDA,ORCL_simulator=stressed"
     assert run_name("ai_trading", "ppo", "seed3", overrides) == expected
     assert run_name("ai_trading", "ppo", "seed3", ["seed=3"]) == "ai_trading__ppo__seed3"
 
