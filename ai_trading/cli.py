@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import yaml
+from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
 from ai_trading.errors import AiTradingError, Interrupted
@@ -37,8 +38,15 @@ def error_line(exc: AiTradingError) -> str:
     return f"error: {text}" if text.startswith(prefix) else f"error: {prefix} {text}"
 
 
-def run_reported(job: Callable[[], T]) -> T:
-    """Run an entrypoint's job; a typed error or a stop ends the process with one line on stderr."""
+class SeedFailed(CompactHydraException):
+    """One job of a multirun failed with a typed error: Hydra records the job as failed, runs the sweep's
+    other jobs, and at the end prints this one line (no traceback) and exits non-zero."""
+
+
+def run_reported(job: Callable[[], T], *, multirun: bool = False) -> T:
+    """Run an entrypoint's job; a typed error or a stop ends the process with one line on stderr. In a multirun
+    a typed error fails only its own job (the line is printed at once and again when the sweep ends); a stop
+    signal ends the whole sweep."""
     try:
         return job()
     except Interrupted as exc:
@@ -50,7 +58,10 @@ def run_reported(job: Callable[[], T]) -> T:
     except AiTradingError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(error_line(exc), file=sys.stderr)
+        line = error_line(exc)
+        print(line, file=sys.stderr)
+        if multirun:
+            raise SeedFailed(line) from exc
         raise SystemExit(EXIT_ERROR) from None
 
 

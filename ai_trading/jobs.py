@@ -11,25 +11,28 @@ from contextlib import contextmanager
 from typing import Any
 
 from ai_trading.pipeline import Dataset, Execution
-from ai_trading.secrets import mask_override
+from ai_trading.secrets import mask_override, mask_text
 from ai_trading.tracking import TrackedRun, start_run
 from ai_trading.wiring import ResearchConfig
 
 
 @contextmanager
 def start_job_run(config: ResearchConfig, dataset: Dataset, execution: Execution, *, run_name: str,
-                  overrides: Sequence[str], tags: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
+                  overrides: Sequence[str], tags: Mapping[str, Any] | None = None,
+                  parent_run_id: str | None = None, note: str | None = None) -> Iterator[TrackedRun]:
     """The MLflow run of one entrypoint job: the configured store, the resolved config (secrets masked), and
     the provenance every job carries (``feature_schema_hash``, ``dataset_fingerprint``, ``cost_model_hash``,
-    seed, the bar frequency) plus ``tags``; the data-quality report goes to ``data/quality.json`` with a
-    metric per symbol."""
+    seed, the bar frequency) plus ``tags``; nested under ``parent_run_id`` (a sweep's parent run) when given,
+    with ``note`` as its description; the data-quality report goes to ``data/quality.json`` with a metric per
+    symbol."""
     provenance = {"feature_schema_hash": dataset.features.schema_hash,
                   "dataset_fingerprint": dataset.bars.fingerprint,
                   "cost_model_hash": execution.cost_model_hash, "seed": config.seed,
                   "data_frequency": dataset.bars.frequency.label,
                   "data_periods_per_year": dataset.bars.frequency.periods_per_year}
-    with start_run(config.tracking, run_name=run_name, resolved_config=config.resolved,
-                   overrides=[mask_override(o) for o in overrides], tags={**provenance, **(tags or {})}) as run:
+    with start_run(config.tracking, run_name=mask_text(run_name), resolved_config=config.resolved,
+                   overrides=[mask_override(o) for o in overrides], tags={**provenance, **(tags or {})},
+                   parent_run_id=parent_run_id, note=None if note is None else mask_text(note)) as run:
         quality = dataset.bars.quality
         run.log_dict(quality.to_dict(), "data/quality.json")
         run.log_metrics({f"data/{q.symbol}/open_equals_prev_close": q.open_equals_prev_close

@@ -1,22 +1,47 @@
 """The start and end of a seed sweep: a Hydra callback around one multirun.
 
-``on_multirun_start`` prepares the MLflow store once, before (possibly parallel) jobs write to it.
-``on_multirun_end`` is where promotion across seeds hooks in: today it reads the
-sweep's runs back from MLflow and logs each seed's headline metric and their mean and spread.
+``on_multirun_start`` prepares the MLflow store once, before (possibly parallel) jobs write to it, and opens
+the sweep's parent run, tagged ``sweep_id`` and ``sweep_role=parent``. Each job finds it by that tag
+(:func:`ai_trading.tracking.runs.sweep_parent`, a look-up in the tracking store, which every launcher's
+workers share: no file or environment variable has to reach them) and nests its run under it.
+
+The sweep's end reads the seeds back from MLflow, prints the summary table (each seed's agent next to the
+baselines on the same window and costs; failed seeds with their error) and logs it to the parent run: the
+``summary/`` metrics, ``summary/table.csv`` and ``summary/summary.txt``, and the plots
+``plots/equity_seeds.png`` and ``plots/sharpe_seeds.png``. Hydra skips ``on_multirun_end`` when a job
+failed (its sweeper re-raises the first job error, or a job ends the process), so the same end also runs at
+the process's exit if it has not run yet. Multi-seed promotion gates hook in here.
 """
 
 from __future__ import annotations
 
+import atexit
+import io
 import logging
-import statistics
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
+from ai_trading.evaluation.plots import equity_figure, seed_sharpe_figure
+from ai_trading.secrets import mask_override, mask_text
 from ai_trading.tracking import TrackingConfig, prepare_store
-from ai_trading.tracking.runs import sweep_runs
+from ai_trading.tracking.naming import run_name, run_note
+from ai_trading.tracking.runs import (
+    RunRecord,
+    child_runs,
+    end_run,
+    open_run,
+    open_sweep_parent,
+    read_artifact_text,
+    record_failed_run,
+    sweep_parent,
+)
+from ai_trading.tracking.summary import AGENT, BASELINES, SeedOutcome, SweepTable, summarise
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +56,129 @@ def _tracking(config: DictConfig) -> TrackingConfig:
     return TrackingConfig(str(config.tracking.tracking_uri), str(config.experiment_name))
 
 
-class SweepSummary(Callback):
-    """Logs the sweep's per-seed headline metric and its mean and spread across seeds."""
+def _algo(config: DictConfig) -> str:
+    return str(OmegaConf.select(config, "algo.name", default=""))
 
-    def __init__(self, metric: str = "eval/rl/net/sharpe") -> None:
-        self.metric = metric
+
+def _outcome(run: RunRecord) -> SeedOutcome:
+    seed = run.tags.get("seed")
+    error = None
+    if run.status == "KILLED":
+        error = f"stopped: {run.tags.get('stop_reason', 'no reason recorded')}"
+    elif run.status == "RUNNING":
+        error = "still RUNNING at the sweep's end: its job ended without closing the run"
+    elif run.status != "FINISHED":
+        error = f"{run.tags.get('error_type', 'error')}: {run.tags.get('error_message', 'no message recorded')}"
+    return SeedOutcome(name=run.name, status=run.status, metrics=run.metrics, error=error,
+                       seed=int(seed) if seed is not None and seed.lstrip("-").isdigit() else None)
+
+
+def sweep_outcomes(tracking: TrackingConfig, parent_run_id: str) -> list[tuple[RunRecord, SeedOutcome]]:
+    """The parent's nested runs and their outcomes, by seed."""
+    pairs = [(run, _outcome(run)) for run in child_runs(tracking, parent_run_id)]
+    return sorted(pairs, key=lambda p: (p[1].seed if p[1].seed is not None else -1, p[1].name))
+
+
+def log_summary(tracking: TrackingConfig, parent_run_id: str, summary: SweepTable,
+                runs: list[tuple[RunRecord, SeedOutcome]]) -> None:
+    """The summary on the parent run: metrics, the table as CSV and text, and the comparison plots."""
+    parent = open_run(tracking, parent_run_id)
+    parent.log_metrics(summary.metrics)
+    parent.log_text(summary.table.to_csv(index=False), "summary/table.csv")
+    parent.log_text(summary.text + "\n", "summary/summary.txt")
+    finished = [(run, o) for run, o in runs if o.status == "FINISHED"]
+    if not finished:
+        return
+    label = {run.run_id: f"seed{o.seed}" if o.seed is not None else o.name for run, o in finished}
+    curves: dict[str, pd.Series] = {}
+    baselines: dict[str, pd.Series] = {}
+    for run, _ in finished:
+        equity = pd.read_csv(io.StringIO(read_artifact_text(tracking, run.run_id, "eval/equity.csv")),
+                             index_col="timestamp", parse_dates=True)
+        curves[f"{label[run.run_id]} ({AGENT} net)"] = equity[f"{AGENT}/net"]
+        for baseline in BASELINES:
+            baselines.setdefault(f"{baseline} (net)", equity[f"{baseline}/net"])
+    parent.log_figure(equity_figure({**curves, **baselines}, title="Held-out equity per seed against the baselines"),
+                      "plots/equity_seeds.png")
+    first = finished[0][1].metrics
+    parent.log_figure(seed_sharpe_figure(
+        {label[run.run_id]: o.metrics.get(f"eval/{AGENT}/net/sharpe", float("nan")) for run, o in finished},
+        {b: first.get(f"eval/{b}/net/sharpe", float("nan")) for b in BASELINES}), "plots/sharpe_seeds.png")
+
+
+def _record_failure(config: DictConfig, error_type: str, message: str) -> None:
+    """A FAILED run under the sweep's parent for a job that has no run of its own (it failed before opening
+    one); a job whose run recorded the failure itself is left as it is."""
+    if OmegaConf.select(config, "hydra.mode") != RunMode.MULTIRUN:
+        return
+    tracking = _tracking(config)
+    sweep_id = sweep_id_of(config.hydra.sweep.dir)
+    parent = sweep_parent(tracking, sweep_id)
+    if parent is None:
+        return
+    overrides = [mask_override(str(o)) for o in config.hydra.overrides.task]
+    if any(run.tags.get("hydra_overrides") == " ".join(overrides) for run in child_runs(tracking, parent)):
+        return
+    seed = str(OmegaConf.select(config, "seed", default=""))
+    record_failed_run(tracking, run_name=run_name(tracking.experiment_name, _algo(config), f"seed{seed}", overrides),
+                      parent_run_id=parent, sweep_id=sweep_id, overrides=overrides, seed=seed,
+                      error_type=error_type, message=message)
+    log.warning("sweep %s job failed before its run opened overrides=%s error=%s", sweep_id, " ".join(overrides),
+                error_type)
+
+
+class SweepSummary(Callback):
+    """Opens the sweep's parent run; at the end prints and logs the seeds against the baselines."""
+
+    def __init__(self) -> None:
+        self._pending: tuple[TrackingConfig, str, str] | None = None  # (tracking, sweep_id, parent run id)
+        self._running: DictConfig | None = None  # the job under way in this process
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        prepare_store(_tracking(config))
+        tracking = _tracking(config)
+        prepare_store(tracking)
+        sweep_id = sweep_id_of(config.hydra.sweep.dir)
+        overrides = [mask_override(str(o)) for o in config.hydra.overrides.task]
+        parent = open_sweep_parent(tracking, run_name=run_name(tracking.experiment_name, _algo(config), "sweep",
+                                                               overrides),
+                                   sweep_id=sweep_id, overrides=overrides, note=run_note(overrides, sweep_id=sweep_id))
+        self._pending = (tracking, sweep_id, parent)
+        atexit.register(self._finish)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._running = config
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """A job that failed before it opened its run still shows in the sweep, as a FAILED run with its error."""
+        self._running = None
+        if job_return.status == JobStatus.FAILED:
+            error = job_return._return_value  # the job's exception: the public accessor re-raises it
+            error = error.__cause__ or error  # a typed error arrives wrapped for Hydra's one-line report
+            _record_failure(config, type(error).__name__, mask_text(str(error)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        tracking = _tracking(config)
-        sweep_id = sweep_id_of(config.hydra.sweep.dir)
-        runs = sweep_runs(tracking, sweep_id)
-        values = {name: metrics[self.metric] for name, metrics in runs.items() if self.metric in metrics}
-        for name, value in sorted(values.items()):
-            log.info("sweep %s run=%s %s=%.4f", sweep_id, name, self.metric, value)
-        if len(values) >= 2:
-            log.info("sweep %s seeds=%d %s mean=%.4f std=%.4f", sweep_id, len(values), self.metric,
-                     statistics.mean(values.values()), statistics.stdev(values.values()))
-        else:
-            log.info("sweep %s finished runs=%d (metric %s on %d)", sweep_id, len(runs), self.metric, len(values))
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._pending is None:
+            return
+        tracking, sweep_id, parent = self._pending
+        self._pending = None
+        atexit.unregister(self._finish)
+        if self._running is not None:  # a job ended the process (a typed error exits with one line on stderr)
+            _record_failure(self._running, "SystemExit", "the job ended the sweep's process before Hydra recorded "
+                            "its result; its error is the last line it printed")
+            self._running = None
+        runs = sweep_outcomes(tracking, parent)
+        summary = summarise(sweep_id, [o for _, o in runs])
+        log.info("sweep summary\n%s", summary.text)
+        status = "FINISHED"
+        try:
+            log_summary(tracking, parent, summary, runs)
+        except BaseException:
+            status = "FAILED"
+            raise
+        finally:
+            if summary.finished == 0:
+                status = "KILLED" if any(o.status == "KILLED" for _, o in runs) else "FAILED"
+            end_run(tracking, parent, status)

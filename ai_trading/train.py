@@ -35,7 +35,11 @@ from ai_trading.rl_trading.train import TrainedAgent, train_agent
 from ai_trading.seeding import seed_everything
 from ai_trading.sweep import sweep_id_of
 from ai_trading.tracking import TrackedRun
+from ai_trading.tracking.naming import run_name as job_run_name
+from ai_trading.tracking.naming import run_note
+from ai_trading.tracking.runs import sweep_parent
 from ai_trading.tracking.sb3 import MlflowOutputFormat
+from ai_trading.tracking.summary import headline_metrics
 from ai_trading.wiring import TrainConfig, train_config
 
 log = logging.getLogger(__name__)
@@ -56,9 +60,11 @@ def run(config: TrainConfig, overrides: list[str], sweep_id: str, stop: StopFlag
     execution = build_costs(dataset, research.simulator, research.cost_model)
     data = EnvData.build(execution.market, execution.params, dataset.features, config.env.eval_fraction)
     stop.check("data loading")
-    run_name = f"{research.experiment_name}__{config.algo.name}__seed{research.seed}"
+    run_name = job_run_name(research.experiment_name, config.algo.name, f"seed{research.seed}", overrides)
     tags = {"sweep_id": sweep_id, "algo": config.algo.name, "experiment": research.experiment_name}
-    with start_job_run(research, dataset, execution, run_name=run_name, overrides=overrides, tags=tags) as tracked:
+    with start_job_run(research, dataset, execution, run_name=run_name, overrides=overrides, tags=tags,
+                       parent_run_id=sweep_parent(research.tracking, sweep_id),
+                       note=run_note(overrides, sweep_id=sweep_id)) as tracked:
         agent = train_agent(config.algo, config.env, data, seed=research.seed,
                             log_formats=[MlflowOutputFormat(tracked)], stop=lambda: bool(stop))
         if stop:
@@ -69,6 +75,7 @@ def run(config: TrainConfig, overrides: list[str], sweep_id: str, stop: StopFlag
         results = evaluation.results
         metrics = {**log_backtests(tracked, results, prefix="eval"), **evaluation.metrics()}
         tracked.log_metrics(evaluation.metrics())
+        tracked.log_metrics(headline_metrics(metrics))
         events = check_backtests(results, research.slo, elapsed_seconds=time.perf_counter() - started)
         log_events(tracked, events)
         _log_model(tracked, agent, "model")
@@ -90,9 +97,10 @@ def _log_model(tracked: TrackedRun, agent: TrainedAgent, folder: str) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    hydra_cfg = HydraConfig.get()
+
     def job() -> float:
         config = train_config(cfg)
-        hydra_cfg = HydraConfig.get()
         if hydra_cfg.mode == RunMode.MULTIRUN:
             sweep_id = sweep_id_of(hydra_cfg.sweep.dir)
         else:
@@ -101,7 +109,7 @@ def main(cfg: DictConfig) -> float:
             metrics = run(config, list(hydra_cfg.overrides.task), sweep_id, stop)
         return metrics.get(HEADLINE, float("nan"))
 
-    return run_reported(job)
+    return run_reported(job, multirun=hydra_cfg.mode == RunMode.MULTIRUN)
 
 
 if __name__ == "__main__":

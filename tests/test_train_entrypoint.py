@@ -32,9 +32,20 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _runs(tmp_path: Path) -> list:  # type: ignore[type-arg]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("default")
+    experiment = client.get_experiment_by_name("ai_trading")
     assert experiment is not None
-    return client.search_runs([experiment.experiment_id])
+    # The seeds' runs; a sweep's parent run (its summary) is tested in tests/test_sweep.py.
+    return [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("sweep_role") != "parent"]
+
+
+NAMED = "__symbols=SP500,NVDA_start=2005-01-01_end=2012-12-31"  # TINY's overrides show in run names
+
+
+def _seeds_named(runs: list, algo: str = "ppo") -> list[str]:  # type: ignore[type-arg]
+    """The seed part of each run's name ``ai_trading__{algo}__seed{n}__{overrides}``."""
+    assert all(r.info.run_name.startswith(f"ai_trading__{algo}__seed") and NAMED in r.info.run_name
+               for r in runs), [r.info.run_name for r in runs]
+    return sorted(r.info.run_name.split("__")[2] for r in runs)
 
 
 def test_train_multirun_two_seeds_logs_runs_with_provenance_metrics_and_model(tmp_path: Path) -> None:
@@ -42,7 +53,7 @@ def test_train_multirun_two_seeds_logs_runs_with_provenance_metrics_and_model(tm
                   "algo.hyperparams.n_steps=64", "algo.hyperparams.batch_size=256")
     assert result.returncode == 0, result.stderr[-4000:]
     runs = _runs(tmp_path)
-    assert sorted(r.info.run_name for r in runs) == ["default__ppo__seed0", "default__ppo__seed1"]
+    assert _seeds_named(runs) == ["seed0", "seed1"]
     expected = load(DataConfig(symbols=["SP500", "NVDA"], start="2005-01-01", end="2012-12-31"))
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     sweep_ids = {r.data.tags["sweep_id"] for r in runs}
@@ -51,7 +62,7 @@ def test_train_multirun_two_seeds_logs_runs_with_provenance_metrics_and_model(tm
         assert run.info.status == "FINISHED"
         assert run.data.tags["dataset_fingerprint"] == expected.fingerprint
         assert run.data.tags["feature_schema_hash"] == FeatureBuilder.default().schema_hash
-        assert run.data.tags["seed"] == run.info.run_name[-1]
+        assert f"__seed{run.data.tags['seed']}__" in run.info.run_name
         for name in ("rl", "buy_and_hold", "cash", "trend"):
             assert f"eval/{name}/net/total_return" in run.data.metrics
             assert f"eval/{name}/gross/total_return" in run.data.metrics
@@ -99,7 +110,7 @@ def test_train_each_algorithm_tiny_run_finishes_and_logs(tmp_path: Path, algo_ov
     assert result.returncode == 0, result.stderr[-4000:]
     (run,) = _runs(tmp_path)
     algo = algo_overrides[0].split("=")[1]
-    assert run.info.run_name == f"default__{algo}__seed0"
+    assert _seeds_named([run], algo) == ["seed0"]
     metrics = run.data.metrics
     assert math.isfinite(metrics["eval/rl/net/total_return"])
     # The out-of-sample Sharpe is a number whenever the agent traded (a flat book has no return spread).
@@ -121,5 +132,5 @@ def test_train_parallel_launcher_seeds_share_one_store_without_races(tmp_path: P
                   "algo.total_timesteps=1024", "algo.hyperparams.n_steps=64", "algo.hyperparams.batch_size=256")
     assert result.returncode == 0, result.stderr[-4000:]
     runs = _runs(tmp_path)
-    assert sorted(r.info.run_name for r in runs) == ["default__ppo__seed0", "default__ppo__seed1"]
+    assert _seeds_named(runs) == ["seed0", "seed1"]
     assert all(r.info.status == "FINISHED" for r in runs)

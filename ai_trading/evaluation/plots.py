@@ -63,3 +63,21 @@ def costs_figure(costs: pd.DataFrame, title: str = "Cumulative execution costs")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left")
     return fig
+
+
+def seed_sharpe_figure(seeds: Mapping[str, float], baselines: Mapping[str, float],
+                       title: str = "Net Sharpe per seed against the baselines") -> Figure:
+    """One bar per seed's net Sharpe, a horizontal line per baseline's on the same window and costs."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax = fig.add_subplot()
+    names = list(seeds)
+    ax.bar(names, [seeds[n] for n in names], color="tab:blue", alpha=0.8, label="agent (net)")
+    for (name, value), color in zip(baselines.items(), ("tab:orange", "tab:green", "tab:red", "tab:purple"),
+                                    strict=False):
+        ax.axhline(value, color=color, linestyle="--", linewidth=1.5, label=f"{name} (net) {value:.3f}")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_title(title)
+    ax.set_ylabel("net Sharpe")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(loc="best")
+    return fig

@@ -27,6 +27,19 @@ log = logging.getLogger(__name__)
 _PARAM_BATCH = 100  # MLflow's limit of params per log_batch call
 _PARAM_VALUE_MAX = 6000
 
+PARENT_TAG = "mlflow.parentRunId"  # what the MLflow UI nests child runs under
+NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
+SWEEP_ROLE_TAG = "sweep_role"  # "parent" on the one run per multirun that its seeds nest under
+# MLflow 3 types experiments by this tag; "custom_model_development" is its model-training kind (the UI's
+# "Machine learning" experiment type) rather than the GenAI default.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+# A saved run-list view (columns, chart filter) that ``?viewStateShareKey=headline`` opens in the UI.
+HEADLINE_VIEW = "headline"
+_SHARED_VIEW_TAG = "mlflow.sharedViewState."
+HEADLINE_METRICS = ("summary/net_sharpe", "summary/excess_sharpe_vs_buy_and_hold", "summary/excess_sharpe_vs_trend",
+                    "summary/net_return", "summary/max_drawdown", "summary/turnover")
+
 
 @dataclass(frozen=True)
 class TrackingConfig:
@@ -93,13 +106,33 @@ class TrackedRun:
         return str(self.client.get_run(self.run_id).info.artifact_uri)
 
 
+def headline_view() -> str:
+    """The run-list view that ``?viewStateShareKey=headline`` opens: the headline ``summary/`` metrics as the
+    first columns, the chart view filtered to them (the UI's shared-view-state JSON; its chart filter is a
+    regular expression)."""
+    columns = [f"metrics.`{m}`" for m in HEADLINE_METRICS]
+    run_name = "attributes.`Run Name`"
+    return json.dumps({"selectedColumns": columns, "columnOrder": [run_name, *columns],
+                       "columnWidths": {run_name: 420, **{c: 190 for c in columns}},
+                       "chartsSearchFilter": f"^({'|'.join(HEADLINE_METRICS)})$", "hideEmptyCharts": True,
+                       "orderByKey": "attributes.start_time", "orderByAsc": False})
+
+
+def _experiment_tags() -> dict[str, str]:
+    return {EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND, _SHARED_VIEW_TAG + HEADLINE_VIEW: headline_view()}
+
+
 def _experiment_id(client: MlflowClient, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage != "active":
             raise ConfigError(f"MLflow experiment {name!r} is deleted; restore it or pick another experiment_name")
+        for key, value in _experiment_tags().items():
+            # An experiment made elsewhere gets the type and view once; a kind someone chose is kept.
+            if key not in experiment.tags or (key.startswith(_SHARED_VIEW_TAG) and experiment.tags[key] != value):
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return str(experiment.experiment_id)
-    return str(client.create_experiment(name))
+    return str(client.create_experiment(name, tags=_experiment_tags()))
 
 
 def prepare_store(config: TrackingConfig) -> str:
@@ -116,8 +149,11 @@ def start_run(
     resolved_config: Mapping[str, Any],
     overrides: Sequence[str] = (),
     tags: Mapping[str, Any] | None = None,
+    parent_run_id: str | None = None,
+    note: str | None = None,
 ) -> Iterator[TrackedRun]:
-    """Open a run with full provenance; it ends FINISHED, or FAILED if the block raises."""
+    """Open a run with full provenance; it ends FINISHED, or FAILED if the block raises. With
+    ``parent_run_id`` it nests under that run in the UI; ``note`` is its description there."""
     client = MlflowClient(tracking_uri=config.tracking_uri)
     experiment_id = _experiment_id(client, config.experiment_name)
     git = git_state()
@@ -127,6 +163,10 @@ def start_run(
         "hydra_overrides": " ".join(overrides),
         "mlflow.runName": run_name,
     }
+    if parent_run_id is not None:
+        base_tags[PARENT_TAG] = parent_run_id
+    if note is not None:
+        base_tags[NOTE_TAG] = note
     run = client.create_run(experiment_id, run_name=run_name, tags={**base_tags, **{k: str(v) for k, v in
                                                                                      (tags or {}).items()}})
     tracked = TrackedRun(client, run.info.run_id)
@@ -158,11 +198,84 @@ def start_run(
     client.set_terminated(run.info.run_id, status="FINISHED")
 
 
-def sweep_runs(config: TrackingConfig, sweep_id: str) -> dict[str, dict[str, float]]:
-    """Finished runs tagged with ``sweep_id``: run name -> latest metrics."""
+def open_sweep_parent(config: TrackingConfig, *, run_name: str, sweep_id: str, overrides: Sequence[str],
+                      note: str) -> str:
+    """Open the parent run of a multirun (left RUNNING until :func:`end_run`); its seeds find it by
+    ``sweep_id`` (:func:`sweep_parent`) and nest under it."""
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    git = git_state()
+    tags = {"sweep_id": sweep_id, SWEEP_ROLE_TAG: "parent", "git_commit": git.commit,
+            "git_dirty": str(git.dirty).lower(), "hydra_overrides": " ".join(overrides), NOTE_TAG: note,
+            "mlflow.runName": run_name}
+    run = client.create_run(_experiment_id(client, config.experiment_name), run_name=run_name, tags=tags)
+    log.info("mlflow sweep parent run started run_id=%s name=%s sweep_id=%s", run.info.run_id, run_name, sweep_id)
+    return str(run.info.run_id)
+
+
+def sweep_parent(config: TrackingConfig, sweep_id: str) -> str | None:
+    """The id of the parent run of sweep ``sweep_id``, or None (a single job, or a sweep without one)."""
     client = MlflowClient(tracking_uri=config.tracking_uri)
     experiment = client.get_experiment_by_name(config.experiment_name)
     if experiment is None:
-        return {}
-    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.sweep_id = '{sweep_id}'")
-    return {run.info.run_name: dict(run.data.metrics) for run in runs if run.info.status == "FINISHED"}
+        return None
+    runs = client.search_runs([experiment.experiment_id], filter_string=(
+        f"tags.sweep_id = '{sweep_id}' and tags.{SWEEP_ROLE_TAG} = 'parent'"), max_results=2)
+    if len(runs) > 1:
+        raise ConfigError(f"sweep_id {sweep_id!r} has {len(runs)} parent runs in experiment {config.experiment_name!r}")
+    return str(runs[0].info.run_id) if runs else None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as read back from the store."""
+
+    run_id: str
+    name: str
+    status: str
+    tags: Mapping[str, str]
+    metrics: Mapping[str, float]
+
+
+def child_runs(config: TrackingConfig, parent_run_id: str) -> list[RunRecord]:
+    """Every run nested under ``parent_run_id``, whatever its status (FAILED and KILLED carry their error)."""
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id],
+                              filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=10000)
+    return [RunRecord(str(r.info.run_id), str(r.info.run_name), str(r.info.status), dict(r.data.tags),
+                      dict(r.data.metrics)) for r in runs]
+
+
+def record_failed_run(config: TrackingConfig, *, run_name: str, parent_run_id: str, sweep_id: str,
+                      overrides: Sequence[str], seed: str, error_type: str, message: str) -> str:
+    """A FAILED run nested under a sweep's parent for a job that failed before it opened its own run, with
+    the same error tags and ``error.txt`` a failed run records itself."""
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    text = message[:_PARAM_VALUE_MAX]
+    tags = {"sweep_id": sweep_id, "seed": seed, "hydra_overrides": " ".join(overrides), PARENT_TAG: parent_run_id,
+            "mlflow.runName": run_name, "error_type": error_type, "error_message": text[:500]}
+    run = client.create_run(_experiment_id(client, config.experiment_name), run_name=run_name, tags=tags)
+    try:
+        client.log_text(run.info.run_id, f"{error_type}: {text}\n", "error.txt")
+    finally:
+        client.set_terminated(run.info.run_id, status="FAILED")
+    return str(run.info.run_id)
+
+
+def open_run(config: TrackingConfig, run_id: str) -> TrackedRun:
+    """An existing run to write to (the sweep's parent at the sweep's end)."""
+    return TrackedRun(MlflowClient(tracking_uri=config.tracking_uri), run_id)
+
+
+def read_artifact_text(config: TrackingConfig, run_id: str, path: str) -> str:
+    """The text of one artifact of a run (e.g. a seed's ``eval/equity.csv``). Read through the artifact's URI: a
+    local artifact store hands back the file itself, without the download thread pool that is closed once the
+    interpreter exits (when a failed sweep's summary runs)."""
+    uri = MlflowClient(tracking_uri=config.tracking_uri).get_run(run_id).info.artifact_uri
+    local = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/{path}", tracking_uri=config.tracking_uri)
+    return Path(local).read_text()
+
+
+def end_run(config: TrackingConfig, run_id: str, status: str) -> None:
+    """Close a run opened by :func:`open_sweep_parent` as FINISHED, FAILED or KILLED."""
+    MlflowClient(tracking_uri=config.tracking_uri).set_terminated(run_id, status=status)
