@@ -151,10 +151,7 @@ def run_walkforward(
     T, N = market.open.shape
     ppy = market.frequency.periods_per_year
     inputs = StrategyInputs.build(market, features, ppy)
-    with_features = np.flatnonzero(inputs.has_features.any(axis=1)) if features is not None else np.arange(T)
-    if len(with_features) == 0:
-        raise EvaluationError("walk-forward: no row has features")
-    folds = make_folds(int(with_features[0]), T, config)
+    folds = make_folds(first_feature_row(market, features), T, config)
     oos_start, oos_stop = folds[0].test_start, folds[-1].test_stop
     weights = np.zeros((oos_stop + 1 - oos_start, N))
     info_rows = []
@@ -209,14 +206,16 @@ def evaluation_window(market: MarketArrays, features: FeatureSet | None,
                       config: WalkForwardConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The out-of-sample span :func:`run_walkforward` will trade, from its first decision to its last fill,
     known before anything runs (to check a saved model's training span against it)."""
-    T = market.open.shape[0]
-    if features is None:
-        first = 0
-    else:
-        complete = features.frame.loc[:, list(features.feature_names)].notna().all(axis=1)
-        stamps = complete[complete].index.get_level_values("timestamp")
-        if len(stamps) == 0:
-            raise EvaluationError("walk-forward: no row has features")
-        first = int(market.timestamps.searchsorted(stamps.min()))
-    folds = make_folds(first, T, config)
+    folds = make_folds(first_feature_row(market, features), market.open.shape[0], config)
     return market.timestamps[folds[0].test_start], market.timestamps[folds[-1].test_stop]
+
+
+def first_feature_row(market: MarketArrays, features: FeatureSet | None) -> int:
+    """The first market row where some symbol has a complete (finite) feature row: where the folds start."""
+    if features is None:
+        return 0
+    values = features.frame.loc[:, list(features.feature_names)].to_numpy(np.float64)
+    stamps = features.frame.index.get_level_values("timestamp")[np.isfinite(values).all(axis=1)]
+    if len(stamps) == 0:
+        raise EvaluationError("walk-forward: no row has features")
+    return int(market.timestamps.searchsorted(stamps.min()))
