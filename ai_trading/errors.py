@@ -111,3 +111,15 @@ class DataDefects(DataValidationError):
         self.defects = tuple(defects)
         self.symbol = first.symbol
         self.timestamp = first.timestamp
+
+
+class SchemaRevisionError(AiTradingError):
+    """A database is not at the migrations' head revision; the application refuses to use it."""
+
+    def __init__(self, what: str, url: str, current: str | None, head: str) -> None:
+        self.what = what
+        self.current = current
+        self.head = head
+        super().__init__(f"{what} {url} is at revision {current or '<none: never migrated>'}, the code needs "
+                         f"{head}: run `AI_TRADING_OMS_DSN={url} alembic upgrade head` (or `alembic -x dsn=... "
+                         "upgrade head`) from the checkout first")

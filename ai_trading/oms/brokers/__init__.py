@@ -1,0 +1,1 @@
+"""Brokers the OMS sends orders to: the ``Broker`` protocol and its venues."""

@@ -1,0 +1,118 @@
+"""Database plumbing shared by every store of the product: engines, the schema metadata and the
+migration-revision check.
+
+Every schema is created and changed only by the Alembic migrations in ``migrations/``; the
+application refuses a database that is not at the migrations' head instead of creating tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase
+
+from ai_trading.errors import ConfigError, SchemaRevisionError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+
+# Named constraints make migrations reproducible across PostgreSQL and SQLite (batch mode needs names
+# to drop or alter a constraint).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table of the product; its metadata is what migrations must match."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def make_engine(dsn: str, **kwargs: Any) -> Engine:
+    """An engine for ``dsn``: PostgreSQL through psycopg 3, or SQLite in WAL mode with a busy timeout.
+
+    A bare ``postgresql://`` URL is pinned to psycopg 3 so no other driver is picked silently.
+    """
+    try:
+        url = make_url(dsn)
+    except Exception as exc:  # SQLAlchemy's ArgumentError names no field
+        raise ConfigError(f"oms dsn is not a database URL: {exc}") from None
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
+        elif url.drivername != "postgresql+psycopg":
+            raise ConfigError(f"oms dsn driver {url.drivername!r}: only postgresql+psycopg (psycopg 3) is supported")
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    if backend == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    raise ConfigError(f"oms dsn backend {backend!r}: use sqlite:///path or postgresql+psycopg://...")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the single writer; synchronous=FULL makes each commit durable
+    # (a crash right after a commit must not lose it); foreign keys are off by default in SQLite.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def alembic_config(engine: Engine | None = None, dsn: str | None = None) -> Any:
+    """The Alembic config of ``migrations/``; an engine handed here is used by ``migrations/env.py``."""
+    from alembic.config import Config
+
+    if not MIGRATIONS_DIR.is_dir():
+        raise ConfigError(f"migrations directory {MIGRATIONS_DIR} not found: install ai_trading editable "
+                          "from its checkout (pip install -e .)")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if engine is not None:
+        config.attributes["connection"] = engine
+    if dsn is not None:
+        config.set_main_option("sqlalchemy.url", dsn.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """The single head revision of ``migrations/``."""
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise ConfigError(f"migrations/ has {len(heads)} heads {heads}; it must have exactly one")
+    return heads[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is stamped with, or None for a database never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Run every pending migration on ``engine`` (what ``alembic upgrade head`` does)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(engine), "head")
+
+
+def require_head(engine: Engine, what: str = "oms database") -> str:
+    """Fail fast unless the database is at the migrations' head; returns the revision."""
+    head = head_revision()
+    current = current_revision(engine)
+    if current != head:
+        raise SchemaRevisionError(what, engine.url.render_as_string(hide_password=True), current, head)
+    return head

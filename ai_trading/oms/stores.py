@@ -1,0 +1,2 @@
+"""Imports every module that defines tables, so ``Base.metadata`` holds the whole schema the migrations
+must match (``migrations/env.py`` and ``alembic check`` read it from here)."""
