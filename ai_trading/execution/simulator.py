@@ -325,21 +325,7 @@ class ExecutionSimulator:
         n = len(orders)
         if n == 0:
             return []
-        index = self._sym_index
-        sym = np.fromiter((index.get(o.symbol, -1) for o in orders), dtype=np.int64, count=n)
-        ns = np.fromiter((o.submitted_at.value for o in orders), dtype=np.int64, count=n)
-        valid = sym >= 0
-        first_ns, last_ns = np.asarray(self._first_ns), np.asarray(self._last_ns)
-        valid[valid] &= (ns[valid] >= first_ns[sym[valid]]) & (ns[valid] < last_ns[sym[valid]])
-        if not valid.all():
-            self._window(orders[int(np.argmin(valid))])  # raises with the order's own message
-        tif = np.fromiter((_TIF_CODE[o.time_in_force] for o in orders), dtype=np.int64, count=n)
-        start = self._next_tradable[np.searchsorted(self._ns_array, ns, side="right"), sym]
-        stop = np.where(tif == 0, self._session_end[start], np.where(tif == 1, start, len(self._ns) - 1))
-        side = np.fromiter((o.side.sign for o in orders), dtype=np.float64, count=n)
-        qty = np.fromiter((o.quantity for o in orders), dtype=np.float64, count=n)
-        is_limit = np.fromiter((o.order_type is OrderType.LIMIT for o in orders), dtype=np.bool_, count=n)
-        limit = np.fromiter((o.limit_price or 0.0 for o in orders), dtype=np.float64, count=n)
+        sym, ns, start, stop, side, qty, is_limit, limit = self._order_arrays(orders)
         # Priority: by first bar (what the bar-major kernel needs), then submission time, then list order;
         # on one symbol a later first bar means a later submission, so this is submission-time priority.
         queue = np.lexsort((np.arange(n), ns, start))
@@ -363,6 +349,103 @@ class ExecutionSimulator:
         with _gc_paused():
             return self._results(orders, sym, start, qty, filled, parts)
 
+    def _order_arrays(self, orders: Sequence[SimOrder]) -> tuple[Any, ...]:
+        """Per-order arrays of the order kernel: symbol column, submission ns, first and last bar, signed
+        side, quantity, limit flag and price; an order outside the data raises with its own message."""
+        n = len(orders)
+        index = self._sym_index
+        sym = np.fromiter((index.get(o.symbol, -1) for o in orders), dtype=np.int64, count=n)
+        ns = np.fromiter((o.submitted_at.value for o in orders), dtype=np.int64, count=n)
+        valid = sym >= 0
+        first_ns, last_ns = np.asarray(self._first_ns), np.asarray(self._last_ns)
+        valid[valid] &= (ns[valid] >= first_ns[sym[valid]]) & (ns[valid] < last_ns[sym[valid]])
+        if not valid.all():
+            self._window(orders[int(np.argmin(valid))])  # raises with the order's own message
+        tif = np.fromiter((_TIF_CODE[o.time_in_force] for o in orders), dtype=np.int64, count=n)
+        start = self._next_tradable[np.searchsorted(self._ns_array, ns, side="right"), sym]
+        stop = np.where(tif == 0, self._session_end[start], np.where(tif == 1, start, len(self._ns) - 1))
+        side = np.fromiter((o.side.sign for o in orders), dtype=np.float64, count=n)
+        qty = np.fromiter((o.quantity for o in orders), dtype=np.float64, count=n)
+        is_limit = np.fromiter((o.order_type is OrderType.LIMIT for o in orders), dtype=np.bool_, count=n)
+        limit = np.fromiter((o.limit_price or 0.0 for o in orders), dtype=np.float64, count=n)
+        return sym, ns, start, stop, side, qty, is_limit, limit
+
+    def order_window(self, order: SimOrder) -> tuple[int, int]:
+        """The first and last bar (row indices) ``order`` can work on: the symbol's next bar after the
+        decision bar, and the end of its session (DAY), that bar (IOC) or the last row (GTC); an order
+        outside the data raises ``OrderValidationError``."""
+        _, first, last = self._window(order)
+        return first, last
+
+    def execute_bar(self, t: int, orders: Sequence[SimOrder], filled: Sequence[float]) -> list[FillEvent | None]:
+        """One bar of the per-order path, for a venue that learns of its bars one at a time: each order's
+        slice on bar ``t`` (None when it does not fill there), given ``filled[i]`` shares of ``orders[i]``
+        done on the bars before.
+
+        Orders not working on ``t`` (first bar after ``t``, last bar before it, or nothing left) take no
+        slice. The others take theirs exactly as :meth:`execute_many` of the same list takes them on ``t``:
+        the same kernel resumed at ``t`` (orders already working first, in priority order, then those
+        starting on ``t``), the same bar-volume sharing and the same noise slot. So calling this for each
+        bar in turn, with ``filled`` the running sum of the fills returned, gives bit for bit the fills of one
+        :meth:`execute_many` call on a simulator with the same seed, for orders that were not withdrawn in
+        between (a withdrawn order simply leaves the list).
+        """
+        n = len(orders)
+        T = len(self._ns)
+        if not 1 <= t < T:
+            raise OrderValidationError(f"bar {t} is outside rows 1..{T - 1} of the market (row 0 has no "
+                                       "decision bar before it)")
+        if len(filled) != n:
+            raise OrderValidationError(f"{n} orders but {len(filled)} filled quantities")
+        events: list[FillEvent | None] = [None] * n
+        if n == 0:
+            return events
+        sym, ns, start, stop, side, qty, is_limit, limit = self._order_arrays(orders)
+        done = np.asarray(filled, dtype=np.float64).copy()
+        if done.shape != (n,) or not (np.isfinite(done).all() and (done >= 0).all()):
+            raise OrderValidationError(f"filled quantities must be {n} finite numbers >= 0, got {filled!r}")
+        working = np.flatnonzero((start <= t) & (t <= stop) & (qty - done > EPS_SHARES))
+        if working.size == 0:
+            return events
+        queue = working[np.lexsort((working, ns[working], start[working]))]
+        carried = int(np.count_nonzero(start[queue] < t))
+        # The kernel sees rows t-1 (decision) and t (execution) only: orders already working start on
+        # local row 0 (so they rest on the book), the others on local row 1, and all stop there.
+        local_start = np.where(start < t, 0, 1).astype(np.int64)
+        local_stop = np.ones(n, dtype=np.int64)
+        rows = slice(t - 1, t + 1)
+        m, p = self.market, self.params
+        noise = self._noise_rows(t)[t - 1:t]
+        active = np.empty(n, dtype=np.int64)
+        active[:carried] = queue[:carried]
+        state = np.array([1, carried, carried], dtype=np.int64)
+        out_order = np.empty(queue.size, dtype=np.int64)
+        out_bar = np.empty(queue.size, dtype=np.int64)
+        out = np.empty((queue.size, N_FILL))
+        k = run_orders(m.open[rows], m.high[rows], m.low[rows], m.close[rows], m.volume[rows],
+                       m.half_spread[rows], m.vol[rows], p.impact_scale, p.values, sym, side, qty, is_limit, limit,
+                       local_start, local_stop, queue, noise, np.zeros((2, len(m.symbols))), done, active, state,
+                       out_order, out_bar, out)
+        for i, event in zip(out_order[:k].tolist(), self._fill_events(np.full(k, t), sym[out_order[:k]], out[:k]),
+                            strict=True):
+            events[i] = event
+        return events
+
+    def _fill_events(self, bars: npt.NDArray[np.int64], syms: npt.NDArray[np.int64],
+                     out: npt.NDArray[np.float64]) -> list[FillEvent]:
+        """The kernel's fill rows as events, with the bar's volume and the decision bar's volatility and
+        half-spread the fill used."""
+        m = self.market
+        stamps = self._stamps
+        liquidity = (Liquidity.TAKER, Liquidity.MAKER)
+        rows = zip(
+            [stamps[b] for b in bars.tolist()], out[:, FILL_QTY].tolist(), out[:, FILL_PRICE].tolist(),
+            out[:, FILL_FEE].tolist(), [liquidity[int(k)] for k in out[:, ORDER_MAKER].tolist()],
+            out[:, FILL_REF].tolist(), out[:, FILL_SPREAD].tolist(), out[:, FILL_IMPACT].tolist(),
+            m.volume[bars, syms].tolist(), m.vol[bars - 1, syms].tolist(),
+            (m.half_spread[bars - 1, syms] * 1e4).tolist(), strict=True)
+        return list(map(FillEvent._make, rows))
+
     def _noise_rows(self, rows: int) -> npt.NDArray[np.float64]:
         """The simulator's noise table with at least ``rows`` rows: slot ``[t - 1, n]`` is the noise of every
         slice on bar ``t`` of symbol ``n``. Rows are drawn from the generator on first need, in row order, so
@@ -384,16 +467,7 @@ class ExecutionSimulator:
         order_idx = order_idx[by_order]
         bars = np.concatenate([part[1] for part in parts])[by_order]
         out = np.concatenate([part[2] for part in parts])[by_order]
-        syms = sym[order_idx]
-        stamps = self._stamps
-        liquidity = (Liquidity.TAKER, Liquidity.MAKER)
-        rows = zip(
-            [stamps[b] for b in bars.tolist()], out[:, FILL_QTY].tolist(), out[:, FILL_PRICE].tolist(),
-            out[:, FILL_FEE].tolist(), [liquidity[int(k)] for k in out[:, ORDER_MAKER].tolist()],
-            out[:, FILL_REF].tolist(), out[:, FILL_SPREAD].tolist(), out[:, FILL_IMPACT].tolist(),
-            m.volume[bars, syms].tolist(), m.vol[bars - 1, syms].tolist(),
-            (m.half_spread[bars - 1, syms] * 1e4).tolist(), strict=True)
-        events = list(map(FillEvent._make, rows))
+        events = self._fill_events(bars, sym[order_idx], out)
         bounds = np.searchsorted(order_idx, np.arange(n + 1)).tolist()
         sums = [np.bincount(order_idx, weights=out[:, col], minlength=n).tolist()
                 for col in (FILL_SPREAD, FILL_IMPACT, FILL_FEE)]
