@@ -15,7 +15,8 @@ stays free whatever was learned: a multiple of zero is zero). Fees are exact and
 The learned state persists as a versioned JSON file with a SHA-256 of its canonical content
 (:meth:`EwmaCostModel.save`, :meth:`EwmaCostModel.load`); simulation, evaluation and the RL env load it by
 path from ``conf/cost_model``. Fill reports fold in with :meth:`EwmaCostModel.update` and a new version is
-written with :meth:`EwmaCostModel.save`; no paper or live venue feeds it yet.
+written with :meth:`EwmaCostModel.save`; a venue's fills reach it through :mod:`ai_trading.execution.cost_feedback`,
+which writes each learned state as a new version of the file.
 """
 
 from __future__ import annotations
