@@ -320,3 +320,22 @@ def test_on_bar_processes_up_to_the_bar_and_refuses_old_or_unknown_bars(engine: 
     venue.on_bar(STAMPS[-1])
     with pytest.raises(VenueClockError, match="no bar after"):
         venue.advance()
+
+
+def test_unique_client_order_id_is_the_databases_rule(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    venue = PaperBroker(engine, CONFIG, BARS, seed=1)
+    venue.submit(_req("race"))
+    # Another process inserted the id between this one's check and its insert: the constraint decides.
+    real = PaperBroker._row
+    calls: list[str] = []
+
+    def check_misses_once(session: object, cid: str) -> PaperOrderRow | None:
+        calls.append(cid)
+        return None if len(calls) == 1 else real(session, cid)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PaperBroker, "_row", staticmethod(check_misses_once))
+    with pytest.raises(DuplicateClientOrderId, match="race"):
+        venue.submit(_req("race", "ORCL"))
+    assert len(calls) == 2  # the insert hit the constraint, then the lookup found the other order
+    with engine.connect() as conn:
+        assert conn.execute(select(PaperOrderRow.symbol)).scalars().all() == ["NVDA"]
