@@ -339,3 +339,17 @@ def test_unique_client_order_id_is_the_databases_rule(engine: Engine, monkeypatc
     assert len(calls) == 2  # the insert hit the constraint, then the lookup found the other order
     with engine.connect() as conn:
         assert conn.execute(select(PaperOrderRow.symbol)).scalars().all() == ["NVDA"]
+
+
+def test_two_venue_objects_on_one_database_share_orders_and_clock(engine: Engine) -> None:
+    a = PaperBroker(engine, CONFIG, BARS, seed=1)
+    b = PaperBroker(engine, CONFIG, BARS, seed=1)
+    a.submit(_req("shared", qty=6_000_000.0))
+    with pytest.raises(DuplicateClientOrderId):
+        b.submit(_req("shared"))
+    fills = b.advance()
+    assert a.cursor == 1 and a.list_fills() == fills
+    with pytest.raises(VenueClockError, match="already processed"):
+        a.on_bar(STAMPS[1])
+    assert [pd.Timestamp(f.timestamp) for f in a.on_bar(STAMPS[2])] == [STAMPS[2]]
+    assert b.get_order("shared") == a.get_order("shared")

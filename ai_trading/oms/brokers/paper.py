@@ -128,10 +128,7 @@ class PaperBroker:
         """Process the next ``bars`` bars, each committed on its own; returns their fills, oldest first."""
         if isinstance(bars, bool) or not isinstance(bars, int) or bars < 1:
             raise VenueClockError(f"advance(bars={bars!r}): must be an int >= 1")
-        fills: list[BrokerFill] = []
-        for _ in range(bars):
-            fills.extend(self._process_next_bar())
-        return fills
+        return self._process_until(self.cursor + bars)
 
     def on_bar(self, timestamp: datetime | pd.Timestamp) -> list[BrokerFill]:
         """A bar of the venue's market arrived: process every bar up to and including it."""
@@ -145,7 +142,7 @@ class PaperBroker:
         cursor = self.cursor
         if t <= cursor:
             raise VenueClockError(f"bar {ts} was already processed (the venue is at {self._stamps[cursor]})")
-        return self.advance(t - cursor)
+        return self._process_until(t)
 
     # -- the Broker protocol --------------------------------------------------------------------------
     def submit(self, request: OrderRequest) -> BrokerOrder:
@@ -257,13 +254,24 @@ class PaperBroker:
         return SimOrder(row.symbol, SimSide(row.side), row.quantity, self._stamps[row.submitted_bar],
                         SimType(row.order_type), row.limit_price, TimeInForce(row.time_in_force))
 
-    def _process_next_bar(self) -> list[BrokerFill]:
+    def _process_until(self, last: int) -> list[BrokerFill]:
+        """Process bars until bar ``last`` is processed (by this venue object or another on the database)."""
+        if last >= len(self._stamps):
+            raise VenueClockError(f"the venue's market has no bar after {self._stamps[-1]}")
+        fills: list[BrokerFill] = []
+        while (step := self._process_next_bar(last)) is not None:
+            fills.extend(step)
+        return fills
+
+    def _process_next_bar(self, last: int) -> list[BrokerFill] | None:
+        """The next bar's fills, committed with the orders' states and the clock; None when bar ``last``
+        was already processed (the clock is read under the venue's lock, so no bar is processed twice)."""
         fills: list[BrokerFill] = []
         with self._sessions.begin() as session:
             venue = self._lock(session)
             t = venue.cursor + 1
-            if t >= len(self._stamps):
-                raise VenueClockError(f"the venue's market has no bar after {self._stamps[-1]}")
+            if t > last:
+                return None
             rows = session.scalars(select(PaperOrderRow).where(PaperOrderRow.status.in_(_OPEN))
                                    .order_by(PaperOrderRow.seq)).all()
             events = self._sim.execute_bar(t, [self._sim_order(r) for r in rows], [r.filled_quantity for r in rows])
