@@ -86,11 +86,9 @@ class PaperBroker:
             raise ConfigError(f"paper venue seed={seed!r}: must be an int (it is pinned in the venue's database)")
         self.time_in_force = TimeInForce(time_in_force)
         require_head(engine, "paper venue database")
-        self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._sim = ExecutionSimulator(config, bars, seed=seed, frequency=frequency)
         self._stamps: list[pd.Timestamp] = list(self._sim.market.timestamps)
-        self._ns = self._sim.market.timestamps.asi8
         fingerprint = market_fingerprint(config, bars, seed)
         with self._sessions.begin() as session:
             venue = session.get(PaperVenueRow, _VENUE_ID)
