@@ -154,8 +154,8 @@ class SeedResult:
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> SeedResult:
         known = {f.name for f in fields(cls)} - {"net_returns"}
-        values = {k: (math.nan if v is None and k not in ("seed", "error") else v) for k, v in payload.items()
-                  if k in known}
+        values: dict[str, Any] = {k: (math.nan if v is None and k not in ("seed", "error") else v)
+                                  for k, v in payload.items() if k in known}
         return cls(**values)
 
 
@@ -254,8 +254,8 @@ class GovernanceDecision:
                  f"finished, {self.n_trials} trials; {best}",
                  f"{'criterion':<34}{'value':>12}  {'threshold':<14}verdict"]
         for c in self.criteria:
-            lines.append(f"{c.name:<34}{_fmt(c.name, c.value):>12}  {c.comparison + ' ' + _fmt(c.name, c.threshold):<14}"
-                         f"{'pass' if c.passed else 'FAIL'}")
+            threshold = f"{c.comparison} {_fmt(c.name, c.threshold)}"
+            lines.append(f"{c.name:<34}{_fmt(c.name, c.value):>12}  {threshold:<14}{'pass' if c.passed else 'FAIL'}")
         for s in self.failed_seeds:
             lines.append(f"{s.label} {s.status} (run {s.run_id}): {s.error or 'no error recorded'}")
         lines.extend(f"- {reason}" for reason in self.reasons)
