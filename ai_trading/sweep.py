@@ -38,8 +38,10 @@ from omegaconf import DictConfig, OmegaConf
 from ai_trading.errors import AiTradingError
 from ai_trading.evaluation.plots import equity_figure, seed_sharpe_figure
 from ai_trading.rl.governance import (
+    DECISION_ARTIFACT,
     GovernanceConfig,
     GovernanceDecision,
+    Register,
     evaluate_governance,
     log_decision,
     promote_best,
@@ -131,19 +133,20 @@ def register_best_model(tracking: TrackingConfig, run_id: str, decision: dict[st
                 "registered (store %s)", run_id, decision.get("sweep_id"), mask_text(tracking.tracking_uri))
 
 
-def decide(tracking: TrackingConfig, governance: GovernanceConfig, sweep_id: str, parent_run_id: str,
-           artifact_file: str = "governance/decision.json") -> GovernanceDecision:
-    """Governance over a sweep's runs: read the seeds, evaluate the gates, log the decision as text and to
-    the parent run (``artifact_file``), then register the best seed's model or emit ``governance_failed``."""
+def decide(tracking: TrackingConfig, governance: GovernanceConfig, sweep_id: str, parent_run_id: str, *,
+           register: Register, artifact_file: str = DECISION_ARTIFACT) -> GovernanceDecision:
+    """Governance over a sweep's runs: read the seeds, evaluate the gates, log the decision to the parent run
+    (``artifact_file``), then hand a passing decision's best run to ``register`` or emit ``governance_failed``.
+    The caller shows the decision (:meth:`GovernanceDecision.table`)."""
     sweep = read_sweep(tracking, parent_run_id)
     decision = evaluate_governance(governance, sweep.seeds, sweep.n_trials, trial_sharpes=sweep.trial_sharpes,
                                    sweep_id=sweep_id)
-    configuration = f" (configuration: {sweep.configuration})" if sweep.configuration else ""
-    log.info("governance decision%s\n%s", configuration, decision.table())
+    if sweep.configuration:
+        log.info("governance candidate configuration of sweep %s: %s (of %d trials)", sweep_id, sweep.configuration,
+                 sweep.n_trials)
     parent = open_run(tracking, parent_run_id)
     log_decision(parent, decision, artifact_file)
-    promote_best(decision, register=lambda run_id, payload: register_best_model(tracking, run_id, payload),
-                 run=parent)
+    promote_best(decision, register=register, run=parent)
     return decision
 
 
@@ -230,7 +233,9 @@ class SweepSummary(Callback):
     def _decide(self, tracking: TrackingConfig, sweep_id: str, parent: str) -> None:
         assert self._governance is not None  # set with _pending
         try:
-            decide(tracking, self._governance, sweep_id, parent)
+            decision = decide(tracking, self._governance, sweep_id, parent,
+                              register=lambda run_id, payload: register_best_model(tracking, run_id, payload))
+            log.info("governance decision\n%s", decision.table())
         except AiTradingError as exc:  # the sweep ran; what it could not decide is reported, not raised
             message = mask_text(str(exc))
             log.error("governance could not decide sweep %s: %s: %s", sweep_id, type(exc).__name__, message)
