@@ -464,10 +464,11 @@ def _net_returns(tracking: TrackingConfig, run: RunRecord) -> tuple[float, ...]:
     try:
         text = read_artifact_text(tracking, run.run_id, EQUITY_ARTIFACT)
         equity = pd.read_csv(io.StringIO(text), index_col="timestamp")[f"{AGENT}/net"]
-    except Exception as exc:  # MLflow's and pandas' own errors: the run lacks what every finished seed logs
+        returns = returns_from_equity(equity.to_numpy(dtype=float))
+    except Exception as exc:  # MLflow's, pandas' and the metrics' own errors, named with the run they came from
         raise EvaluationError(f"run {run.run_id} ({run.name}): cannot read its {EQUITY_ARTIFACT} column "
                               f"{AGENT}/net: {type(exc).__name__}: {exc}") from exc
-    return tuple(float(r) for r in returns_from_equity(equity.to_numpy(dtype=float)))
+    return tuple(float(r) for r in returns)
 
 
 def _seed(run: RunRecord) -> int | None:
