@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -20,6 +21,7 @@ from hydra.types import RunMode
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from ai_trading import sweep
 from ai_trading.errors import ConfigError
 from ai_trading.paths import CONF_DIR
 from ai_trading.sweep import SweepSummary, sweep_id_of
@@ -33,7 +35,8 @@ def _metrics(rl: float, buy_and_hold: float, trend: float) -> dict[str, float]:
     out: dict[str, float] = {}
     for strategy, sharpe in (("rl", rl), ("buy_and_hold", buy_and_hold), ("trend", trend)):
         out.update({f"eval/{strategy}/net/sharpe": sharpe, f"eval/{strategy}/net/total_return": sharpe / 10,
-                    f"eval/{strategy}/net/max_drawdown": 0.1, f"eval/{strategy}/net/turnover": 2.0})
+                    f"eval/{strategy}/net/max_drawdown": 0.1, f"eval/{strategy}/net/turnover": 2.0,
+                    f"eval/{strategy}/net/periods_per_year": 252.0})
     return out
 
 
@@ -118,6 +121,28 @@ def test_sweep_end_summarises_finished_seeds_and_lists_failed_ones_on_the_parent
     assert "governance exp__2026-01-02_03-04-05_000006: REJECTED" in printed
     for criterion in decision["criteria"]:
         assert criterion["name"] in printed
+
+
+def test_a_passing_sweep_hands_its_best_seed_to_register_best_model(
+        tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    registered: list[tuple[TrackingConfig, str, dict[str, Any]]] = []
+    monkeypatch.setattr(sweep, "register_best_model", lambda tracking, run_id, decision: registered.append(
+        (tracking, run_id, decision)))
+    callback = SweepSummary()
+    callback.on_multirun_start(_config(tmp_path, mlflow_uri, ["seed=0,1,2,3,4"]))
+    tracking = TrackingConfig(mlflow_uri, "exp")
+    sweep_id = sweep_id_of(tmp_path / SWEEP_DIR)
+    parent = sweep_parent(tracking, sweep_id)
+    assert parent is not None
+    ids = [_finished_seed(tracking, parent, sweep_id, seed, sharpe)
+           for seed, sharpe in enumerate((0.9, 1.0, 1.1, 0.95, 1.05))]
+    with caplog.at_level(logging.INFO, logger="ai_trading.sweep"):
+        callback.on_multirun_end(_config(tmp_path, mlflow_uri, ["seed=0,1,2,3,4"]))
+    ((where, run_id, decision),) = registered
+    assert where == tracking and run_id == ids[2] and decision["passed"] is True and decision["best_seed"] == 2
+    run = MlflowClient(tracking_uri=mlflow_uri).get_run(parent)
+    assert run.data.tags["governance.passed"] == "true" and run.data.tags["governance.best_run_id"] == ids[2]
+    assert f"governance {sweep_id}: PASSED" in caplog.text
 
 
 def test_sweep_end_reports_a_governance_error_without_failing_the_sweep(
