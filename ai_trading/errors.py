@@ -123,3 +123,14 @@ class SchemaRevisionError(AiTradingError):
         super().__init__(f"{what} {url} is at revision {current or '<none: never migrated>'}, the code needs "
                          f"{head}: run `AI_TRADING_OMS_DSN={url} alembic upgrade head` (or `alembic -x dsn=... "
                          "upgrade head`) from the checkout first")
+
+
+class GovernanceRejected(AiTradingError):
+    """A sweep failed its promotion gates (``ai_trading.promote``): nothing was registered; names the sweep and
+    every failed criterion."""
+
+    def __init__(self, sweep_id: str, reasons: list[str]) -> None:
+        self.sweep_id = sweep_id
+        self.reasons = tuple(reasons)
+        super().__init__(f"sweep {sweep_id} rejected by governance, {len(reasons)} criteria failed: "
+                         + "; ".join(reasons))

@@ -10,7 +10,15 @@ baselines on the same window and costs; failed seeds with their error) and logs 
 ``summary/`` metrics, ``summary/table.csv`` and ``summary/summary.txt``, and the plots
 ``plots/equity_seeds.png`` and ``plots/sharpe_seeds.png``. Hydra skips ``on_multirun_end`` when a job
 failed (its sweeper re-raises the first job error, or a job ends the process), so the same end also runs at
-the process's exit if it has not run yet. Multi-seed promotion gates hook in here.
+the process's exit if it has not run yet.
+
+After the summary the same end decides promotion (:mod:`ai_trading.rl.governance`): it checks the seeds
+against the ``governance`` group's gates, prints the decision (each criterion's value, threshold and
+verdict), logs it to the parent (``governance/decision.json``, tags ``governance.passed`` and
+``governance.best_run_id``, ``governance/`` metrics) and acts on it: a passing sweep registers its best seed's
+model (:func:`register_best_model`), a failing one registers nothing and emits ``governance_failed``. A
+rejection is the sweep's result, not an error of its process; a typed error while reading the runs is
+logged with its cause and tagged ``governance.error`` on the parent.
 """
 
 from __future__ import annotations
@@ -27,7 +35,18 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ai_trading.errors import AiTradingError
 from ai_trading.evaluation.plots import equity_figure, seed_sharpe_figure
+from ai_trading.rl.governance import (
+    DECISION_ARTIFACT,
+    GovernanceConfig,
+    GovernanceDecision,
+    Register,
+    evaluate_governance,
+    log_decision,
+    promote_best,
+    read_sweep,
+)
 from ai_trading.secrets import mask_override, mask_text
 from ai_trading.tracking import TrackingConfig, prepare_store
 from ai_trading.tracking.naming import run_name, run_note
@@ -42,6 +61,7 @@ from ai_trading.tracking.runs import (
     sweep_parent,
 )
 from ai_trading.tracking.summary import AGENT, BASELINES, SeedOutcome, SweepTable, summarise
+from ai_trading.wiring import governance_config
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +126,30 @@ def log_summary(tracking: TrackingConfig, parent_run_id: str, summary: SweepTabl
         {b: first.get(f"eval/{b}/net/sharpe", float("nan")) for b in BASELINES}), "plots/sharpe_seeds.png")
 
 
+def register_best_model(tracking: TrackingConfig, run_id: str, decision: dict[str, Any]) -> None:
+    """Register the model of a passing sweep's best seed (run ``run_id``) with its governance ``decision``:
+    the one place where the sweep's end and ``ai_trading.promote`` hand a passing decision to the registry."""
+    log.warning("registration: not configured; the model of run %s passed governance (sweep %s) and is not "
+                "registered (store %s)", run_id, decision.get("sweep_id"), mask_text(tracking.tracking_uri))
+
+
+def decide(tracking: TrackingConfig, governance: GovernanceConfig, sweep_id: str, parent_run_id: str, *,
+           register: Register, artifact_file: str = DECISION_ARTIFACT) -> GovernanceDecision:
+    """Governance over a sweep's runs: read the seeds, evaluate the gates, log the decision to the parent run
+    (``artifact_file``), then hand a passing decision's best run to ``register`` or emit ``governance_failed``.
+    The caller shows the decision (:meth:`GovernanceDecision.table`)."""
+    sweep = read_sweep(tracking, parent_run_id)
+    decision = evaluate_governance(governance, sweep.seeds, sweep.n_trials, trial_sharpes=sweep.trial_sharpes,
+                                   sweep_id=sweep_id)
+    if sweep.configuration:
+        log.info("governance candidate configuration of sweep %s: %s (of %d trials)", sweep_id, sweep.configuration,
+                 sweep.n_trials)
+    parent = open_run(tracking, parent_run_id)
+    log_decision(parent, decision, artifact_file)
+    promote_best(decision, register=register, run=parent)
+    return decision
+
+
 def _record_failure(config: DictConfig, error_type: str, message: str) -> None:
     """A FAILED run under the sweep's parent for a job that has no run of its own (it failed before opening
     one); a job whose run recorded the failure itself is left as it is."""
@@ -132,10 +176,12 @@ class SweepSummary(Callback):
 
     def __init__(self) -> None:
         self._pending: tuple[TrackingConfig, str, str] | None = None  # (tracking, sweep_id, parent run id)
+        self._governance: GovernanceConfig | None = None
         self._running: DictConfig | None = None  # the job under way in this process
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         tracking = _tracking(config)
+        self._governance = governance_config(config)  # a bad threshold fails before any seed trains
         prepare_store(tracking)
         sweep_id = sweep_id_of(config.hydra.sweep.dir)
         overrides = [mask_override(str(o)) for o in config.hydra.overrides.task]
@@ -175,6 +221,7 @@ class SweepSummary(Callback):
         status = "FINISHED"
         try:
             log_summary(tracking, parent, summary, runs)
+            self._decide(tracking, sweep_id, parent)
         except BaseException:
             status = "FAILED"
             raise
@@ -182,3 +229,14 @@ class SweepSummary(Callback):
             if summary.finished == 0:
                 status = "KILLED" if any(o.status == "KILLED" for _, o in runs) else "FAILED"
             end_run(tracking, parent, status)
+
+    def _decide(self, tracking: TrackingConfig, sweep_id: str, parent: str) -> None:
+        assert self._governance is not None  # set with _pending
+        try:
+            decision = decide(tracking, self._governance, sweep_id, parent,
+                              register=lambda run_id, payload: register_best_model(tracking, run_id, payload))
+            log.info("governance decision\n%s", decision.table())
+        except AiTradingError as exc:  # the sweep ran; what it could not decide is reported, not raised
+            message = mask_text(str(exc))
+            log.error("governance could not decide sweep %s: %s: %s", sweep_id, type(exc).__name__, message)
+            open_run(tracking, parent).set_tags({"governance.error": f"{type(exc).__name__}: {message}"[:5000]})

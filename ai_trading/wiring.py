@@ -27,6 +27,7 @@ from ai_trading.evaluation.slo import SLOConfig
 from ai_trading.evaluation.walkforward import WalkForwardConfig
 from ai_trading.execution import EwmaCostModelConfig, SimulatorConfig
 from ai_trading.features import FeatureSpec
+from ai_trading.rl.governance import GovernanceConfig
 from ai_trading.rl_trading import PortfolioEnvConfig
 from ai_trading.rl_trading.train import AlgoConfig
 from ai_trading.secrets import mask_secrets
@@ -70,6 +71,16 @@ class EvaluateConfig:
     walkforward: WalkForwardConfig
     model_path: str | None
     allow_in_sample: bool
+
+
+@dataclass(frozen=True)
+class PromoteConfig:
+    """The on-demand promotion job (``python -m ai_trading.promote sweep_id=...``): which sweep, where its runs
+    are, and the gates to check it against."""
+
+    sweep_id: str
+    governance: GovernanceConfig
+    tracking: TrackingConfig
 
 
 def _group(cfg: DictConfig, key: str, path: str | None = None) -> Any:
@@ -191,3 +202,25 @@ def evaluate_config(cfg: DictConfig) -> EvaluateConfig:
                           walkforward=_group(cfg, "walkforward"),
                           model_path=None if model_path is None else str(model_path),
                           allow_in_sample=cfg.allow_in_sample)
+
+
+def governance_config(cfg: DictConfig) -> GovernanceConfig:
+    """The promotion gates of a composed config's ``governance`` group (the sweep's end and ``promote``)."""
+    if "governance" not in cfg:
+        raise ConfigError("governance: the config has no governance group (add `- governance: default` to its "
+                          "defaults)")
+    config = _group(cfg, "governance")
+    if not isinstance(config, GovernanceConfig):
+        raise ConfigError(f"governance._target_ must build {GovernanceConfig.__qualname__}, got {type(config)}")
+    return config
+
+
+def promote_config(cfg: DictConfig) -> PromoteConfig:
+    """Every group of ``conf/promote.yaml`` instantiated once."""
+    if OmegaConf.is_missing(cfg, "sweep_id"):
+        raise ConfigError("sweep_id is required: set sweep_id=<the sweep's id> (the sweep_id tag of its runs, "
+                          "e.g. ai_trading__2026-01-02_03-04-05_000006)")
+    sweep_id = cfg.sweep_id
+    if not isinstance(sweep_id, str) or not sweep_id.strip():
+        raise ConfigError(f"sweep_id={sweep_id!r}: must be a non-empty string")
+    return PromoteConfig(sweep_id=sweep_id, governance=governance_config(cfg), tracking=_group(cfg, "tracking"))

@@ -4,12 +4,14 @@ tiny multirun with a failing job, and output folders that stay apart."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -19,6 +21,7 @@ from hydra.types import RunMode
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from ai_trading import sweep
 from ai_trading.errors import ConfigError
 from ai_trading.paths import CONF_DIR
 from ai_trading.sweep import SweepSummary, sweep_id_of
@@ -32,7 +35,8 @@ def _metrics(rl: float, buy_and_hold: float, trend: float) -> dict[str, float]:
     out: dict[str, float] = {}
     for strategy, sharpe in (("rl", rl), ("buy_and_hold", buy_and_hold), ("trend", trend)):
         out.update({f"eval/{strategy}/net/sharpe": sharpe, f"eval/{strategy}/net/total_return": sharpe / 10,
-                    f"eval/{strategy}/net/max_drawdown": 0.1, f"eval/{strategy}/net/turnover": 2.0})
+                    f"eval/{strategy}/net/max_drawdown": 0.1, f"eval/{strategy}/net/turnover": 2.0,
+                    f"eval/{strategy}/net/periods_per_year": 252.0})
     return out
 
 
@@ -46,6 +50,7 @@ def _equity_csv() -> str:
 def _config(tmp_path: Path, uri: str, overrides: list[str], seed: int | None = None) -> DictConfig:
     return OmegaConf.create({"experiment_name": "exp", "seed": seed, "tracking": {"tracking_uri": uri},
                              "algo": {"name": "ppo"},
+                             "governance": OmegaConf.load(CONF_DIR / "governance" / "default.yaml"),
                              "hydra": {"mode": RunMode.MULTIRUN, "sweep": {"dir": str(tmp_path / SWEEP_DIR)},
                                        "overrides": {"task": overrides}}})
 
@@ -104,6 +109,76 @@ def test_sweep_end_summarises_finished_seeds_and_lists_failed_ones_on_the_parent
     assert "seed3 FAILED (run exp__ppo__seed3): ConfigError: data.start: not a date" in printed
     experiment = client.get_experiment_by_name("exp")
     assert experiment is not None and experiment.tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    # Governance after the summary: two of four seeds finished, below the five required; nothing registered.
+    assert run.data.tags["governance.passed"] == "false" and run.data.tags["governance.best_run_id"] == children[
+        "exp__ppo__seed0"].run_id
+    decision = json.loads(Path(client.download_artifacts(parent, "governance/decision.json")).read_text())
+    assert decision["n_seeds"] == 4 and decision["n_finished"] == 2 and decision["n_trials"] == 4
+    assert decision["reasons"][0] == "2 of 4 seeds finished, below the 5 minimum (failed: seed 2 FAILED, seed 3 FAILED)"
+    event = json.loads(Path(client.download_artifacts(parent, "governance/event.json")).read_text())
+    assert event["kind"] == "governance_failed" and event["reasons"] == decision["reasons"]
+    assert metrics["governance/passed"] == 0.0 and metrics["governance/seeds_finished"] == 2
+    assert "governance exp__2026-01-02_03-04-05_000006: REJECTED" in printed
+    for criterion in decision["criteria"]:
+        assert criterion["name"] in printed
+
+
+def test_a_passing_sweep_hands_its_best_seed_to_register_best_model(
+        tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    registered: list[tuple[TrackingConfig, str, dict[str, Any]]] = []
+    monkeypatch.setattr(sweep, "register_best_model", lambda tracking, run_id, decision: registered.append(
+        (tracking, run_id, decision)))
+    callback = SweepSummary()
+    callback.on_multirun_start(_config(tmp_path, mlflow_uri, ["seed=0,1,2,3,4"]))
+    tracking = TrackingConfig(mlflow_uri, "exp")
+    sweep_id = sweep_id_of(tmp_path / SWEEP_DIR)
+    parent = sweep_parent(tracking, sweep_id)
+    assert parent is not None
+    ids = [_finished_seed(tracking, parent, sweep_id, seed, sharpe)
+           for seed, sharpe in enumerate((0.9, 1.0, 1.1, 0.95, 1.05))]
+    with caplog.at_level(logging.INFO, logger="ai_trading.sweep"):
+        callback.on_multirun_end(_config(tmp_path, mlflow_uri, ["seed=0,1,2,3,4"]))
+    ((where, run_id, decision),) = registered
+    assert where == tracking and run_id == ids[2] and decision["passed"] is True and decision["best_seed"] == 2
+    run = MlflowClient(tracking_uri=mlflow_uri).get_run(parent)
+    assert run.data.tags["governance.passed"] == "true" and run.data.tags["governance.best_run_id"] == ids[2]
+    assert f"governance {sweep_id}: PASSED" in caplog.text
+
+
+def test_sweep_end_reports_a_governance_error_without_failing_the_sweep(
+        tmp_path: Path, mlflow_uri: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A finished seed whose held-out equity has no return (it reaches zero): the summary is logged, the
+    decision cannot be made and says why in the log and on the parent, and the parent still closes FINISHED."""
+    callback = SweepSummary()
+    callback.on_multirun_start(_config(tmp_path, mlflow_uri, ["seed=0"]))
+    tracking = TrackingConfig(mlflow_uri, "exp")
+    sweep_id = sweep_id_of(tmp_path / SWEEP_DIR)
+    parent = sweep_parent(tracking, sweep_id)
+    assert parent is not None
+    equity = pd.read_csv(io.StringIO(_equity_csv()), index_col="timestamp")
+    equity.iloc[2, equity.columns.get_loc("rl/net")] = 0.0
+    with start_run(tracking, run_name="exp__ppo__seed0", resolved_config={}, overrides=["seed=0"],
+                   tags={"sweep_id": sweep_id, "seed": 0}, parent_run_id=parent) as run:
+        run.log_metrics(_metrics(0.9, 0.568, 0.654))
+        run.log_text(equity.to_csv(index_label="timestamp"), "eval/equity.csv")
+    with caplog.at_level(logging.INFO, logger="ai_trading.sweep"):
+        callback.on_multirun_end(_config(tmp_path, mlflow_uri, ["seed=0"]))
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    record = client.get_run(parent)
+    assert record.info.status == "FINISHED" and record.data.metrics["summary/seeds_finished"] == 1
+    error = record.data.tags["governance.error"]
+    assert error.startswith(f"EvaluationError: run {run.run_id} (exp__ppo__seed0): cannot read its eval/equity.csv")
+    assert "EvaluationError: equity: non-positive value" in error and "at position 2" in error
+    assert f"governance could not decide sweep {sweep_id}: EvaluationError" in caplog.text
+    assert "governance.passed" not in record.data.tags
+
+
+def test_a_bad_governance_threshold_fails_the_sweep_before_any_seed(tmp_path: Path, mlflow_uri: str) -> None:
+    config = _config(tmp_path, mlflow_uri, ["seed=0"])
+    config.governance.min_seeds = 0
+    with pytest.raises(ConfigError, match=r"governance\.min_seeds=0"):
+        SweepSummary().on_multirun_start(config)
+    assert sweep_parent(TrackingConfig(mlflow_uri, "exp"), sweep_id_of(tmp_path / SWEEP_DIR)) is None
 
 
 def test_sweep_ended_by_a_job_exiting_still_summarises_and_closes_the_parent_failed(
@@ -179,3 +254,13 @@ def test_train_sweep_with_a_failing_job_nests_seeds_under_a_parent_with_the_summ
     assert {"summary/table.csv", "summary/summary.txt", "plots/equity_seeds.png", "plots/sharpe_seeds.png"} <= artifacts
     assert "2 of 3 seeds finished" in output
     assert "\nseed0 " in output and "\nseed1 " in output and "FAILED (run ai_trading__ppo__" in output
+    # The promotion decision after the summary: printed with every criterion, logged to the parent; two
+    # finished seeds are fewer than the five required, so it is rejected and nothing is registered.
+    decision = json.loads(Path(client.download_artifacts(parent.info.run_id, "governance/decision.json")).read_text())
+    assert decision["passed"] is False and decision["n_finished"] == 2 and decision["n_trials"] == 3
+    assert "2 of 3 seeds finished, below the 5 minimum (failed: seed -1 FAILED)" in decision["reasons"]
+    assert parent.data.tags["governance.passed"] == "false"
+    assert ": REJECTED (" in output and "governance_failed sweep_id=" in output
+    for criterion in decision["criteria"]:
+        line = next(x for x in output.splitlines() if x.startswith(criterion["name"] + " "))
+        assert line.rstrip().endswith("pass" if criterion["passed"] else "FAIL")
