@@ -280,7 +280,7 @@ def _load_agent(data: Path, manifest: Manifest) -> Any:
     if (data / NORMALIZER_FILE).exists():
         spaces = (model.observation_space, model.action_space)
 
-        class _Spaces(gym.Env):  # type: ignore[type-arg]  # VecNormalize.load needs a VecEnv of these spaces
+        class _Spaces(gym.Env):  # VecNormalize.load needs a VecEnv of these spaces
             observation_space, action_space = spaces
 
         normalizer = VecNormalize.load(str(data / NORMALIZER_FILE), DummyVecEnv([_Spaces]))
