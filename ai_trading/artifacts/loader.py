@@ -215,8 +215,9 @@ def verify_directory(directory: Path, config: SigningConfig, expect: Expectation
 
 
 @contextmanager
-def private_copy(directory: Path, where: str) -> Iterator[Path]:
-    """A copy of ``directory`` only this process can read, so the verified bytes are the loaded bytes."""
+def private_copy(directory: Path, where: str, *, leave_out: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A copy of ``directory`` only this process can read, so the verified bytes are the loaded bytes;
+    ``leave_out``: top-level files not copied (metadata MLflow writes beside a downloaded model)."""
     if not directory.is_dir():
         raise MalformedManifest(f"{directory} is not a model directory", where=where)
     for path in directory.rglob("*"):
@@ -226,16 +227,19 @@ def private_copy(directory: Path, where: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="ai_trading_verified_") as scratch:
         target = Path(scratch) / "model"
         shutil.copytree(directory, target)
+        for name in leave_out:
+            if (target / name).is_file():
+                (target / name).unlink()
         yield target
 
 
 @contextmanager
 def verified_directory(source: str | Path, config: SigningConfig, expect: Expectations, *,
-                       tracking: Any = None) -> Iterator[tuple[Path, Manifest]]:
+                       tracking: Any = None, asked: Asked = Asked(), leave_out: tuple[str, ...] = ()
+                       ) -> Iterator[tuple[Path, Manifest]]:
     """Resolve ``source``, verify a private copy and yield it with its manifest (the files are deleted
     when the block ends). ``tracking`` (a TrackingConfig) is needed for ``models:/`` and ``runs:/``."""
     text = str(source)
-    asked = Asked()
     with tempfile.TemporaryDirectory(prefix="ai_trading_download_") as download:
         if text.startswith(MODEL_URI_SCHEMES):
             if tracking is None:
@@ -246,15 +250,16 @@ def verified_directory(source: str | Path, config: SigningConfig, expect: Expect
             local, asked = resolved.directory, Asked(resolved.model_name, resolved.version)
         else:
             local = Path(text)
-        with private_copy(local, text) as copy:
+        with private_copy(local, text, leave_out=leave_out) as copy:
             manifest = verify_directory(copy, config, expect, asked, where=text)
             yield copy, manifest
 
 
-def load_model(source: str | Path, config: SigningConfig, expect: Expectations, *, tracking: Any = None
-               ) -> LoadedModel:
+def load_model(source: str | Path, config: SigningConfig, expect: Expectations, *, tracking: Any = None,
+               asked: Asked = Asked(), leave_out: tuple[str, ...] = ()) -> LoadedModel:
     """Resolve, verify (module docstring) and only then deserialise the model of ``source``."""
-    with verified_directory(source, config, expect, tracking=tracking) as (directory, manifest):
+    with verified_directory(source, config, expect, tracking=tracking, asked=asked,
+                            leave_out=leave_out) as (directory, manifest):
         return LoadedModel(manifest, _deserialise(directory, manifest))
 
 

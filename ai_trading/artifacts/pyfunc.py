@@ -14,6 +14,9 @@ Input of ``predict``: a DataFrame for one decision time, one row per symbol (ind
 weight per symbol (``weight``, default 0) and, for RL models, the book's ``unrealized_pnl`` (fraction of
 equity) and ``drawdown`` (``1 - equity / peak``) in every row (default 0). Output: a DataFrame indexed by
 symbol with one column ``target_weight`` (fraction of equity), after the model's constraints.
+
+For a ``models:/`` URI MLflow adds ``registered_model_meta`` (the name and version it resolved) to the
+downloaded directory: it is left out of the file check, and the manifest must name that name and version.
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from ai_trading.artifacts.config import SigningConfig
-from ai_trading.artifacts.loader import Expectations, LoadedModel, load_model
+from ai_trading.artifacts.loader import Asked, Expectations, LoadedModel, load_model
 from ai_trading.artifacts.manifest import Manifest
 from ai_trading.errors import FeatureSchemaMismatch, MalformedManifest
 
 TARGET = "target_weight"
+# What MLflow writes beside a model it downloaded for a models:/ URI (the name and version it resolved).
+REGISTERED_MODEL_META = "registered_model_meta"
 
 
 def constrain(action: np.ndarray, *, long_only: bool, max_position: float, max_leverage: float) -> np.ndarray:
@@ -94,5 +100,14 @@ def _load_pyfunc(data_path: str) -> PolicyModel:
     root = Path(data_path).resolve().parents[1]  # <model dir>/data/<files>
     if not (root / "MLmodel").is_file():
         raise MalformedManifest(f"{data_path} is not inside an MLflow model directory", where=str(root))
-    loaded: LoadedModel = load_model(root, SigningConfig.default(), Expectations(None, None, None))
+    asked = Asked()
+    meta = root / REGISTERED_MODEL_META
+    if meta.is_file():  # MLflow wrote it when it resolved a models:/ URI; the manifest must name that version
+        try:
+            info = yaml.safe_load(meta.read_text())
+            asked = Asked(str(info["model_name"]), int(info["model_version"]))
+        except (yaml.YAMLError, KeyError, TypeError, ValueError):
+            raise MalformedManifest(f"{REGISTERED_MODEL_META} is unreadable", where=str(root)) from None
+    loaded: LoadedModel = load_model(root, SigningConfig.default(), Expectations(None, None, None), asked=asked,
+                                     leave_out=(REGISTERED_MODEL_META,))
     return PolicyModel(loaded.manifest, loaded.model)
