@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ai_trading.artifacts.config import SigningConfig
 from ai_trading.artifacts.keys import (
     HMAC_KEY_ENV,
     SIGNING_KEY_ENV,
@@ -117,3 +118,18 @@ def test_hmac_secret_comes_from_the_environment_and_must_be_long(monkeypatch: py
         load_signer(config(algorithm="hmac-sha256"))
     monkeypatch.setenv(HMAC_KEY_ENV, "x" * 40)
     assert isinstance(load_signer(config(algorithm="hmac-sha256")), HmacSigner)
+
+
+def test_signing_config_of_the_entrypoints_is_the_yaml_default_and_validates() -> None:
+    from ai_trading.wiring import evaluate_config, train_config
+    from tests.conftest import compose_config
+
+    assert train_config(compose_config()).research.signing == SigningConfig.default()
+    assert evaluate_config(compose_config(config_name="evaluate")).research.signing == SigningConfig.default()
+    built = train_config(compose_config(["signing.refuse_dev_keys=true", "signing.dataset_fingerprint_policy=known",
+                                         "signing.known_dataset_fingerprints=[abc]"])).research.signing
+    assert built.refuse_dev_keys and built.known_dataset_fingerprints == ("abc",)
+    for bad in ("signing.algorithm=rsa", "signing.dataset_fingerprint_policy=some", "signing.expires_after_days=0",
+                "signing.model_name='x_{nope}'"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            train_config(compose_config([bad]))
