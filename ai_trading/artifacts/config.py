@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from ai_trading.errors import ConfigError
 from ai_trading.paths import conf_file
 
 DatasetPolicy = Literal["match", "known", "any"]
+SIGNING_CONFIG_ENV = "AI_TRADING_SIGNING_CONFIG"
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,14 @@ class SigningConfig:
 
     @classmethod
     def default(cls, path: Path | None = None) -> SigningConfig:
-        """The config of ``conf/signing/default.yaml`` (or ``path``)."""
-        data: Any = yaml.safe_load((path or conf_file("signing", "default.yaml")).read_text())
+        """The config of ``path``, else of the file named by ``AI_TRADING_SIGNING_CONFIG`` (how a production
+        host sets ``refuse_dev_keys`` for MLflow's pyfunc loader, which has no composed config), else
+        ``conf/signing/default.yaml``."""
+        named = os.environ.get(SIGNING_CONFIG_ENV)
+        path = path or (Path(named) if named else conf_file("signing", "default.yaml"))
+        if not path.is_file():
+            raise ConfigError(f"signing config {path} not found ({SIGNING_CONFIG_ENV}={named!r})")
+        data: Any = yaml.safe_load(path.read_text())
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping")
         data.pop("_target_", None)

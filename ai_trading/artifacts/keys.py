@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import json
 import logging
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,11 +62,31 @@ def keyring_path() -> Path:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Create ``path`` with mode 0600 from the start (never readable by others, not even briefly)."""
+    """Create ``path`` with mode 0600 from the start (never readable by others, not even briefly), whole or
+    not at all: written to a private temporary file, then linked into place (FileExistsError if ``path``
+    exists, e.g. another process made it first)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key.")  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path``.lock for a read-modify-write of ``path`` by parallel jobs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def generate_key_file(path: Path) -> Ed25519Signer:
@@ -71,7 +94,10 @@ def generate_key_file(path: Path) -> Ed25519Signer:
     if path.exists():
         raise ConfigError(f"{path} exists; refusing to overwrite a key")
     seed = bytes(SigningKey.generate())
-    _write_private(path, base64.b64encode(seed).decode("ascii") + "\n")
+    try:
+        _write_private(path, base64.b64encode(seed).decode("ascii") + "\n")
+    except FileExistsError:
+        raise ConfigError(f"{path} exists; refusing to overwrite a key") from None
     return Ed25519Signer(seed)
 
 
@@ -133,16 +159,17 @@ class Keyring:
         return cls(path, keys)
 
     def trust(self, public_key: bytes, label: str, *, dev: bool = False) -> TrustedKey:
-        """Add a public key and write the keyring atomically; returns its entry."""
+        """Add a public key and write the keyring atomically (under a lock, re-read first, so parallel jobs
+        lose no entry); returns its entry."""
         entry = TrustedKey(key_id(ED25519, public_key), public_key, label, dev)
-        self.keys[entry.key_id] = entry
-        payload = {"keys": {k: {"public_key": public_key_b64(e.public_key), "label": e.label, "dev": e.dev}
-                            for k, e in sorted(self.keys.items())}}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keyring.")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-        os.replace(tmp, self.path)
+        with locked(self.path):
+            self.keys = {**type(self).load(self.path).keys, entry.key_id: entry}
+            payload = {"keys": {k: {"public_key": public_key_b64(e.public_key), "label": e.label, "dev": e.dev}
+                                for k, e in sorted(self.keys.items())}}
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keyring.")
+            with os.fdopen(fd, "w") as handle:
+                json.dump(payload, handle, indent=2, sort_keys=True)
+            os.replace(tmp, self.path)
         return entry
 
     def get(self, kid: str, where: str | None = None) -> TrustedKey:
@@ -157,10 +184,15 @@ def _dev_signer(refuse_dev_keys: bool) -> Ed25519Signer:
                             "key: set it to a key file made by `python -m ai_trading.keys generate`")
     path = ai_trading_home() / "keys" / DEV_KEY_FILE
     keyring = Keyring.load()
-    if path.exists():
-        signer = Ed25519Signer(read_key_file(path), dev=True)
-    else:
-        signer = Ed25519Signer(generate_key_file(path).seed, dev=True)
+    created = False
+    if not path.exists():
+        try:
+            generate_key_file(path)
+            created = True
+        except ConfigError:  # a parallel job of the same sweep made it first: use theirs
+            pass
+    signer = Ed25519Signer(read_key_file(path), dev=True)
+    if created:
         log.warning("no %s set: created a local development signing key key_id=%s at %s, trusted on this machine "
                     "only (production sets %s and signing.refuse_dev_keys=true)", SIGNING_KEY_ENV, signer.key_id,
                     path, SIGNING_KEY_ENV)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ai_trading.artifacts.config import SigningConfig
-from ai_trading.artifacts.keys import Keyring, ai_trading_home, hmac_secret
+from ai_trading.artifacts.keys import Keyring, ai_trading_home, hmac_secret, locked
 from ai_trading.artifacts.manifest import (
     MANIFEST_FILE,
     SIGNATURE_FILE,
@@ -113,15 +113,15 @@ class VersionStore:
         return self.read().get(name)
 
     def accept(self, name: str, version: int) -> None:
-        data = self.read()
-        if data.get(name, -1) >= version:
-            return
-        data[name] = version
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".accepted_versions.")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-        os.replace(tmp, self.path)
+        with locked(self.path):
+            data = self.read()
+            if data.get(name, -1) >= version:
+                return
+            data[name] = version
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".accepted_versions.")
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle, indent=2, sort_keys=True)
+            os.replace(tmp, self.path)
 
 
 def _read(path: Path, where: str) -> bytes:

@@ -193,3 +193,19 @@ def test_registry_refuses_to_register_a_tampered_run_model(tmp_path: Path, mlflo
     assert MlflowClient(tracking_uri=mlflow_uri).search_model_versions("name='desk'") == []
     assert Keyring.load().keys  # the dev key the run signed with is trusted locally
     assert isinstance(load_signer(config()), Ed25519Signer)
+
+
+def test_pyfunc_path_takes_refuse_dev_keys_from_the_named_signing_config(tmp_path: Path, marker: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_trading.errors import DevKeyRefused
+    from ai_trading.paths import conf_file
+
+    root = tmp_path / "model"
+    _pyfunc(root, {ML_STRATEGY_FILE: recorder_bytes("dev")})  # signed with the local dev key
+    production = tmp_path / "signing.yaml"
+    production.write_text(conf_file("signing", "default.yaml").read_text().replace(
+        "refuse_dev_keys: false", "refuse_dev_keys: true"))
+    monkeypatch.setenv("AI_TRADING_SIGNING_CONFIG", str(production))
+    with pytest.raises(DevKeyRefused):
+        mlflow.pyfunc.load_model(str(root))
+    assert not marker.exists()

@@ -133,3 +133,15 @@ def test_signing_config_of_the_entrypoints_is_the_yaml_default_and_validates() -
                 "signing.model_name='x_{nope}'"):
         with pytest.raises(ConfigError, match=bad.split("=")[0]):
             train_config(compose_config([bad]))
+
+
+def test_parallel_first_use_makes_one_dev_key_and_keeps_every_keyring_entry() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(lambda _: load_signer(config()).key_id, range(16)))
+    assert len(ids) == 1
+    others = [Ed25519Signer(os.urandom(32)) for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda s: Keyring.load().trust(s.public_key, "k"), others))
+    assert {s.key_id for s in others} | ids == set(Keyring.load().keys)
