@@ -75,6 +75,17 @@ class PolicyModel:
             weights = self.model.weights(self.model.score_rows(X), len(frame))
             return pd.DataFrame({TARGET: weights}, index=frame.index)
         policy = self.manifest.policy
+        action = self.model.act(self.observation(frame)[None, :])[0]
+        weights = constrain(np.asarray(action, np.float64), long_only=bool(policy["long_only"]),
+                            max_position=float(policy["max_position"]), max_leverage=float(policy["max_leverage"]))
+        return pd.DataFrame({TARGET: weights}, index=pd.Index(list(policy["symbols"]), name="symbol"))
+
+    def observation(self, model_input: pd.DataFrame) -> np.ndarray:
+        """The RL env's observation (:func:`ai_trading.rl_trading.kernels.write_obs`) of one decision time's
+        rows: features symbol-major, cash/equity, weights, leverage, gross, net, unrealised PnL, drawdown;
+        cash/equity is ``1 - net`` since equity is cash plus the positions' value."""
+        frame = self._rows(pd.DataFrame(model_input))
+        policy = self.manifest.policy
         symbols = list(policy["symbols"])
         if sorted(map(str, frame.index)) != sorted(symbols):
             raise FeatureSchemaMismatch("pyfunc input symbols", ",".join(symbols), ",".join(map(str, frame.index)))
@@ -85,14 +96,9 @@ class PolicyModel:
         upnl = float(first["unrealized_pnl"]) if "unrealized_pnl" in frame.columns else 0.0
         drawdown = float(first["drawdown"]) if "drawdown" in frame.columns else 0.0
         gross, net = float(np.abs(w).sum()), float(w.sum())
-        # The env's observation (kernels.write_obs): features symbol-major, cash/equity, weights, leverage,
-        # gross, net, unrealised PnL, drawdown; cash/equity = 1 - net since equity = cash + sum of positions.
         obs = np.concatenate([X.reshape(-1), [1.0 - net], w,
                               [gross / float(policy["max_leverage"]), gross, net, upnl, drawdown]])
-        action = self.model.act(obs.astype(np.float32)[None, :])[0]
-        weights = constrain(np.asarray(action, np.float64), long_only=bool(policy["long_only"]),
-                            max_position=float(policy["max_position"]), max_leverage=float(policy["max_leverage"]))
-        return pd.DataFrame({TARGET: weights}, index=pd.Index(symbols, name="symbol"))
+        return obs.astype(np.float32)
 
 
 def _load_pyfunc(data_path: str) -> PolicyModel:
