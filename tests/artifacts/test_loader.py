@@ -218,3 +218,23 @@ def test_a_directory_without_manifest_is_refused_unopened(tmp_path: Path, marker
     directory.mkdir()
     (directory / ML_STRATEGY_FILE).write_bytes(recorder_bytes("checkpoint"))
     _rejects(directory, marker, MalformedManifest)
+
+
+def test_hmac_signed_model_verifies_with_the_secret_and_rejects_another(tmp_path: Path, marker: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_trading.artifacts.signing import HmacSigner
+
+    secret = "s" * 40
+    monkeypatch.setenv("AI_TRADING_HMAC_KEY", secret)
+    directory = _model(tmp_path, HmacSigner(secret.encode()), signing=config(algorithm="hmac-sha256"))  # type: ignore[arg-type]
+    assert verify_directory(directory, config(algorithm="hmac-sha256"), ANY).algorithm == "hmac-sha256"
+    signature = (directory / SIGNATURE_FILE).read_bytes()
+    for i in range(len(signature)):
+        changed = bytearray(signature)
+        changed[i] ^= 0x01
+        (directory / SIGNATURE_FILE).write_bytes(bytes(changed))
+        with pytest.raises(SignatureInvalid):
+            verify_directory(directory, config(), ANY)
+    (directory / SIGNATURE_FILE).write_bytes(signature)
+    monkeypatch.setenv("AI_TRADING_HMAC_KEY", "t" * 40)
+    _rejects(directory, marker, UntrustedKey)
