@@ -209,3 +209,24 @@ def test_pyfunc_path_takes_refuse_dev_keys_from_the_named_signing_config(tmp_pat
     with pytest.raises(DevKeyRefused):
         mlflow.pyfunc.load_model(str(root))
     assert not marker.exists()
+
+
+def test_a_tampered_registered_version_is_refused_on_both_load_paths_unopened(
+        tmp_path: Path, mlflow_uri: str, marker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tracking = TrackingConfig(mlflow_uri, "exp")
+    root = tmp_path / "model"
+    with start_run(tracking, run_name="r", resolved_config={"seed": 0}) as run:
+        _pyfunc(root, {ML_STRATEGY_FILE: recorder_bytes("registered")}, run_id=run.run_id)
+        run.log_artifact(root, "model")
+    register_champion(tracking, run.run_id, model_name="desk", decision={"passed": True},
+                      signer=load_signer(config()), config=config())
+    artifact_root = Path(MlflowClient(tracking_uri=mlflow_uri).get_run(run.run_id).info.artifact_uri.removeprefix(
+        "file://"))
+    victim = artifact_root / registry_path("desk", 1) / "data" / "model_files" / ML_STRATEGY_FILE
+    victim.write_bytes(recorder_bytes("swapped"))
+    with pytest.raises(FileHashMismatch):
+        load_model("models:/desk@champion", config(), Expectations(None, None, None), tracking=tracking)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    with pytest.raises(FileHashMismatch):
+        mlflow.pyfunc.load_model("models:/desk@champion")
+    assert not marker.exists()
