@@ -56,7 +56,80 @@ class OrderValidationError(AiTradingError):
 
 
 class ManifestVerificationError(AiTradingError):
-    """A model manifest's signature or hashes do not verify; nothing may be loaded."""
+    """A model manifest or the files it covers do not verify; nothing may be loaded. ``check`` names the
+    check that failed (each subclass one), ``where`` the model directory or URI."""
+
+    check = "manifest"
+
+    def __init__(self, detail: str, *, where: str | None = None) -> None:
+        self.detail = detail
+        self.where = where
+        super().__init__(f"[{self.check}] {detail}" + (f" ({where})" if where else ""))
+
+
+class MalformedManifest(ManifestVerificationError):
+    """manifest.json or manifest.sig is missing, not canonical JSON, or lacks or adds a field."""
+
+    check = "malformed"
+
+
+class SignatureInvalid(ManifestVerificationError):
+    """The signature does not verify over manifest.json's bytes with the named key."""
+
+    check = "signature"
+
+
+class UntrustedKey(ManifestVerificationError):
+    """The manifest names a key id that is not in the trusted keyring."""
+
+    check = "untrusted_key"
+
+
+class DevKeyRefused(ManifestVerificationError):
+    """A development key signed (or would sign) a manifest while ``signing.refuse_dev_keys`` is true."""
+
+    check = "dev_key"
+
+
+class FileHashMismatch(ManifestVerificationError):
+    """A file the manifest covers is missing or its SHA-256 differs from the manifest's."""
+
+    check = "file_hash"
+
+
+class UnlistedFile(ManifestVerificationError):
+    """The model directory holds a file the manifest does not cover."""
+
+    check = "unlisted_file"
+
+
+class ManifestExpired(ManifestVerificationError):
+    """The manifest's ``expires_at`` has passed."""
+
+    check = "expired"
+
+
+class VersionRollback(ManifestVerificationError):
+    """The manifest's version is lower than the last accepted one for its model name."""
+
+    check = "version_rollback"
+
+
+class WrongModel(ManifestVerificationError):
+    """The manifest is of another model than asked for (name, registry version or kind)."""
+
+    check = "wrong_model"
+
+
+class ProvenanceMismatch(ManifestVerificationError):
+    """The manifest's provenance (``feature_schema_hash``, ``cost_model_hash``, ``dataset_fingerprint``)
+    is not what the caller's data, features or costs are; ``check`` is the field's name."""
+
+    def __init__(self, field: str, expected: str, actual: str, *, where: str | None = None) -> None:
+        self.check = field
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"the model was built with {field}={actual}, this job has {expected}", where=where)
 
 
 class IllegalTransition(AiTradingError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,20 +20,23 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from ai_trading.artifacts.keys import load_signer
+from ai_trading.artifacts.loader import Expectations, load_model
 from ai_trading.cli import run_reported
+from ai_trading.errors import EvaluationError
 from ai_trading.evaluation.report import log_backtests
 from ai_trading.evaluation.slo import check_backtests, enforce, log_events
 from ai_trading.evaluation.strategies import (
+    ML_STRATEGY_FILE,
     FittedMLStrategy,
     PretrainedStrategy,
     Strategy,
     check_evaluation_window,
-    load_ml_strategy,
     make_strategy,
 )
 from ai_trading.evaluation.walkforward import evaluation_window, metrics_table, run_walkforward
 from ai_trading.interrupts import StopFlag, graceful_interrupts
-from ai_trading.jobs import start_job_run
+from ai_trading.jobs import log_signed_model, start_job_run
 from ai_trading.pipeline import build_costs, build_dataset
 from ai_trading.seeding import seed_everything
 from ai_trading.wiring import EvaluateConfig, evaluate_config
@@ -54,9 +56,17 @@ def evaluate(config: EvaluateConfig, overrides: Sequence[str] = (), stop: StopFl
     execution = build_costs(dataset, research.simulator, research.cost_model)
     in_sample = False
     window = evaluation_window(execution.market, dataset.features, config.walkforward)  # fails before any run
+    signer = load_signer(research.signing)  # a key that may not sign fails before the walk-forward
     if config.model_path is not None:
-        # A saved model is checked against the features and the dates it meets here before anything runs.
-        pretrained = load_ml_strategy(config.model_path, dataset.features.schema_hash)
+        # A saved model is verified (signature, files) and checked against the features, costs and dates it
+        # meets here before anything runs.
+        loaded = load_model(config.model_path, research.signing,
+                            Expectations(dataset.features.schema_hash, execution.cost_model_hash,
+                                         dataset.bars.fingerprint, kind="ml"), tracking=research.tracking)
+        pretrained = loaded.model
+        if not isinstance(pretrained, FittedMLStrategy):
+            raise EvaluationError(f"model_path={config.model_path}: holds a {type(pretrained).__name__}, not a "
+                                  "fitted ML strategy")
         in_sample = check_evaluation_window(pretrained, *window, allow_in_sample=config.allow_in_sample)
         strategy: Strategy = PretrainedStrategy(pretrained)
     else:
@@ -69,11 +79,17 @@ def evaluate(config: EvaluateConfig, overrides: Sequence[str] = (), stop: StopFl
         stop.check("the walk-forward")
         metrics = log_backtests(run, wf.results, prefix=prefix)
         run.log_text(wf.fold_info.to_csv(index=False), f"{prefix}/fold_models.csv")
-        if isinstance(wf.last_fitted, FittedMLStrategy):
-            with tempfile.TemporaryDirectory(prefix="ai_trading_model_") as scratch:
-                path = Path(scratch) / "ml_strategy.joblib"
-                wf.last_fitted.save(path)
-                run.log_artifact(path, "model")
+        if isinstance(wf.last_fitted, FittedMLStrategy) and config.model_path is None:
+            fitted = wf.last_fitted
+
+            def write(files: Path) -> None:
+                files.mkdir(parents=True)
+                fitted.save(files / ML_STRATEGY_FILE)
+
+            log_signed_model(run, research, dataset, execution, kind="ml", write_files=write,
+                             policy={"feature_names": list(fitted.feature_names)},
+                             metrics={k: v for k, v in metrics.items() if k.endswith("/net/sharpe")},
+                             signer=signer, sweep_id=f"evaluate__{run.run_id}")
         events = check_backtests(wf.results, research.slo, elapsed_seconds=wf.elapsed_seconds)
         log_events(run, events, f"{prefix}/slo_events.json")
         run.log_metrics({f"{prefix}/elapsed_seconds": wf.elapsed_seconds, f"{prefix}/slo_events": float(len(events))})

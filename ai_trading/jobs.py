@@ -6,13 +6,19 @@ Kept apart from :mod:`ai_trading.pipeline` so that building data and environment
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from ai_trading.artifacts.build import Provenance, config_hash, sign_directory
+from ai_trading.artifacts.manifest import Manifest
+from ai_trading.artifacts.signing import Signer
 from ai_trading.pipeline import Dataset, Execution
 from ai_trading.secrets import mask_override, mask_text
-from ai_trading.tracking import TrackedRun, start_run
+from ai_trading.tracking import TrackedRun, git_state, start_run
+from ai_trading.tracking.registry import save_pyfunc
 from ai_trading.wiring import ResearchConfig
 
 
@@ -38,3 +44,24 @@ def start_job_run(config: ResearchConfig, dataset: Dataset, execution: Execution
         run.log_metrics({f"data/{q.symbol}/open_equals_prev_close": q.open_equals_prev_close
                          for q in quality.symbols if math.isfinite(q.open_equals_prev_close)})
         yield run
+
+
+def log_signed_model(run: TrackedRun, config: ResearchConfig, dataset: Dataset, execution: Execution, *,
+                     kind: str, write_files: Callable[[Path], object], policy: Mapping[str, Any],
+                     metrics: Mapping[str, float], signer: Signer, sweep_id: str, folder: str = "model") -> Manifest:
+    """Log the job's model as ``folder/``: an MLflow pyfunc directory (``MLmodel``, the model files under
+    ``data/files/``) and the manifest signed over all of it (MLmodel included, so it is written first)."""
+    git = git_state()
+    provenance = Provenance(feature_schema_hash=dataset.features.schema_hash,
+                            dataset_fingerprint=dataset.bars.fingerprint, cost_model_hash=execution.cost_model_hash,
+                            config_hash=config_hash(config.resolved), git_commit=git.commit, git_dirty=git.dirty,
+                            seed=config.seed, sweep_id=sweep_id, run_id=run.run_id)
+    with tempfile.TemporaryDirectory(prefix="ai_trading_model_") as scratch:
+        files, root = Path(scratch) / "files", Path(scratch) / folder
+        write_files(files)
+        data_path = save_pyfunc(root, files)
+        manifest = sign_directory(root, kind=kind, provenance=provenance, metrics=metrics,
+                                  policy={**policy, "data_path": data_path}, signer=signer, config=config.signing)
+        run.log_artifact(root, folder)
+    run.set_tags({"manifest_key_id": manifest.key_id, "manifest_algorithm": manifest.algorithm})
+    return manifest

@@ -6,8 +6,9 @@ preset plus the cost model's learned state) and the env data once; trains the co
 algorithm; evaluates the agent out of sample next to the baselines with cost-adjusted metrics; and records
 everything in MLflow: resolved config (secrets masked), overrides, git commit, seed, sweep id,
 ``feature_schema_hash``, ``dataset_fingerprint``, ``cost_model_hash``, namespaced metrics, plots and the
-model. ``--cfg job`` prints the composed config. The sweep's end (a Hydra callback) is where promotion
-across seeds hooks in.
+model as an MLflow pyfunc with its signed manifest (``model/``). ``model_path=`` evaluates a saved model
+instead of training one, after the verified loader accepted it. ``--cfg job`` prints the composed config.
+The sweep's end (a Hydra callback) is where promotion across seeds hooks in.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from ai_trading.artifacts.keys import load_signer
+from ai_trading.artifacts.loader import Expectations, load_model
 from ai_trading.cli import run_reported
 from ai_trading.evaluation.report import log_backtests
 from ai_trading.evaluation.slo import check_backtests, enforce, log_events
 from ai_trading.interrupts import StopFlag, graceful_interrupts
-from ai_trading.jobs import start_job_run
+from ai_trading.jobs import log_signed_model, start_job_run
 from ai_trading.pipeline import build_costs, build_dataset
 from ai_trading.rl_trading import EnvData
 from ai_trading.rl_trading.evaluate import evaluate_agent
@@ -60,14 +63,26 @@ def run(config: TrainConfig, overrides: list[str], sweep_id: str, stop: StopFlag
     execution = build_costs(dataset, research.simulator, research.cost_model)
     data = EnvData.build(execution.market, execution.params, dataset.features, config.env.eval_fraction)
     stop.check("data loading")
+    # Both fail before any run opens: a signing key that may not sign, and a saved model that does not verify
+    # or was built on other features or costs than this job's.
+    signer = load_signer(research.signing)
+    saved = None if config.model_path is None else load_model(
+        config.model_path, research.signing, Expectations(dataset.features.schema_hash, execution.cost_model_hash,
+                                                          dataset.bars.fingerprint, kind="rl"),
+        tracking=research.tracking)
     run_name = job_run_name(research.experiment_name, config.algo.name, f"seed{research.seed}", overrides)
     tags = {"sweep_id": sweep_id, "algo": config.algo.name, "experiment": research.experiment_name}
+    if config.model_path is not None:
+        tags["model_source"] = config.model_path
     with start_job_run(research, dataset, execution, run_name=run_name, overrides=overrides, tags=tags,
                        parent_run_id=sweep_parent(research.tracking, sweep_id),
                        note=run_note(overrides, sweep_id=sweep_id)) as tracked:
-        agent = train_agent(config.algo, config.env, data, seed=research.seed,
-                            log_formats=[MlflowOutputFormat(tracked)], stop=lambda: bool(stop))
-        if stop:
+        if saved is not None:
+            agent: TrainedAgent = saved.model
+        else:
+            agent = train_agent(config.algo, config.env, data, seed=research.seed,
+                                log_formats=[MlflowOutputFormat(tracked)], stop=lambda: bool(stop))
+        if stop and saved is None:
             _log_model(tracked, agent, "checkpoint")
             tracked.log_metrics({"train/timesteps": float(agent.timesteps)})
             stop.check(f"training (after {agent.timesteps} timesteps; checkpoint/ saved)")
@@ -78,7 +93,12 @@ def run(config: TrainConfig, overrides: list[str], sweep_id: str, stop: StopFlag
         tracked.log_metrics(headline_metrics(metrics))
         events = check_backtests(results, research.slo, elapsed_seconds=time.perf_counter() - started)
         log_events(tracked, events)
-        _log_model(tracked, agent, "model")
+        if saved is None:
+            policy = {"algo": config.algo.name, "symbols": list(data.market.symbols),
+                      "feature_names": list(dataset.features.feature_names), "long_only": config.env.long_only,
+                      "max_position": config.env.max_position, "max_leverage": config.env.max_leverage}
+            log_signed_model(tracked, research, dataset, execution, kind="rl", write_files=agent.save,
+                             policy=policy, metrics=headline_metrics(metrics), signer=signer, sweep_id=sweep_id)
         elapsed = time.perf_counter() - started
         tracked.log_metrics({"train/timesteps": float(agent.timesteps), "time/job_seconds": elapsed})
         enforce(events, research.slo)
@@ -89,6 +109,8 @@ def run(config: TrainConfig, overrides: list[str], sweep_id: str, stop: StopFlag
 
 
 def _log_model(tracked: TrackedRun, agent: TrainedAgent, folder: str) -> None:
+    """The interrupted model as plain files, unsigned on purpose: ``checkpoint/`` is for continuing training
+    by hand with SB3, and the verified loader refuses it (no manifest), so it can never be traded."""
     with tempfile.TemporaryDirectory(prefix="ai_trading_model_") as scratch:
         model_dir = Path(scratch) / folder
         agent.save(model_dir)

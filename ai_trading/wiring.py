@@ -19,6 +19,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ai_trading.artifacts.config import SigningConfig
 from ai_trading.data import DataConfig
 from ai_trading.data.loader import check_available
 from ai_trading.errors import AiTradingError, ConfigError
@@ -47,6 +48,7 @@ class ResearchConfig:
     cost_model: EwmaCostModelConfig
     slo: SLOConfig
     tracking: TrackingConfig
+    signing: SigningConfig
     resolved: Mapping[str, Any]
 
 
@@ -59,6 +61,7 @@ class TrainConfig:
     algo: AlgoConfig
     trend: TrendConfig
     torch_threads: int
+    model_path: str | None
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,21 @@ def research_config(cfg: DictConfig) -> ResearchConfig:
     return ResearchConfig(
         experiment_name=str(cfg.experiment_name), seed=seed, data=data,
         features=_group(cfg, "features"), simulator=_group(cfg, "simulator"), cost_model=_group(cfg, "cost_model"),
-        slo=_group(cfg, "slo"), tracking=_group(cfg, "tracking"), resolved=resolved_config(cfg))
+        slo=_group(cfg, "slo"), tracking=_group(cfg, "tracking"), signing=_group(cfg, "signing"),
+        resolved=resolved_config(cfg))
+
+
+def _model_path(cfg: DictConfig) -> str | None:
+    """A saved model to evaluate: ``models:/...``, ``runs:/...`` or a local model directory (the ``model/``
+    artifact of a run, with its signed manifest)."""
+    model_path = cfg.get("model_path")
+    if model_path is None:
+        return None
+    text = str(model_path)
+    if not text.startswith(("models:/", "runs:/")) and not Path(text).is_dir():
+        raise ConfigError(f"model_path={model_path!r}: no such directory (expected the model/ artifact of an "
+                          "earlier run, or a models:/ or runs:/ URI)")
+    return text
 
 
 def train_config(cfg: DictConfig) -> TrainConfig:
@@ -187,20 +204,18 @@ def train_config(cfg: DictConfig) -> TrainConfig:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"torch_threads={threads!r}: must be an integer >= 1")
     return TrainConfig(research=research_config(cfg), env=_group(cfg, "env"), algo=_group(cfg, "algo"),
-                       trend=_group(cfg.baselines, "trend", "baselines.trend"), torch_threads=threads)
+                       trend=_group(cfg.baselines, "trend", "baselines.trend"), torch_threads=threads,
+                       model_path=_model_path(cfg))
 
 
 def evaluate_config(cfg: DictConfig) -> EvaluateConfig:
     """Every group of ``conf/evaluate.yaml`` instantiated once."""
-    model_path = cfg.get("model_path")
-    if model_path is not None and not Path(str(model_path)).is_file():
-        raise ConfigError(f"model_path={model_path!r}: no such file (expected the model/ml_strategy.joblib "
-                          "artifact of an earlier evaluation)")
+    model_path = _model_path(cfg)
     if not isinstance(cfg.allow_in_sample, bool):
         raise ConfigError(f"allow_in_sample={cfg.allow_in_sample!r}: must be true or false")
     return EvaluateConfig(research=research_config(cfg), strategy=_group(cfg, "strategy"),
                           walkforward=_group(cfg, "walkforward"),
-                          model_path=None if model_path is None else str(model_path),
+                          model_path=model_path,
                           allow_in_sample=cfg.allow_in_sample)
 
 

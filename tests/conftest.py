@@ -28,6 +28,14 @@ def compose_config(overrides: list[str] | None = None, config_name: str = "train
         return compose(config_name=config_name, overrides=overrides or [])
 
 
+@pytest.fixture(autouse=True)
+def _ai_trading_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys, keyring and accepted model versions go to a temp dir per test, never the user's home."""
+    monkeypatch.setenv("AI_TRADING_HOME", str(tmp_path_factory.mktemp("ai_trading_home")))
+    for name in ("AI_TRADING_SIGNING_KEY", "AI_TRADING_HMAC_KEY", "AI_TRADING_SIGNING_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def mlflow_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A real MLflow store (SQLite backend) in a temp dir, which is also the working directory so

@@ -27,6 +27,8 @@ from ai_trading.errors import ConfigError, DataDefects, DataValidationError
 # Each case: overrides, the rule in the error line, a fragment the message must hold (the key it names).
 TRAIN_CASES: list[tuple[list[str], str, str]] = [
     (["seed=-1"], "ConfigError", "seed=-1"),
+    (["signing.algorithm=rsa"], "ConfigError", "signing.algorithm='rsa'"),
+    (["model_path={tmp}/no_model"], "ConfigError", "no_model'"),
     (["seed=abc"], "ConfigError", "seed='abc'"),
     (["seed=1.5"], "ConfigError", "seed=1.5"),
     (["seed=4294967296"], "ConfigError", "seed=4294967296"),

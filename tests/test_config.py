@@ -21,7 +21,7 @@ from ai_trading.wiring import evaluate_config, train_config
 from tests.conftest import compose_config
 
 GROUPS = ["data", "features", "simulator", "cost_model", "env", "algo", "governance", "oms", "alerts", "tracking",
-          "experiment", "hydra"]
+          "signing", "experiment", "hydra"]
 
 
 def test_root_config_has_every_group() -> None:
@@ -44,7 +44,7 @@ OPTIONS = [
     (g, p.stem) for g in GROUPS if g not in ("experiment", "hydra") for p in sorted((CONF_DIR / g).glob("*.yaml"))
 ]
 TYPED = {"data": "data", "features": "features", "simulator": "simulator", "cost_model": "cost_model",
-         "tracking": "tracking"}
+         "tracking": "tracking", "signing": "signing"}
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)

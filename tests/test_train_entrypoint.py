@@ -69,7 +69,10 @@ def test_train_multirun_two_seeds_logs_runs_with_provenance_metrics_and_model(tm
         assert run.data.metrics["train/timesteps"] >= 4096
         assert any(k.startswith("train/") and k != "train/timesteps" for k in run.data.metrics)  # SB3's own
         model = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
-        assert model == {"model/model.zip", "model/vecnormalize.pkl"}
+        # An MLflow pyfunc directory (the SB3 files under data/files/) with its signed manifest
+        assert {"model/MLmodel", "model/data", "model/manifest.json", "model/manifest.sig"} <= model
+        files = {a.path for a in client.list_artifacts(run.info.run_id, "model/data/files")}
+        assert files == {"model/data/files/model.zip", "model/data/files/vecnormalize.pkl"}
         plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
         assert {"plots/equity.png", "plots/drawdown.png"} <= plots
     assert "sweep " in result.stderr + result.stdout  # the sweep-end callback summarised the seeds

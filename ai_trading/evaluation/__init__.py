@@ -41,7 +41,6 @@ from ai_trading.evaluation.strategies import (
     MLStrategy,
     MLStrategyConfig,
     StrategyInputs,
-    load_ml_strategy,
     make_strategy,
 )
 from ai_trading.evaluation.walkforward import (
@@ -86,7 +85,6 @@ __all__ = [
     "expected_max_sharpe",
     "gross_equity",
     "hit_rate",
-    "load_ml_strategy",
     "log_backtests",
     "log_events",
     "make_folds",

@@ -53,6 +53,8 @@ from ai_trading.features import FeatureSet
 
 log = logging.getLogger(__name__)
 
+ML_STRATEGY_FILE = "ml_strategy.joblib"  # the fitted strategy inside a model directory
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
@@ -222,33 +224,24 @@ class FittedMLStrategy:
         mask = inputs.has_features[start:stop] & decision_mask(inputs.market)[start:stop]
         z = np.zeros(mask.shape)
         z[mask] = self.predict(inputs.features, inputs.X[start:stop][mask])
+        return self.weights(z, N)
+
+    def weights(self, z: FloatArray, n_symbols: int) -> FloatArray:
+        """Target weights of standardised scores ``z`` for a book of ``n_symbols``."""
         lo = 0.0 if self.config.long_only else -self.config.max_weight
-        return np.clip(self.config.gain * z, lo, self.config.max_weight) / N
+        return np.clip(self.config.gain * z, lo, self.config.max_weight) / n_symbols
+
+    def score_rows(self, X: FloatArray) -> FloatArray:
+        """Standardised scores of feature rows ``X`` (``M x F``, the columns of :attr:`feature_names`)."""
+        return self._score(X) / self.score_scale if X.shape[0] else np.zeros(0)
 
     def describe(self) -> dict[str, float]:
         return dict(self.info)
 
     def save(self, path: str | Path) -> None:
-        """Pickle the fitted strategy (joblib); load it back with :func:`load_ml_strategy`."""
+        """Pickle the fitted strategy (joblib). Only the verified loader (:mod:`ai_trading.artifacts.loader`)
+        opens it again, after the manifest signed beside it verifies."""
         joblib.dump(self, Path(path))
-
-
-def load_ml_strategy(path: str | Path, expected_schema_hash: str) -> FittedMLStrategy:
-    """Load a fitted ML strategy and fail fast if it was trained on another feature schema or does not
-    record the time span of its training labels (files saved before it was recorded).
-
-    Only load files you wrote: unpickling runs code, and no signature is checked before it.
-    """
-    obj = joblib.load(Path(path))
-    if not isinstance(obj, FittedMLStrategy):
-        raise EvaluationError(f"{path} holds a {type(obj).__name__}, not a FittedMLStrategy")
-    if "train_span" not in vars(obj):
-        raise EvaluationError(f"{path}: the model does not record the time span of its training labels (saved "
-                              "by an older version), so an evaluation cannot be checked to be out of sample; "
-                              "refit it")
-    if obj.schema_hash != expected_schema_hash:
-        raise FeatureSchemaMismatch("feature_schema_hash", obj.schema_hash, expected_schema_hash)
-    return obj
 
 
 def check_evaluation_window(fitted: FittedMLStrategy, first: pd.Timestamp, last: pd.Timestamp, *,

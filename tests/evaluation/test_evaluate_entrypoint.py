@@ -1,7 +1,7 @@
 """Subprocess smoke test of the evaluation entrypoint: metrics of strategy and baselines, provenance tags,
 CSVs and PNG plots land in MLflow; the table is printed. A saved model evaluates as is after its training
-span, fails fast (no run) on a window overlapping it or on features of another schema, and with
-allow_in_sample=true runs with every metric labelled in-sample."""
+span, fails fast (no run) on a window overlapping it or on features or costs other than its signed manifest's,
+and with allow_in_sample=true runs with every metric labelled in-sample."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import joblib
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from ai_trading.artifacts import Expectations, SigningConfig, load_model
 from ai_trading.data import DataConfig, load
 from ai_trading.features import FeatureBuilder
 
@@ -57,7 +57,9 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
     files = _artifacts(client, run.info.run_id)
     assert {"plots/equity.png", "plots/drawdown.png", "plots/costs_ml.png", "eval/folds.csv", "eval/trades/ml.csv",
             "eval/slo_events.json", "eval/fold_models.csv"} <= files
-    assert "model/ml_strategy.joblib" in files
+    # The fitted model: an MLflow pyfunc directory with its manifest signed over every file (MLmodel included).
+    assert {"model/MLmodel", "model/manifest.json", "model/manifest.sig",
+            "model/data/files/ml_strategy.joblib"} <= files
 
     assert run.data.tags["in_sample"] == "false"
 
@@ -68,8 +70,8 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
 
     # The saved model (the last fold's) was trained on labels inside this run's out-of-sample span: evaluating
     # it on the same data fails fast, naming both ranges, before any run is opened ...
-    model = client.download_artifacts(run.info.run_id, "model/ml_strategy.joblib", str(tmp_path))
-    span = joblib.load(model).train_span
+    model = client.download_artifacts(run.info.run_id, "model", str(tmp_path))
+    span = load_model(model, SigningConfig.default(), Expectations(None, None, None, kind="ml")).model.train_span
     overlap = evaluate(*dates, f"model_path={model}", "experiment_name=overlap")
     assert overlap.returncode != 0
     assert "InSampleEvaluationError" in overlap.stderr and str(span[0]) in overlap.stderr
@@ -95,11 +97,15 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
     assert exp is not None
     (oos,) = client.search_runs([exp.experiment_id])
     assert oos.data.tags["in_sample"] == "false" and "eval/ml/net/sharpe" in oos.data.metrics
-    # ... and fails fast, before any run is opened, on features of another schema.
+    # ... and fails fast, before any run is opened, on features of another schema or another cost model.
     other = evaluate(f"model_path={model}", *later, "features.features.0.horizon=2", "experiment_name=mismatch")
     assert other.returncode != 0
-    assert "FeatureSchemaMismatch" in other.stderr
+    assert "ProvenanceMismatch" in other.stderr and "feature_schema_hash" in other.stderr
     assert client.get_experiment_by_name("mismatch") is None
+    costs = evaluate(f"model_path={model}", *later, "simulator=stressed", "experiment_name=cost_mismatch")
+    assert costs.returncode != 0
+    assert "ProvenanceMismatch" in costs.stderr and "cost_model_hash" in costs.stderr
+    assert client.get_experiment_by_name("cost_mismatch") is None
 
 
 def test_evaluate_headline_is_the_strategys_own_sharpe_also_for_a_baseline_named_strategy(mlflow_uri: str) -> None:

@@ -1,26 +1,35 @@
 """The ML strategy: learns a predictable signal, never sees labels past its training window, records the
 span of its training labels and refuses evaluation windows that overlap it, and fails fast on features of
-another schema or a saved model without that span; the strategy factory."""
+another schema (also when loaded from its signed model directory); the strategy factory."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 
-from ai_trading.errors import ConfigError, EvaluationError, FeatureSchemaMismatch, InSampleEvaluationError
+from ai_trading.artifacts.build import Provenance, sign_directory
+from ai_trading.artifacts.config import SigningConfig
+from ai_trading.artifacts.keys import load_signer
+from ai_trading.artifacts.loader import Expectations, load_model
+from ai_trading.errors import (
+    ConfigError,
+    FeatureSchemaMismatch,
+    InSampleEvaluationError,
+    ProvenanceMismatch,
+)
 from ai_trading.evaluation.baselines import BuyAndHoldConfig, TrendConfig
 from ai_trading.evaluation.strategies import (
+    ML_STRATEGY_FILE,
+    FittedMLStrategy,
     MLStrategy,
     MLStrategyConfig,
     RuleStrategy,
     StrategyInputs,
     check_evaluation_window,
-    load_ml_strategy,
     make_strategy,
     training_labels,
 )
@@ -90,12 +99,24 @@ def test_ml_predict_on_features_of_another_schema_raises_feature_schema_mismatch
     other = StrategyInputs.build(mr_inputs.market, FeatureBuilder(other_spec).build(bars), 252.0)
     with pytest.raises(FeatureSchemaMismatch, match="feature_schema_hash"):
         fitted.targets(other, 600, 899)
-    path = tmp_path / "ml.joblib"
-    fitted.save(path)
-    with pytest.raises(FeatureSchemaMismatch):
-        load_ml_strategy(path, expected_schema_hash=other_spec.schema_hash)
-    loaded = load_ml_strategy(path, expected_schema_hash=fitted.schema_hash)
+    directory = _signed(fitted, tmp_path)
+    with pytest.raises(ProvenanceMismatch, match="feature_schema_hash"):
+        load_model(directory, SigningConfig.default(), Expectations(other_spec.schema_hash, None, None))
+    loaded = load_model(directory, SigningConfig.default(), Expectations(fitted.schema_hash, None, None)).model
     np.testing.assert_array_equal(loaded.targets(mr_inputs, 600, 899), fitted.targets(mr_inputs, 600, 899))
+
+
+def _signed(fitted: FittedMLStrategy, tmp_path: Path) -> Path:
+    """``fitted`` saved in a model directory with a manifest signed by the local key (what evaluate logs)."""
+    directory = tmp_path / "model"
+    directory.mkdir()
+    fitted.save(directory / ML_STRATEGY_FILE)
+    provenance = Provenance(fitted.schema_hash, fitted.dataset_fingerprint, "c" * 64, "0" * 64, "abc", False, 0, "s",
+                            "r")
+    sign_directory(directory, kind="ml", provenance=provenance, metrics={},
+                   policy={"feature_names": list(fitted.feature_names)},
+                   signer=load_signer(SigningConfig.default()), config=SigningConfig.default())
+    return directory
 
 
 def test_training_labels_are_next_open_to_open_returns_whose_t1_is_their_true_end_inside_the_window() -> None:
@@ -125,9 +146,8 @@ def test_fitted_model_records_its_label_span_and_refuses_windows_that_overlap_it
     stamps = mr_inputs.market.timestamps
     fitted = MLStrategy(MLStrategyConfig(cv_splits=3)).fit(mr_inputs, 63, 600)
     assert fitted.train_span == (stamps[63], stamps[599])  # first decision, last label end (exit open)
-    path = tmp_path / "ml.joblib"
-    fitted.save(path)
-    loaded = load_ml_strategy(path, expected_schema_hash=fitted.schema_hash)
+    loaded = load_model(_signed(fitted, tmp_path), SigningConfig.default(),
+                        Expectations(fitted.schema_hash, None, None)).model
     assert loaded.train_span == fitted.train_span
     assert check_evaluation_window(loaded, stamps[600], stamps[899]) is False
     for window in ((stamps[599], stamps[899]), (stamps[0], stamps[63]), (stamps[100], stamps[200])):
@@ -138,16 +158,6 @@ def test_fitted_model_records_its_label_span_and_refuses_windows_that_overlap_it
     with caplog.at_level(logging.WARNING, logger="ai_trading.evaluation.strategies"):
         assert check_evaluation_window(loaded, stamps[500], stamps[899], allow_in_sample=True) is True
     assert "in-sample" in caplog.text
-
-
-def test_loading_a_model_saved_without_its_training_span_fails_clearly(mr_inputs: StrategyInputs,
-                                                                       tmp_path: Path) -> None:
-    fitted = MLStrategy(MLStrategyConfig(cv_splits=3)).fit(mr_inputs, 63, 600)
-    del fitted.__dict__["train_span"]  # what unpickling a file of the older format gives
-    path = tmp_path / "old.joblib"
-    joblib.dump(fitted, path)
-    with pytest.raises(EvaluationError, match="time span of its training labels"):
-        load_ml_strategy(path, expected_schema_hash=fitted.schema_hash)
 
 
 def test_make_strategy_builds_each_kind_and_rejects_unknown_config() -> None:

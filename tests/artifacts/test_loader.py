@@ -1,0 +1,240 @@
+"""The verified loader: every check rejects what it should, names itself, and no pickle is opened before
+every check passed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ai_trading.artifacts.build import write_signed
+from ai_trading.artifacts.keys import Keyring, load_signer
+from ai_trading.artifacts.loader import Expectations, VersionStore, load_model, verify_directory
+from ai_trading.artifacts.manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest
+from ai_trading.artifacts.signing import Ed25519Signer
+from ai_trading.errors import (
+    DevKeyRefused,
+    FileHashMismatch,
+    MalformedManifest,
+    ManifestExpired,
+    ManifestVerificationError,
+    ProvenanceMismatch,
+    SignatureInvalid,
+    UnlistedFile,
+    UntrustedKey,
+    VersionRollback,
+    WrongModel,
+)
+from ai_trading.evaluation.strategies import FittedMLStrategy
+from tests.artifacts.helpers import MARKER_ENV, ML_STRATEGY_FILE, config, ml_model_bytes, recorder_bytes, signed_dir
+
+ANY = Expectations(None, None, None)
+
+
+@pytest.fixture
+def marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "unpickled.txt"
+    monkeypatch.setenv(MARKER_ENV, str(path))
+    return path
+
+
+@pytest.fixture
+def signer() -> Ed25519Signer:
+    made = Ed25519Signer(os.urandom(32))
+    Keyring.load().trust(made.public_key, "test key")
+    return made
+
+
+def _model(tmp_path: Path, signer: Ed25519Signer, name: str = "m", **kw: object) -> Path:
+    directory = tmp_path / name
+    directory.mkdir()
+    files = {ML_STRATEGY_FILE: recorder_bytes(name), "MLmodel": b"loader_module: ai_trading.artifacts.pyfunc\n",
+             "data/extra.bin": os.urandom(3000)}
+    signed_dir(directory, files, signer, **kw)  # type: ignore[arg-type]
+    return directory
+
+
+def test_a_valid_model_verifies_and_only_then_deserialises(tmp_path: Path, signer: Ed25519Signer,
+                                                           marker: Path) -> None:
+    directory = _model(tmp_path, signer)
+    manifest = verify_directory(directory, config(), ANY)
+    assert manifest.files.keys() == {ML_STRATEGY_FILE, "MLmodel", "data/extra.bin"}
+    assert not marker.exists()  # verification reads bytes, never unpickles
+    with pytest.raises(MalformedManifest, match="not a FittedMLStrategy"):
+        load_model(directory, config(), ANY)
+    assert marker.read_text() == "m\n"  # the instrument works: loading a verified file runs its pickle
+
+
+def test_a_real_ml_model_loads(tmp_path: Path, signer: Ed25519Signer) -> None:
+    directory = tmp_path / "real"
+    directory.mkdir()
+    signed_dir(directory, {ML_STRATEGY_FILE: ml_model_bytes()}, signer)
+    loaded = load_model(directory, config(), Expectations("f" * 64, "c" * 64, "d" * 64, kind="ml"))
+    assert isinstance(loaded.model, FittedMLStrategy) and loaded.manifest.kind == "ml"
+
+
+def _rejects(directory: Path, marker: Path, error: type[ManifestVerificationError] = ManifestVerificationError,
+             expect: Expectations = ANY, **cfg: object) -> ManifestVerificationError:
+    with pytest.raises(error) as info:
+        load_model(directory, config(**cfg), expect)
+    assert not marker.exists(), "a pickle was opened although verification failed"
+    return info.value
+
+
+def test_every_single_byte_change_of_the_manifest_is_rejected(tmp_path: Path, signer: Ed25519Signer,
+                                                              marker: Path) -> None:
+    directory = _model(tmp_path, signer)
+    original = (directory / MANIFEST_FILE).read_bytes()
+    for i in range(len(original)):
+        changed = bytearray(original)
+        changed[i] ^= 0x01
+        (directory / MANIFEST_FILE).write_bytes(bytes(changed))
+        with pytest.raises(ManifestVerificationError):
+            verify_directory(directory, config(), ANY)
+    (directory / MANIFEST_FILE).write_bytes(original)
+    _rejects_nothing = verify_directory(directory, config(), ANY)
+    assert isinstance(_rejects_nothing, Manifest)
+    (directory / MANIFEST_FILE).write_bytes(original[:-1])
+    _rejects(directory, marker)
+    (directory / MANIFEST_FILE).write_bytes(original + b" ")
+    _rejects(directory, marker)
+
+
+def test_every_single_byte_change_of_the_signature_is_rejected(tmp_path: Path, signer: Ed25519Signer,
+                                                               marker: Path) -> None:
+    directory = _model(tmp_path, signer)
+    original = (directory / SIGNATURE_FILE).read_bytes()
+    assert len(original) == 64
+    for i in range(len(original)):
+        for flip in (0x01, 0x80):
+            changed = bytearray(original)
+            changed[i] ^= flip
+            (directory / SIGNATURE_FILE).write_bytes(bytes(changed))
+            with pytest.raises(SignatureInvalid):
+                verify_directory(directory, config(), ANY)
+    (directory / SIGNATURE_FILE).write_bytes(original + b"\x00")
+    _rejects(directory, marker, SignatureInvalid)
+    (directory / SIGNATURE_FILE).unlink()
+    _rejects(directory, marker, MalformedManifest)
+
+
+def test_single_byte_changes_of_every_artifact_file_are_rejected(tmp_path: Path, signer: Ed25519Signer,
+                                                                 marker: Path) -> None:
+    directory = _model(tmp_path, signer)
+    for name in (ML_STRATEGY_FILE, "MLmodel", "data/extra.bin"):
+        path = directory / name
+        original = path.read_bytes()
+        positions = sorted({0, len(original) - 1, *range(0, len(original), max(1, len(original) // 50))})
+        for i in positions:
+            changed = bytearray(original)
+            changed[i] ^= 0x01
+            path.write_bytes(bytes(changed))
+            error = _rejects(directory, marker, FileHashMismatch)
+            assert name in str(error) and error.check == "file_hash"
+        path.write_bytes(original + b"\x00")
+        _rejects(directory, marker, FileHashMismatch)
+        path.write_bytes(original)
+    verify_directory(directory, config(), ANY)
+
+
+def test_missing_and_unlisted_files_are_rejected(tmp_path: Path, signer: Ed25519Signer, marker: Path) -> None:
+    directory = _model(tmp_path, signer)
+    (directory / "data" / "evil.pkl").write_bytes(recorder_bytes("evil"))
+    assert _rejects(directory, marker, UnlistedFile).check == "unlisted_file"
+    (directory / "data" / "evil.pkl").unlink()
+    (directory / "data" / "extra.bin").unlink()
+    _rejects(directory, marker, FileHashMismatch)
+
+
+def test_model_a_manifest_with_model_b_files_is_rejected(tmp_path: Path, signer: Ed25519Signer,
+                                                         marker: Path) -> None:
+    a, b = _model(tmp_path, signer, "a"), _model(tmp_path, signer, "b")
+    for name in (MANIFEST_FILE, SIGNATURE_FILE):
+        (b / name).write_bytes((a / name).read_bytes())
+    _rejects(b, marker, FileHashMismatch)
+
+
+def test_wrong_and_untrusted_keys_are_rejected(tmp_path: Path, signer: Ed25519Signer, marker: Path) -> None:
+    untrusted = Ed25519Signer(os.urandom(32))
+    directory = _model(tmp_path, untrusted, "u")
+    assert _rejects(directory, marker, UntrustedKey).check == "untrusted_key"
+    # A manifest naming the trusted key but signed by another one.
+    trusted_dir = _model(tmp_path, signer, "t")
+    manifest = Manifest.from_bytes((trusted_dir / MANIFEST_FILE).read_bytes())
+    (trusted_dir / SIGNATURE_FILE).write_bytes(untrusted.sign(manifest.to_bytes()))
+    _rejects(trusted_dir, marker, SignatureInvalid)
+
+
+def test_dev_key_is_rejected_under_refuse_dev_keys(tmp_path: Path, marker: Path) -> None:
+    dev = load_signer(config())
+    directory = _model(tmp_path, dev)  # type: ignore[arg-type]
+    verify_directory(directory, config(), ANY)  # trusted locally
+    assert _rejects(directory, marker, DevKeyRefused, refuse_dev_keys=True).check == "dev_key"
+
+
+def test_expired_manifest_is_rejected(tmp_path: Path, signer: Ed25519Signer, marker: Path) -> None:
+    directory = _model(tmp_path, signer)
+    manifest = Manifest.from_bytes((directory / MANIFEST_FILE).read_bytes())
+    write_signed(directory, manifest.replace(expires_at="2020-01-01T00:00:00Z"), signer)
+    assert _rejects(directory, marker, ManifestExpired).check == "expired"
+    write_signed(directory, manifest.replace(expires_at="2999-01-01T00:00:00Z"), signer)
+    verify_directory(directory, config(), ANY)
+
+
+def test_a_version_lower_than_the_last_accepted_is_rejected(tmp_path: Path, signer: Ed25519Signer,
+                                                            marker: Path) -> None:
+    directory = _model(tmp_path, signer)
+    manifest = Manifest.from_bytes((directory / MANIFEST_FILE).read_bytes())
+    write_signed(directory, manifest.replace(model_name="desk", version=3), signer)
+    verify_directory(directory, config(), ANY)
+    assert VersionStore().last("desk") == 3
+    write_signed(directory, manifest.replace(model_name="desk", version=2), signer)
+    assert _rejects(directory, marker, VersionRollback).check == "version_rollback"
+    write_signed(directory, manifest.replace(model_name="desk", version=4), signer)  # a rollback is a new version
+    verify_directory(directory, config(), ANY)
+    assert VersionStore().last("desk") == 4
+
+
+def test_provenance_is_checked_against_the_callers_job(tmp_path: Path, signer: Ed25519Signer,
+                                                       marker: Path) -> None:
+    directory = _model(tmp_path, signer)
+    right = {"feature_schema_hash": "f" * 64, "cost_model_hash": "c" * 64, "dataset_fingerprint": "d" * 64}
+    for field in right:
+        expect = Expectations(**{**right, field: "9" * 64})
+        error = _rejects(directory, marker, ProvenanceMismatch, expect, dataset_fingerprint_policy="match")
+        assert isinstance(error, ProvenanceMismatch) and error.check == field
+    verify_directory(directory, config(dataset_fingerprint_policy="any"),
+                     Expectations(**{**right, "dataset_fingerprint": "9" * 64}))
+    _rejects(directory, marker, ProvenanceMismatch, Expectations(**right), dataset_fingerprint_policy="known",
+             known_dataset_fingerprints=["9" * 64])
+    verify_directory(directory, config(dataset_fingerprint_policy="known", known_dataset_fingerprints=["d" * 64]),
+                     Expectations(**right))
+    _rejects(directory, marker, WrongModel, Expectations(**right, kind="rl"))
+
+
+def test_a_directory_without_manifest_is_refused_unopened(tmp_path: Path, marker: Path) -> None:
+    directory = tmp_path / "checkpoint"
+    directory.mkdir()
+    (directory / ML_STRATEGY_FILE).write_bytes(recorder_bytes("checkpoint"))
+    _rejects(directory, marker, MalformedManifest)
+
+
+def test_hmac_signed_model_verifies_with_the_secret_and_rejects_another(tmp_path: Path, marker: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ai_trading.artifacts.signing import HmacSigner
+
+    secret = "s" * 40
+    monkeypatch.setenv("AI_TRADING_HMAC_KEY", secret)
+    directory = _model(tmp_path, HmacSigner(secret.encode()), signing=config(algorithm="hmac-sha256"))  # type: ignore[arg-type]
+    assert verify_directory(directory, config(algorithm="hmac-sha256"), ANY).algorithm == "hmac-sha256"
+    signature = (directory / SIGNATURE_FILE).read_bytes()
+    for i in range(len(signature)):
+        changed = bytearray(signature)
+        changed[i] ^= 0x01
+        (directory / SIGNATURE_FILE).write_bytes(bytes(changed))
+        with pytest.raises(SignatureInvalid):
+            verify_directory(directory, config(), ANY)
+    (directory / SIGNATURE_FILE).write_bytes(signature)
+    monkeypatch.setenv("AI_TRADING_HMAC_KEY", "t" * 40)
+    _rejects(directory, marker, UntrustedKey)
