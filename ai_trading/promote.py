@@ -53,7 +53,8 @@ def promote(config: PromoteConfig, *, register: Register) -> GovernanceDecision:
 def main(cfg: DictConfig) -> None:
     def job() -> None:
         config = promote_config(cfg)
-        promote(config, register=lambda run_id, payload: register_best_model(config.tracking, run_id, payload))
+        promote(config, register=lambda run_id, payload: register_best_model(config.tracking, config.signing, run_id,
+                                                                            payload))
 
     run_reported(job)
 

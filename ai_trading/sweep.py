@@ -35,6 +35,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ai_trading.artifacts.config import SigningConfig
+from ai_trading.artifacts.keys import load_signer
 from ai_trading.errors import AiTradingError
 from ai_trading.evaluation.plots import equity_figure, seed_sharpe_figure
 from ai_trading.rl.governance import (
@@ -50,6 +52,7 @@ from ai_trading.rl.governance import (
 from ai_trading.secrets import mask_override, mask_text
 from ai_trading.tracking import TrackingConfig, prepare_store
 from ai_trading.tracking.naming import run_name, run_note
+from ai_trading.tracking.registry import RegisteredModel, register_champion
 from ai_trading.tracking.runs import (
     RunRecord,
     child_runs,
@@ -58,10 +61,11 @@ from ai_trading.tracking.runs import (
     open_sweep_parent,
     read_artifact_text,
     record_failed_run,
+    run_record,
     sweep_parent,
 )
 from ai_trading.tracking.summary import AGENT, BASELINES, SeedOutcome, SweepTable, summarise
-from ai_trading.wiring import governance_config
+from ai_trading.wiring import governance_config, signing_config
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +130,21 @@ def log_summary(tracking: TrackingConfig, parent_run_id: str, summary: SweepTabl
         {b: first.get(f"eval/{b}/net/sharpe", float("nan")) for b in BASELINES}), "plots/sharpe_seeds.png")
 
 
-def register_best_model(tracking: TrackingConfig, run_id: str, decision: dict[str, Any]) -> None:
-    """Register the model of a passing sweep's best seed (run ``run_id``) with its governance ``decision``:
-    the one place where the sweep's end and ``ai_trading.promote`` hand a passing decision to the registry."""
-    log.warning("registration: not configured; the model of run %s passed governance (sweep %s) and is not "
-                "registered (store %s)", run_id, decision.get("sweep_id"), mask_text(tracking.tracking_uri))
+def register_best_model(tracking: TrackingConfig, signing: SigningConfig, run_id: str,
+                        decision: dict[str, Any]) -> RegisteredModel:
+    """Register the model of a passing sweep's best seed (run ``run_id``) with its governance ``decision`` as the
+    next version of ``ai_trading_{experiment}_{algo}`` (``signing.model_name``), moving ``@champion`` to it and
+    ``@previous`` to the former champion: the one place where the sweep's end and ``ai_trading.promote`` hand a
+    passing decision to the registry."""
+    tags = run_record(tracking, run_id).tags
+    name = signing.registered_name(tags.get("experiment", tracking.experiment_name), tags.get("algo", "model"))
+    registered = register_champion(tracking, run_id, model_name=name, decision=decision,
+                                   signer=load_signer(signing), config=signing)
+    previous = f"v{registered.previous}" if registered.previous is not None else "none"
+    print(f"registered models:/{registered.name}@champion = version {registered.version} (run {run_id}; "
+          f"@previous = {previous}); its signed manifest is registry/{registered.name}/v{registered.version}/"
+          "manifest.json on that run")
+    return registered
 
 
 def decide(tracking: TrackingConfig, governance: GovernanceConfig, sweep_id: str, parent_run_id: str, *,
@@ -177,11 +191,13 @@ class SweepSummary(Callback):
     def __init__(self) -> None:
         self._pending: tuple[TrackingConfig, str, str] | None = None  # (tracking, sweep_id, parent run id)
         self._governance: GovernanceConfig | None = None
+        self._signing: SigningConfig | None = None
         self._running: DictConfig | None = None  # the job under way in this process
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         tracking = _tracking(config)
         self._governance = governance_config(config)  # a bad threshold fails before any seed trains
+        self._signing = signing_config(config)
         prepare_store(tracking)
         sweep_id = sweep_id_of(config.hydra.sweep.dir)
         overrides = [mask_override(str(o)) for o in config.hydra.overrides.task]
@@ -232,9 +248,11 @@ class SweepSummary(Callback):
 
     def _decide(self, tracking: TrackingConfig, sweep_id: str, parent: str) -> None:
         assert self._governance is not None  # set with _pending
+        assert self._signing is not None
+        signing = self._signing
         try:
             decision = decide(tracking, self._governance, sweep_id, parent,
-                              register=lambda run_id, payload: register_best_model(tracking, run_id, payload))
+                              register=lambda run_id, payload: register_best_model(tracking, signing, run_id, payload))
             log.info("governance decision\n%s", decision.table())
         except AiTradingError as exc:  # the sweep ran; what it could not decide is reported, not raised
             message = mask_text(str(exc))

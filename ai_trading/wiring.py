@@ -84,6 +84,7 @@ class PromoteConfig:
     sweep_id: str
     governance: GovernanceConfig
     tracking: TrackingConfig
+    signing: SigningConfig
 
 
 def _group(cfg: DictConfig, key: str, path: str | None = None) -> Any:
@@ -238,4 +239,15 @@ def promote_config(cfg: DictConfig) -> PromoteConfig:
     sweep_id = cfg.sweep_id
     if not isinstance(sweep_id, str) or not sweep_id.strip():
         raise ConfigError(f"sweep_id={sweep_id!r}: must be a non-empty string")
-    return PromoteConfig(sweep_id=sweep_id, governance=governance_config(cfg), tracking=_group(cfg, "tracking"))
+    return PromoteConfig(sweep_id=sweep_id, governance=governance_config(cfg), tracking=_group(cfg, "tracking"),
+                         signing=signing_config(cfg))
+
+
+def signing_config(cfg: DictConfig) -> SigningConfig:
+    """Manifest signing and registry naming of a composed config's ``signing`` group."""
+    if "signing" not in cfg:
+        raise ConfigError("signing: the config has no signing group (add `- signing: default` to its defaults)")
+    config = _group(cfg, "signing")
+    if not isinstance(config, SigningConfig):
+        raise ConfigError(f"signing._target_ must build {SigningConfig.__qualname__}, got {type(config)}")
+    return config

@@ -236,14 +236,23 @@ class RunRecord:
     metrics: Mapping[str, float]
 
 
+def _record(run: Any) -> RunRecord:
+    return RunRecord(str(run.info.run_id), str(run.info.run_name), str(run.info.status), dict(run.data.tags),
+                     dict(run.data.metrics))
+
+
+def run_record(config: TrackingConfig, run_id: str) -> RunRecord:
+    """One run as read back from the store."""
+    return _record(MlflowClient(tracking_uri=config.tracking_uri).get_run(run_id))
+
+
 def child_runs(config: TrackingConfig, parent_run_id: str) -> list[RunRecord]:
     """Every run nested under ``parent_run_id``, whatever its status (FAILED and KILLED carry their error)."""
     client = MlflowClient(tracking_uri=config.tracking_uri)
     parent = client.get_run(parent_run_id)
     runs = client.search_runs([parent.info.experiment_id],
                               filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=10000)
-    return [RunRecord(str(r.info.run_id), str(r.info.run_name), str(r.info.status), dict(r.data.tags),
-                      dict(r.data.metrics)) for r in runs]
+    return [_record(r) for r in runs]
 
 
 def record_failed_run(config: TrackingConfig, *, run_name: str, parent_run_id: str, sweep_id: str,
