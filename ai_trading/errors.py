@@ -123,3 +123,25 @@ class SchemaRevisionError(AiTradingError):
         super().__init__(f"{what} {url} is at revision {current or '<none: never migrated>'}, the code needs "
                          f"{head}: run `AI_TRADING_OMS_DSN={url} alembic upgrade head` (or `alembic -x dsn=... "
                          "upgrade head`) from the checkout first")
+
+
+class Overfill(IllegalTransition):
+    """A fill would take an order's filled quantity past its ordered quantity; nothing was recorded."""
+
+
+class ClientOrderIdError(AiTradingError):
+    """A client order id (CIDv2) or one of its fields is malformed; names the field and the value."""
+
+    def __init__(self, field: str, value: object, rule: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"client order id field {field}={value!r}: {rule}")
+
+
+class UnknownIntent(AiTradingError):
+    """The OMS store holds no intent with this client order id."""
+
+
+class IntentConflict(AiTradingError):
+    """An intent was created again under an existing client order id but with other content (a field the
+    id does not cover, such as the limit price, or a broker-safe id collision)."""
