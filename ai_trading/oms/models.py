@@ -259,13 +259,13 @@ class OrderEvent:
 
 @dataclass(frozen=True)
 class OrderSnapshot:
-    """An order's current state: what ``apply`` folds the event log into."""
+    """An order's current state: what ``apply`` folds the event log into. (Prices live on the fills; an
+    average price is computed from them, so no rounded running notional is stored.)"""
 
     client_order_id: str
     quantity: Decimal
     state: OrderState = OrderState.CREATED
     filled_quantity: Decimal = Decimal(0)
-    filled_notional: Decimal = Decimal(0)
     fees: Decimal = Decimal(0)
     broker_order_id: str | None = None
     trade_ids: frozenset[str] = frozenset()
@@ -273,16 +273,12 @@ class OrderSnapshot:
 
     @classmethod
     def initial(cls, intent: OrderIntent) -> OrderSnapshot:
-        return cls(client_order_id=intent.client_order_id, quantity=intent.quantity,
-                   broker_order_id=intent.broker_order_id)
+        """The snapshot before any event: CREATED, nothing filled, no broker order id (the ack brings it)."""
+        return cls(client_order_id=intent.client_order_id, quantity=intent.quantity)
 
     @property
     def remaining(self) -> Decimal:
         return self.quantity - self.filled_quantity
-
-    @property
-    def average_price(self) -> Decimal | None:
-        return self.filled_notional / self.filled_quantity if self.filled_quantity else None
 
     @property
     def is_terminal(self) -> bool:
@@ -322,8 +318,8 @@ def apply(snapshot: OrderSnapshot, event: OrderEvent) -> OrderSnapshot:
         if filled > snapshot.quantity:
             raise Overfill(f"order {cid} in state {state}: fill {fill.trade_id} of {fill.quantity} would fill "
                            f"{filled} of {snapshot.quantity}")
-        changes.update(filled_quantity=filled, filled_notional=snapshot.filled_notional + fill.quantity * fill.price,
-                       fees=snapshot.fees + fill.fee, trade_ids=snapshot.trade_ids | {fill.trade_id})
+        changes.update(filled_quantity=filled, fees=snapshot.fees + fill.fee,
+                       trade_ids=snapshot.trade_ids | {fill.trade_id})
         if filled == snapshot.quantity:
             changes["state"] = OrderState.FILLED
     return replace(snapshot, **changes)

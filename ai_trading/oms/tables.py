@@ -79,7 +79,6 @@ class IntentRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     state: Mapped[str] = mapped_column(String(16))
     filled_quantity: Mapped[Decimal] = mapped_column(QTY)
-    filled_notional: Mapped[Decimal] = mapped_column(Numeric(38, 16))
     fees: Mapped[Decimal] = mapped_column(QTY)
     broker_order_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     last_sequence: Mapped[int] = mapped_column(Integer)

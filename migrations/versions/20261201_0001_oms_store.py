@@ -47,7 +47,6 @@ def upgrade() -> None:
         sa.Column("created_at", _ts(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("filled_quantity", _qty(), nullable=False),
-        sa.Column("filled_notional", sa.Numeric(precision=38, scale=16), nullable=False),
         sa.Column("fees", _qty(), nullable=False),
         sa.Column("broker_order_id", sa.String(length=128), nullable=True),
         sa.Column("last_sequence", sa.Integer(), nullable=False),
