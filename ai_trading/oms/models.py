@@ -44,6 +44,8 @@ from ai_trading.errors import IllegalTransition, OrderValidationError, Overfill
 
 DECIMAL_PLACES = 8
 _QUANTUM = Decimal(1).scaleb(-DECIMAL_PLACES)
+_INTEGER_DIGITS = 20  # the store's Numeric(28, 8)
+_LIMIT = Decimal(10) ** _INTEGER_DIGITS
 
 
 class Side(StrEnum):
@@ -121,6 +123,8 @@ def to_decimal(value: Any, what: str, *, positive: bool = True, allow_zero: bool
         number = None
     if number is None or not number.is_finite():
         raise OrderValidationError(f"{what}={value!r}: not a finite number")
+    if abs(number) >= _LIMIT:
+        raise OrderValidationError(f"{what}={value!r}: at most {_INTEGER_DIGITS} digits before the point")
     if number != number.quantize(_QUANTUM, rounding="ROUND_DOWN"):
         raise OrderValidationError(f"{what}={value!r}: more than {DECIMAL_PLACES} decimal places")
     if positive and (number < 0 or (number == 0 and not allow_zero)):
