@@ -18,6 +18,12 @@ ALEMBIC_PLUGIN_MISSING = ("the pytest-alembic plugin is not loaded (PYTEST_DISAB
                           "alembic_runner fixture is missing; run without the variable or add -p pytest_alembic")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-alembic's built-in tests carry its ``alembic`` marker; --strict-markers needs it registered
+    # also when the plugin (which registers it) is not loaded.
+    config.addinivalue_line("markers", "alembic: a pytest-alembic migration test")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.pluginmanager.hasplugin("pytest_alembic"):
         return

@@ -144,7 +144,7 @@ def test_intent_limit_order_needs_a_limit_price() -> None:
     with pytest.raises(OrderValidationError, match="a limit order needs a limit_price"):
         make_intent(order_type="limit")
     with pytest.raises(OrderValidationError, match="timezone-aware"):
-        make_intent(created_at=datetime(2024, 1, 2))  # noqa: DTZ001
+        make_intent(created_at=datetime(2024, 1, 2))
 
 
 def test_intent_is_immutable() -> None:
