@@ -189,8 +189,8 @@ class IntentStore:
     def state_counts(self) -> dict[OrderState, int]:
         """How many intents are in each state (every state listed, zeros included)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(_I.c.state, func.count()).group_by(_I.c.state)).tuples().all()
-        counted: dict[str, int] = dict(rows)
+            counted: dict[str, int] = {state: n for state, n in conn.execute(
+                select(_I.c.state, func.count()).group_by(_I.c.state))}
         return {state: int(counted.get(state.value, 0)) for state in OrderState}
 
     # ---- transitions ---------------------------------------------------------------------------------
