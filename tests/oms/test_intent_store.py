@@ -111,7 +111,7 @@ def test_overfill_raises_and_writes_nothing(store: IntentStore, oms_engine: Engi
     cid = store.create(make_intent(6, quantity=2)).client_order_id
     store.claim_for_submit(cid)
     store.record(cid, OrderEvent.filled(_fill("T1", "1.5")))
-    with pytest.raises(Overfill, match="would fill 2.6 of 2"):
+    with pytest.raises(Overfill, match=r"would fill 2\.6 of 2"):
         store.record(cid, OrderEvent.filled(_fill("T2", "1.1")))
     assert store.get(cid).snapshot.filled_quantity == Decimal("1.5")
     assert _count(oms_engine, FillRow) == 1
