@@ -37,7 +37,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Table, func, insert, or_, select, update
+from sqlalchemy import Engine, Row, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -225,6 +225,20 @@ class IntentStore:
                 return self._record_once(client_order_id, event)
             except _Contended:
                 continue
+            except IntegrityError:
+                # the fill's trade id went in first elsewhere (rolled back, nothing written): another order's
+                # trade is refused; the same order's (a concurrent duplicate) is a no-op on the next read
+                fill = event.fill if event.kind is EventKind.FILLED else None
+                if fill is None:
+                    raise
+                with self.engine.connect() as conn:
+                    owner = conn.execute(select(_I.c.client_order_id).join(_F, _F.c.intent_id == _I.c.id)
+                                         .where(_F.c.trade_id == fill.trade_id)).scalar_one_or_none()
+                if owner is None:
+                    raise
+                if owner != client_order_id:
+                    raise IllegalTransition(f"order {client_order_id}: fill {fill.trade_id} is already recorded "
+                                            f"for order {owner}") from None
             except OperationalError as exc:
                 # SQLite refuses to upgrade a read snapshot another writer has moved past; read again.
                 if self.engine.dialect.name != "sqlite" or "locked" not in str(exc.orig):
@@ -235,22 +249,14 @@ class IntentStore:
     def _record_once(self, client_order_id: str, event: OrderEvent) -> OrderSnapshot:
         fill = event.fill if event.kind is EventKind.FILLED else None
         with self.engine.begin() as conn:
-            row = conn.execute(select(_I).where(_I.c.client_order_id == client_order_id).with_for_update()
-                               ).one_or_none()
-            if row is None:
+            # the intent (locked on PostgreSQL) with its trade ids, one row per fill, in one round trip
+            rows = conn.execute(select(_I, _F.c.trade_id.label("fill_trade_id"))
+                                .select_from(_I.outerjoin(_F, _F.c.intent_id == _I.c.id))
+                                .where(_I.c.client_order_id == client_order_id).with_for_update(of=_I)).all()
+            if not rows:
                 raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
-            trade_ids: frozenset[str] = frozenset()
-            if fill is not None or row.filled_quantity > 0:
-                where = _F.c.intent_id == row.id
-                if fill is not None:
-                    where = or_(where, _F.c.trade_id == fill.trade_id)
-                pairs = conn.execute(select(_F.c.intent_id, _F.c.trade_id).where(where)).all()
-                if fill is not None:
-                    owners = {intent_id for intent_id, trade_id in pairs if trade_id == fill.trade_id}
-                    if owners - {row.id}:
-                        raise IllegalTransition(f"order {client_order_id}: fill {fill.trade_id} is already recorded "
-                                                "for another order")
-                trade_ids = frozenset(trade_id for intent_id, trade_id in pairs if intent_id == row.id)
+            row = rows[0]
+            trade_ids = frozenset(r.fill_trade_id for r in rows if r.fill_trade_id is not None)
             before = _snapshot_from_row(row, trade_ids)
             after = models.apply(before, event)
             if after is before:

@@ -131,8 +131,10 @@ def test_fill_of_another_orders_trade_id_raises(store: IntentStore) -> None:
     for cid in (a, b):
         store.claim_for_submit(cid)
     store.record(a, OrderEvent.filled(_fill("SHARED", 1)))
-    with pytest.raises(IllegalTransition, match="fill SHARED is already recorded for another order"):
+    before = store.get(b)
+    with pytest.raises(IllegalTransition, match=f"order {b}: fill SHARED is already recorded for order {a}"):
         store.record(b, OrderEvent.filled(_fill("SHARED", 1)))
+    assert store.get(b) == before and store.events(b) == store.events(b)[:1]
 
 
 def test_unknown_intent_raises(store: IntentStore) -> None:
