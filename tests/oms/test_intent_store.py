@@ -68,6 +68,19 @@ def test_create_same_cid_other_limit_price_raises_conflict(store: IntentStore) -
         store.create(make_intent(3, order_type="limit", limit_price="99.6"))
 
 
+def test_create_broker_safe_id_taken_by_another_cid_raises_conflict(store: IntentStore, oms_engine: Engine) -> None:
+    from sqlalchemy import update
+
+    a, b = make_intent(40), make_intent(41)
+    store.create(a)
+    with oms_engine.begin() as conn:  # forge the collision a sha256 prefix would practically never produce
+        conn.execute(update(IntentRow).where(IntentRow.client_order_id == a.client_order_id)
+                     .values(broker_safe_id=b.broker_safe_id))
+    with pytest.raises(IntentConflict, match=f"its broker-safe id {b.broker_safe_id} is taken by {a.client_order_id}"):
+        store.create(b)
+    assert store.find(b.client_order_id) is None
+
+
 def test_create_many_one_transaction_idempotent(store: IntentStore, oms_engine: Engine) -> None:
     store.create(make_intent(0))
     batch = [make_intent(n) for n in range(5)]
