@@ -103,6 +103,7 @@ class IntentStore:
     def __init__(self, engine: Engine) -> None:
         self.revision = require_head(engine, "oms store")
         self.engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     # ---- intents -------------------------------------------------------------------------------------
@@ -114,7 +115,8 @@ class IntentStore:
             raise OrderValidationError(f"intent {intent.client_order_id}: created with broker_order_id "
                                        f"{intent.broker_order_id!r}; the broker's id is recorded by its ack")
         try:
-            with self.engine.begin() as conn:
+            # one INSERT is its own transaction: autocommit spares the BEGIN and COMMIT round trips
+            with self._autocommit.connect() as conn:
                 conn.execute(insert(_I), _intent_values(intent, utc_now()))
             return intent
         except IntegrityError:
