@@ -37,7 +37,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Table, func, insert, select, update
+from sqlalchemy import Engine, Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -55,7 +55,7 @@ from ai_trading.oms.models import (
     OrderState,
     utc_now,
 )
-from ai_trading.oms.tables import EventRow, FillRow, IntentRow, ReconciliationRow
+from ai_trading.oms.tables import QTY, EventRow, FillRow, IntentRow, ReconciliationRow, UtcDateTime
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,22 @@ _I = cast(Table, IntentRow.__table__)
 _E = cast(Table, EventRow.__table__)
 _F = cast(Table, FillRow.__table__)
 _R = cast(Table, ReconciliationRow.__table__)
+# Built once: a durable step then costs no statement construction, only the cached compiled form.
+_CLAIM = (update(_I).where(_I.c.client_order_id == bindparam("cid"), _I.c.state == bindparam("from_state"))
+          .values(state=bindparam("to_state"), last_sequence=_I.c.last_sequence + 1,
+                  updated_at=bindparam("now", type_=UtcDateTime()))
+          .returning(_I.c.id, _I.c.last_sequence))
+# the intent (locked on PostgreSQL) with its trade ids, one row per fill, in one round trip
+_READ_FOR_UPDATE = (select(_I, _F.c.trade_id.label("fill_trade_id"))
+                    .select_from(_I.outerjoin(_F, _F.c.intent_id == _I.c.id))
+                    .where(_I.c.client_order_id == bindparam("cid")).with_for_update(of=_I))
+# compare-and-set on the event count: only the writer that read the latest state moves the row
+_MOVE = (update(_I).where(_I.c.id == bindparam("row_id"), _I.c.last_sequence == bindparam("seen"))
+         .values(state=bindparam("to_state"), filled_quantity=bindparam("to_filled", type_=QTY),
+                 fees=bindparam("to_fees", type_=QTY), broker_order_id=bindparam("to_broker"),
+                 last_sequence=bindparam("to_sequence"), updated_at=bindparam("now", type_=UtcDateTime())))
+_LOG = insert(_E)
+_FILL = insert(_F)
 _RETRIES = 20  # compare-and-set misses in a row before giving up (only under heavy write contention)
 
 
@@ -203,15 +219,13 @@ class IntentStore:
         target = models.TRANSITIONS[(OrderState.CREATED, EventKind.SUBMITTED)]
         now = utc_now()
         with self.engine.begin() as conn:
-            claimed = conn.execute(
-                update(_I).where(_I.c.client_order_id == client_order_id, _I.c.state == OrderState.CREATED.value)
-                .values(state=target.value, last_sequence=_I.c.last_sequence + 1, updated_at=now)
-                .returning(_I.c.id, _I.c.last_sequence)).one_or_none()
+            claimed = conn.execute(_CLAIM, {"cid": client_order_id, "from_state": OrderState.CREATED.value,
+                                            "to_state": target.value, "now": now}).one_or_none()
             if claimed is None:
                 if conn.execute(select(_I.c.id).where(_I.c.client_order_id == client_order_id)).first() is None:
                     raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
                 return False
-            conn.execute(insert(_E), {"intent_id": claimed.id, "sequence": claimed.last_sequence,
+            conn.execute(_LOG, {"intent_id": claimed.id, "sequence": claimed.last_sequence,
                                       "kind": EventKind.SUBMITTED.value, "payload": {}, "recorded_at": now})
         return True
 
@@ -251,10 +265,7 @@ class IntentStore:
     def _record_once(self, client_order_id: str, event: OrderEvent) -> OrderSnapshot:
         fill = event.fill if event.kind is EventKind.FILLED else None
         with self.engine.begin() as conn:
-            # the intent (locked on PostgreSQL) with its trade ids, one row per fill, in one round trip
-            rows = conn.execute(select(_I, _F.c.trade_id.label("fill_trade_id"))
-                                .select_from(_I.outerjoin(_F, _F.c.intent_id == _I.c.id))
-                                .where(_I.c.client_order_id == client_order_id).with_for_update(of=_I)).all()
+            rows = conn.execute(_READ_FOR_UPDATE, {"cid": client_order_id}).all()
             if not rows:
                 raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
             row = rows[0]
@@ -264,17 +275,16 @@ class IntentStore:
             if after is before:
                 return before
             now = utc_now()
-            changed = conn.execute(
-                update(_I).where(_I.c.id == row.id, _I.c.last_sequence == row.last_sequence)
-                .values(state=after.state.value, filled_quantity=after.filled_quantity,
-                        fees=after.fees,
-                        broker_order_id=after.broker_order_id, last_sequence=after.sequence, updated_at=now))
+            changed = conn.execute(_MOVE, {"row_id": row.id, "seen": row.last_sequence, "to_state": after.state.value,
+                                           "to_filled": after.filled_quantity, "to_fees": after.fees,
+                                           "to_broker": after.broker_order_id, "to_sequence": after.sequence,
+                                           "now": now})
             if changed.rowcount != 1:
                 raise _Contended
-            conn.execute(insert(_E), {"intent_id": row.id, "sequence": after.sequence, "kind": event.kind.value,
+            conn.execute(_LOG, {"intent_id": row.id, "sequence": after.sequence, "kind": event.kind.value,
                                       "payload": dict(event.payload), "recorded_at": now})
             if fill is not None:
-                conn.execute(insert(_F), {"intent_id": row.id, "trade_id": fill.trade_id, "quantity": fill.quantity,
+                conn.execute(_FILL, {"intent_id": row.id, "trade_id": fill.trade_id, "quantity": fill.quantity,
                                           "price": fill.price, "fee": fill.fee, "timestamp": fill.timestamp})
         return after
 
