@@ -30,6 +30,7 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -148,10 +149,16 @@ class IntentStore:
             if intent.broker_order_id is not None:
                 raise OrderValidationError(f"intent {intent.client_order_id}: created with a broker_order_id")
         now = utc_now()
-        stmt = self._insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
+        stmt = (self._insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
+                .returning(_I.c.client_order_id))
         with self.engine.begin() as conn:
-            conn.execute(stmt, [_intent_values(intent, now) for intent in intents])
-            return self._read_back(intents, conn)
+            inserted = set(conn.execute(stmt, [_intent_values(intent, now) for intent in intents]).scalars())
+            # only the intents stored before (or twice in this batch) are read back and compared
+            times = Counter(intent.client_order_id for intent in intents)
+            existing = [intent for intent in intents
+                        if intent.client_order_id not in inserted or times[intent.client_order_id] > 1]
+            stored = {i.client_order_id: i for i in self._read_back(existing, conn)} if existing else {}
+        return [stored.get(intent.client_order_id, intent) for intent in intents]
 
     def _read_back(self, intents: Sequence[OrderIntent], conn: Connection | None = None) -> list[OrderIntent]:
         cids = [intent.client_order_id for intent in intents]

@@ -88,6 +88,10 @@ def test_create_many_one_transaction_idempotent(store: IntentStore, oms_engine: 
     assert [i.client_order_id for i in stored] == [i.client_order_id for i in batch]
     assert store.create_many(batch) == stored
     assert _count(oms_engine, IntentRow) == 5
+    twice = [make_intent(50, order_type="limit", limit_price=1), make_intent(50, order_type="limit", limit_price=2)]
+    with pytest.raises(IntentConflict, match="stored as limit limit 1; created again as limit limit 2"):
+        store.create_many(twice)
+    assert _count(oms_engine, IntentRow) == 5  # the batch is one transaction: nothing of it stays
 
 
 def test_lifecycle_writes_state_events_fills_and_replays(store: IntentStore, oms_engine: Engine) -> None:
