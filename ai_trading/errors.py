@@ -207,3 +207,25 @@ class GovernanceRejected(AiTradingError):
         self.reasons = tuple(reasons)
         super().__init__(f"sweep {sweep_id} rejected by governance, {len(reasons)} criteria failed: "
                          + "; ".join(reasons))
+
+
+class Overfill(IllegalTransition):
+    """A fill would take an order's filled quantity past its ordered quantity; nothing was recorded."""
+
+
+class ClientOrderIdError(AiTradingError):
+    """A client order id (CIDv2) or one of its fields is malformed; names the field and the value."""
+
+    def __init__(self, field: str, value: object, rule: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"client order id field {field}={value!r}: {rule}")
+
+
+class UnknownIntent(AiTradingError):
+    """The OMS store holds no intent with this client order id."""
+
+
+class IntentConflict(AiTradingError):
+    """An intent was created again under an existing client order id but with other content (a field the
+    id does not cover, such as the limit price, or a broker-safe id collision)."""

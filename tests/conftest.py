@@ -64,6 +64,9 @@ def postgres_server(request: pytest.FixtureRequest) -> str:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         _no_server("PostgreSQL will not start as root and AI_TRADING_OMS_DSN is not set "
                    "(eval \"$(.ci/start_postgres)\" starts a cluster as the postgres user)")
+    if not request.config.pluginmanager.hasplugin("pytest_postgresql"):
+        _no_server("the pytest-postgresql plugin is not loaded (PYTEST_DISABLE_PLUGIN_AUTOLOAD=1) and "
+                   "AI_TRADING_OMS_DSN is not set: set it (eval \"$(.ci/start_postgres)\") or add -p pytest_postgresql")
     if not PG_CTL.exists():
         _no_server(f"no PostgreSQL server binaries at {PG_CTL} and AI_TRADING_OMS_DSN is not set")
     proc = request.getfixturevalue("postgresql_proc")

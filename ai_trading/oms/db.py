@@ -7,6 +7,7 @@ application refuses a database that is not at the migrations' head instead of cr
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,10 @@ def alembic_config(engine: Engine | None = None, dsn: str | None = None) -> Any:
     return config
 
 
+@functools.lru_cache(maxsize=1)
 def head_revision() -> str:
-    """The single head revision of ``migrations/``."""
+    """The single head revision of ``migrations/`` (read once per process: the code loaded is built for
+    the migrations present when it started, and parsing them costs tens of milliseconds per store)."""
     from alembic.script import ScriptDirectory
 
     heads = ScriptDirectory.from_config(alembic_config()).get_heads()

@@ -565,7 +565,7 @@ def emit_governance_failed(run: EventSink, decision: GovernanceDecision) -> Gove
     return event
 
 
-Register = Callable[[str, dict[str, Any]], None]
+Register = Callable[[str, dict[str, Any]], object]  # what it returns (the registered version) is not used
 
 
 def promote_best(decision: GovernanceDecision, *, register: Register, run: EventSink) -> GovernanceEvent | None:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002_paper_venue"
-down_revision: str | Sequence[str] | None = None
+down_revision: str | Sequence[str] | None = "0001_oms_store"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,113 @@
+"""Operator commands of the order-management store.
+
+``python -m ai_trading.oms status [--dsn URL]`` prints the database's schema revision against the
+migrations' head, the open intents by state, totals by state and the last reconciliation run. The
+database is ``--dsn``, else ``AI_TRADING_OMS_DSN``, else ``sqlite:///oms.db`` (as ``conf/oms/default.yaml``);
+passwords are never printed.
+
+Exit codes: 0 the store is at head and readable; 1 the database is missing or behind the migrations (the
+message says to run ``alembic upgrade head``); 2 a bad DSN; 3 the database cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from ai_trading.errors import ConfigError
+from ai_trading.oms.db import current_revision, head_revision, make_engine
+from ai_trading.oms.intent_store import IntentStore
+from ai_trading.oms.models import OPEN_STATES, OrderState
+
+DEFAULT_DSN = "sqlite:///oms.db"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ai_trading.oms",
+        description="Operator commands of the order-management (OMS) store.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    status = commands.add_parser(
+        "status", help="schema revision, open intents by state, totals and the last reconciliation",
+        description="Show the OMS store's schema revision (current vs head), open intents by state, totals "
+                    "by state and the last reconciliation run. Exits 1 when the database is missing or not at "
+                    "head (run `alembic upgrade head`), 2 on a bad DSN, 3 when the database cannot be reached.")
+    status.add_argument("--dsn", metavar="URL",
+                        help="database URL, e.g. sqlite:///oms.db or postgresql+psycopg://user@host:5432/oms "
+                             f"(default: $AI_TRADING_OMS_DSN, else {DEFAULT_DSN})")
+    return parser
+
+
+def status(dsn: str, out: TextIO) -> int:
+    """Print the store's status to ``out``; returns the exit code (see the module docstring)."""
+    try:
+        url = make_url(dsn)
+    except Exception:  # SQLAlchemy's ArgumentError; the DSN itself may hold a password, so it is not echoed
+        print("error: the DSN is not a database URL (sqlite:///path or postgresql+psycopg://...)", file=out)
+        return 2
+    shown = url.render_as_string(hide_password=True)
+    upgrade = f"run `AI_TRADING_OMS_DSN='{shown}' alembic upgrade head` from the checkout"
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not Path(url.database).exists():
+        print(f"database: {shown}\nerror: no database file at {url.database}: {upgrade} to create it", file=out)
+        return 1
+    try:
+        engine = make_engine(dsn)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=out)
+        return 2
+    try:
+        return _report(engine, shown, upgrade, out)
+    except OperationalError as exc:
+        print(f"database: {shown}\nerror: cannot reach the database: {str(exc.orig).strip()}", file=out)
+        return 3
+    finally:
+        engine.dispose()
+
+
+def _report(engine: Engine, shown: str, upgrade: str, out: TextIO) -> int:
+    head = head_revision()
+    current = current_revision(engine)
+    print(f"database: {shown}", file=out)
+    if current != head:
+        print(f"revision: {current or '<none: never migrated>'} (head {head}): the database is behind the "
+              f"migrations; {upgrade}", file=out)
+        return 1
+    print(f"revision: {current} (head {head}, up to date)", file=out)
+    store = IntentStore(engine)
+    counts = store.state_counts()
+    open_counts = {s: n for s, n in counts.items() if s in OPEN_STATES}
+    print(f"open intents: {sum(open_counts.values())}", file=out)
+    for state in OrderState:
+        if state in OPEN_STATES:
+            print(f"  {state.value:<15} {open_counts[state]}", file=out)
+    print(f"all intents: {sum(counts.values())}", file=out)
+    for state in OrderState:
+        print(f"  {state.value:<15} {counts[state]}", file=out)
+    run = store.last_reconciliation()
+    if run is None:
+        print("last reconciliation: none recorded", file=out)
+    else:
+        listed = ", ".join(f"{k}={v}" for k, v in sorted(run.counts.items())) or "no counts"
+        print(f"last reconciliation: {run.outcome} at {run.finished_at.isoformat()} "
+              f"(took {(run.finished_at - run.started_at).total_seconds():.3f} s; {listed})", file=out)
+        if run.detail:
+            print(f"  {run.detail}", file=out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    dsn = args.dsn or os.environ.get("AI_TRADING_OMS_DSN") or DEFAULT_DSN
+    return status(dsn, sys.stdout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

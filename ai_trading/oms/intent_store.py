@@ -1,0 +1,398 @@
+"""Durable order intents: the OMS's source of truth, on PostgreSQL (psycopg 3) or SQLite (WAL).
+
+Usage::
+
+    from ai_trading.oms.db import make_engine
+    from ai_trading.oms.intent_store import IntentStore
+
+    store = IntentStore(make_engine(dsn))        # refuses a database not at the migrations' head
+    intent = store.create(OrderIntent(...))      # idempotent on the client order id (CIDv2)
+    if store.claim_for_submit(intent.client_order_id):   # exactly one worker wins
+        ...send to the broker under intent.broker_safe_id...
+        store.record(intent.client_order_id, OrderEvent.acked(broker_order_id))
+    store.record(cid, OrderEvent.filled(fill))   # a redelivered trade id is a no-op
+
+Guarantees:
+
+- Every durable step is one transaction: the current state (on the intent's row), the event log entry and
+  the fill are written together or not at all. Each event is validated by ``models.apply`` before
+  anything is written, so an illegal event raises and writes nothing.
+- ``create`` is idempotent on the CID: a second create (in any process, even concurrently) returns the
+  stored intent; the unique constraint decides the race and the loser reads the winner's row back.
+- ``claim_for_submit`` is a compare-and-set (``UPDATE ... WHERE state = 'CREATED'``), so of any number of
+  threads or processes racing on one intent exactly one gets True. Other transitions lock the row
+  (``SELECT ... FOR UPDATE`` on PostgreSQL) and write under a compare-and-set on the row's event count,
+  retrying on SQLite when another writer got there first.
+- A fill is stored once per broker trade id (unique constraint); ``replay`` folds the event log with the
+  same ``apply`` and must equal the stored state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import Engine, Row, Table, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from ai_trading.errors import IllegalTransition, IntentConflict, OrderValidationError, UnknownIntent
+from ai_trading.oms import models
+from ai_trading.oms.db import require_head
+from ai_trading.oms.models import (
+    OPEN_STATES,
+    EventKind,
+    Fill,
+    OrderEvent,
+    OrderIntent,
+    OrderSnapshot,
+    OrderState,
+    utc_now,
+)
+from ai_trading.oms.tables import QTY, EventRow, FillRow, IntentRow, ReconciliationRow, UtcDateTime
+
+log = logging.getLogger(__name__)
+
+_I = cast(Table, IntentRow.__table__)
+_E = cast(Table, EventRow.__table__)
+_F = cast(Table, FillRow.__table__)
+_R = cast(Table, ReconciliationRow.__table__)
+# Built once: a durable step then costs no statement construction, only the cached compiled form.
+_CLAIM = (update(_I).where(_I.c.client_order_id == bindparam("cid"), _I.c.state == bindparam("from_state"))
+          .values(state=bindparam("to_state"), last_sequence=_I.c.last_sequence + 1,
+                  updated_at=bindparam("now", type_=UtcDateTime()))
+          .returning(_I.c.id, _I.c.last_sequence))
+# the intent (locked on PostgreSQL) with its trade ids, one row per fill, in one round trip
+_READ_FOR_UPDATE = (select(_I, _F.c.trade_id.label("fill_trade_id"))
+                    .select_from(_I.outerjoin(_F, _F.c.intent_id == _I.c.id))
+                    .where(_I.c.client_order_id == bindparam("cid")).with_for_update(of=_I))
+# compare-and-set on the event count: only the writer that read the latest state moves the row
+_MOVE = (update(_I).where(_I.c.id == bindparam("row_id"), _I.c.last_sequence == bindparam("seen"))
+         .values(state=bindparam("to_state"), filled_quantity=bindparam("to_filled", type_=QTY),
+                 fees=bindparam("to_fees", type_=QTY), broker_order_id=bindparam("to_broker"),
+                 last_sequence=bindparam("to_sequence"), updated_at=bindparam("now", type_=UtcDateTime())))
+_LOG = insert(_E)
+_FILL = insert(_F)
+_RETRIES = 20  # compare-and-set misses in a row before giving up (only under heavy write contention)
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    """A stored intent and its current state."""
+
+    intent: OrderIntent
+    snapshot: OrderSnapshot
+
+    @property
+    def client_order_id(self) -> str:
+        return self.intent.client_order_id
+
+    @property
+    def state(self) -> OrderState:
+        return self.snapshot.state
+
+
+@dataclass(frozen=True)
+class ReconciliationRun:
+    """One recorded reconciliation run."""
+
+    started_at: datetime
+    finished_at: datetime
+    outcome: str
+    counts: Mapping[str, int]
+    detail: str | None
+
+
+class _Contended(Exception):
+    """Another writer changed the row between our read and our write: read again."""
+
+
+class IntentStore:
+    """Intents, their event log, current state and fills, in the database behind ``engine``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.revision = require_head(engine, "oms store")
+        self.engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    # ---- intents -------------------------------------------------------------------------------------
+
+    def create(self, intent: OrderIntent) -> OrderIntent:
+        """Store ``intent`` (state CREATED) and return it; when its CID is stored already, return the stored
+        intent. ``IntentConflict`` when the stored one differs in content the CID does not cover."""
+        if intent.broker_order_id is not None:
+            raise OrderValidationError(f"intent {intent.client_order_id}: created with broker_order_id "
+                                       f"{intent.broker_order_id!r}; the broker's id is recorded by its ack")
+        try:
+            # one INSERT is its own transaction: autocommit spares the BEGIN and COMMIT round trips
+            with self._autocommit.connect() as conn:
+                conn.execute(insert(_I), _intent_values(intent, utc_now()))
+            return intent
+        except IntegrityError:
+            stored = self._read_back([intent])
+            return stored[0]
+
+    def create_many(self, intents: Sequence[OrderIntent]) -> list[OrderIntent]:
+        """Micro-batched ``create``: all of ``intents`` in one transaction (one durable commit), each
+        idempotent on its CID like ``create``; returns the stored intents in the given order."""
+        if not intents:
+            return []
+        for intent in intents:
+            if intent.broker_order_id is not None:
+                raise OrderValidationError(f"intent {intent.client_order_id}: created with a broker_order_id")
+        now = utc_now()
+        stmt = (self._insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
+                .returning(_I.c.client_order_id))
+        with self.engine.begin() as conn:
+            inserted = set(conn.execute(stmt, [_intent_values(intent, now) for intent in intents]).scalars())
+            # only the intents stored before (or twice in this batch) are read back and compared
+            times = Counter(intent.client_order_id for intent in intents)
+            existing = [intent for intent in intents
+                        if intent.client_order_id not in inserted or times[intent.client_order_id] > 1]
+            stored = {i.client_order_id: i for i in self._read_back(existing, conn)} if existing else {}
+        return [stored.get(intent.client_order_id, intent) for intent in intents]
+
+    def _read_back(self, intents: Sequence[OrderIntent], conn: Connection | None = None) -> list[OrderIntent]:
+        cids = [intent.client_order_id for intent in intents]
+        with _connect(self.engine, conn) as c:
+            rows = {row.client_order_id: row for row in c.execute(select(_I).where(_I.c.client_order_id.in_(cids)))}
+            out = []
+            for intent in intents:
+                row = rows.get(intent.client_order_id)
+                if row is None:
+                    other = c.execute(select(_I.c.client_order_id).where(
+                        _I.c.broker_safe_id == intent.broker_safe_id)).scalar_one_or_none()
+                    raise IntentConflict(f"intent {intent.client_order_id}: its broker-safe id {intent.broker_safe_id} "
+                                         f"is taken by {other}" if other else
+                                         f"intent {intent.client_order_id}: not stored after a unique-key conflict")
+                stored = _intent_from_row(row)
+                if (stored.order_type, stored.limit_price) != (intent.order_type, intent.limit_price):
+                    raise IntentConflict(
+                        f"intent {intent.client_order_id} is stored as {stored.order_type} limit {stored.limit_price}; "
+                        f"created again as {intent.order_type} limit {intent.limit_price} (bump its version)")
+                out.append(stored)
+            return out
+
+    def find(self, client_order_id: str) -> OrderRecord | None:
+        return self._find(_I.c.client_order_id == client_order_id)
+
+    def find_by_broker_safe_id(self, broker_safe_id: str) -> OrderRecord | None:
+        """The intent a venue knows by ``broker_safe_id`` (the id it was sent under), or None (not ours)."""
+        return self._find(_I.c.broker_safe_id == broker_safe_id)
+
+    def get(self, client_order_id: str) -> OrderRecord:
+        record = self.find(client_order_id)
+        if record is None:
+            raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
+        return record
+
+    def _find(self, where: Any) -> OrderRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_I).where(where)).one_or_none()
+            if row is None:
+                return None
+            trade_ids = _trade_ids(conn, [row.id]).get(row.id, frozenset())
+        return OrderRecord(_intent_from_row(row), _snapshot_from_row(row, trade_ids))
+
+    def open_orders(self) -> list[OrderRecord]:
+        """Every intent not in a terminal state, oldest first (what reconciliation walks at startup)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_I).where(_I.c.state.in_([s.value for s in OPEN_STATES]))
+                                .order_by(_I.c.id)).all()
+            trades = _trade_ids(conn, [row.id for row in rows])
+        return [OrderRecord(_intent_from_row(row), _snapshot_from_row(row, trades.get(row.id, frozenset())))
+                for row in rows]
+
+    def state_counts(self) -> dict[OrderState, int]:
+        """How many intents are in each state (every state listed, zeros included)."""
+        with self.engine.connect() as conn:
+            counted: dict[str, int] = {state: n for state, n in conn.execute(
+                select(_I.c.state, func.count()).group_by(_I.c.state))}
+        return {state: int(counted.get(state.value, 0)) for state in OrderState}
+
+    # ---- transitions ---------------------------------------------------------------------------------
+
+    def claim_for_submit(self, client_order_id: str) -> bool:
+        """Move a CREATED intent to SUBMITTED; True for exactly one caller of any number racing on it
+        (threads or processes), who must then send the order. False when the intent is past CREATED."""
+        target = models.TRANSITIONS[(OrderState.CREATED, EventKind.SUBMITTED)]
+        now = utc_now()
+        with self.engine.begin() as conn:
+            claimed = conn.execute(_CLAIM, {"cid": client_order_id, "from_state": OrderState.CREATED.value,
+                                            "to_state": target.value, "now": now}).one_or_none()
+            if claimed is None:
+                if conn.execute(select(_I.c.id).where(_I.c.client_order_id == client_order_id)).first() is None:
+                    raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
+                return False
+            conn.execute(_LOG, {"intent_id": claimed.id, "sequence": claimed.last_sequence,
+                                      "kind": EventKind.SUBMITTED.value, "payload": {}, "recorded_at": now})
+        return True
+
+    def record(self, client_order_id: str, event: OrderEvent) -> OrderSnapshot:
+        """Apply ``event`` (validated by ``models.apply``) and store it in one transaction; returns the new
+        snapshot, or the current one unchanged when the event is a no-op (a known trade id, a repeated ack).
+        ``IllegalTransition`` / ``Overfill`` write nothing."""
+        if event.sequence is not None:
+            raise OrderValidationError(f"order {client_order_id}: event {event.kind} given sequence "
+                                       f"{event.sequence}; the store numbers events")
+        for _ in range(_RETRIES):
+            try:
+                return self._record_once(client_order_id, event)
+            except _Contended:
+                continue
+            except IntegrityError:
+                # the fill's trade id went in first elsewhere (rolled back, nothing written): another order's
+                # trade is refused; the same order's (a concurrent duplicate) is a no-op on the next read
+                fill = event.fill if event.kind is EventKind.FILLED else None
+                if fill is None:
+                    raise
+                with self.engine.connect() as conn:
+                    owner = conn.execute(select(_I.c.client_order_id).join(_F, _F.c.intent_id == _I.c.id)
+                                         .where(_F.c.trade_id == fill.trade_id)).scalar_one_or_none()
+                if owner is None:
+                    raise
+                if owner != client_order_id:
+                    raise IllegalTransition(f"order {client_order_id}: fill {fill.trade_id} is already recorded "
+                                            f"for order {owner}") from None
+            except OperationalError as exc:
+                # SQLite refuses to upgrade a read snapshot another writer has moved past; read again.
+                if self.engine.dialect.name != "sqlite" or "locked" not in str(exc.orig):
+                    raise
+        raise IllegalTransition(f"order {client_order_id}: event {event.kind} lost the compare-and-set "
+                                f"{_RETRIES} times in a row to other writers")
+
+    def _record_once(self, client_order_id: str, event: OrderEvent) -> OrderSnapshot:
+        fill = event.fill if event.kind is EventKind.FILLED else None
+        with self.engine.begin() as conn:
+            rows = conn.execute(_READ_FOR_UPDATE, {"cid": client_order_id}).all()
+            if not rows:
+                raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
+            row = rows[0]
+            trade_ids = frozenset(r.fill_trade_id for r in rows if r.fill_trade_id is not None)
+            before = _snapshot_from_row(row, trade_ids)
+            after = models.apply(before, event)
+            if after is before:
+                return before
+            now = utc_now()
+            changed = conn.execute(_MOVE, {"row_id": row.id, "seen": row.last_sequence, "to_state": after.state.value,
+                                           "to_filled": after.filled_quantity, "to_fees": after.fees,
+                                           "to_broker": after.broker_order_id, "to_sequence": after.sequence,
+                                           "now": now})
+            if changed.rowcount != 1:
+                raise _Contended
+            conn.execute(_LOG, {"intent_id": row.id, "sequence": after.sequence, "kind": event.kind.value,
+                                      "payload": dict(event.payload), "recorded_at": now})
+            if fill is not None:
+                conn.execute(_FILL, {"intent_id": row.id, "trade_id": fill.trade_id, "quantity": fill.quantity,
+                                          "price": fill.price, "fee": fill.fee, "timestamp": fill.timestamp})
+        return after
+
+    # ---- history -------------------------------------------------------------------------------------
+
+    def events(self, client_order_id: str) -> list[OrderEvent]:
+        """The intent's event log, in order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_E.c.kind, _E.c.payload, _E.c.sequence)
+                                .join(_I, _I.c.id == _E.c.intent_id)
+                                .where(_I.c.client_order_id == client_order_id).order_by(_E.c.sequence)).all()
+        return [OrderEvent(EventKind(kind), payload, sequence) for kind, payload, sequence in rows]
+
+    def fills(self, client_order_id: str) -> list[Fill]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_F.c.trade_id, _F.c.quantity, _F.c.price, _F.c.fee, _F.c.timestamp)
+                                .join(_I, _I.c.id == _F.c.intent_id)
+                                .where(_I.c.client_order_id == client_order_id).order_by(_F.c.id)).all()
+        return [Fill(trade_id=r.trade_id, quantity=_dec(r.quantity), price=_dec(r.price), fee=_dec(r.fee),
+                     timestamp=r.timestamp) for r in rows]
+
+    def replay(self, client_order_id: str) -> OrderSnapshot:
+        """The intent's state rebuilt from its event log alone, with ``models.apply``."""
+        record = self.get(client_order_id)
+        return models.replay(OrderSnapshot.initial(record.intent), self.events(client_order_id))
+
+    # ---- reconciliation runs -------------------------------------------------------------------------
+
+    def record_reconciliation(self, outcome: str, counts: Mapping[str, int], started_at: datetime,
+                              finished_at: datetime | None = None, detail: str | None = None) -> ReconciliationRun:
+        """Store one reconciliation run (the reconcile module calls this at the end of each run)."""
+        if not outcome:
+            raise OrderValidationError("reconciliation outcome: a non-empty string (e.g. 'ok', 'failed')")
+        bad = {k: v for k, v in counts.items()
+               if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int)}
+        if bad:
+            raise OrderValidationError(f"reconciliation counts {bad}: names to integers")
+        run = ReconciliationRun(started_at=started_at, finished_at=finished_at or utc_now(), outcome=outcome,
+                                counts=dict(counts), detail=detail)
+        with self.engine.begin() as conn:
+            conn.execute(insert(_R), {"started_at": run.started_at, "finished_at": run.finished_at,
+                                      "outcome": outcome, "counts": dict(counts), "detail": detail})
+        return run
+
+    def last_reconciliation(self) -> ReconciliationRun | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_R).order_by(_R.c.id.desc()).limit(1)).one_or_none()
+        if row is None:
+            return None
+        return ReconciliationRun(started_at=row.started_at, finished_at=row.finished_at, outcome=row.outcome,
+                                 counts=dict(row.counts), detail=row.detail)
+
+
+@contextmanager
+def _connect(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
+    """``conn`` when given (inside a caller's transaction), else a fresh connection."""
+    if conn is not None:
+        yield conn
+        return
+    with engine.connect() as own:
+        yield own
+
+
+def _dec(value: Any) -> Decimal:
+    # SQLite hands Numeric back rounded to the column's scale ("10.00000000"); normalise for equality of repr
+    number = value if isinstance(value, Decimal) else Decimal(str(value))
+    return number.normalize() + 0 if number else Decimal(0)
+
+
+def _intent_values(intent: OrderIntent, now: datetime) -> dict[str, Any]:
+    return {"client_order_id": intent.client_order_id, "broker_safe_id": intent.broker_safe_id,
+            "strategy": intent.strategy, "symbol": intent.symbol, "side": intent.side.value,
+            "quantity": intent.quantity, "order_type": intent.order_type.value, "limit_price": intent.limit_price,
+            "session": intent.session, "horizon": intent.horizon, "signal_hash": intent.signal_hash,
+            "version": intent.version, "created_at": intent.created_at, "state": OrderState.CREATED.value,
+            "filled_quantity": Decimal(0), "fees": Decimal(0),
+            "broker_order_id": None, "last_sequence": 0, "updated_at": now}
+
+
+def _intent_from_row(row: Row[Any]) -> OrderIntent:
+    intent = OrderIntent(strategy=row.strategy, symbol=row.symbol, side=row.side, quantity=_dec(row.quantity),
+                         session=row.session, horizon=row.horizon, signal_hash=row.signal_hash, version=row.version,
+                         order_type=row.order_type,
+                         limit_price=None if row.limit_price is None else _dec(row.limit_price),
+                         created_at=row.created_at, broker_order_id=row.broker_order_id)
+    if intent.client_order_id != row.client_order_id:
+        raise IntentConflict(f"stored intent {row.client_order_id}: its content gives {intent.client_order_id}")
+    return intent
+
+
+def _snapshot_from_row(row: Row[Any], trade_ids: frozenset[str]) -> OrderSnapshot:
+    return OrderSnapshot(client_order_id=row.client_order_id, quantity=_dec(row.quantity), state=OrderState(row.state),
+                         filled_quantity=_dec(row.filled_quantity), fees=_dec(row.fees),
+                         broker_order_id=row.broker_order_id, trade_ids=trade_ids, sequence=row.last_sequence)
+
+
+def _trade_ids(conn: Connection, intent_ids: Iterable[int]) -> dict[int, frozenset[str]]:
+    ids = list(intent_ids)
+    if not ids:
+        return {}
+    out: dict[int, set[str]] = {}
+    for intent_id, trade_id in conn.execute(select(_F.c.intent_id, _F.c.trade_id).where(_F.c.intent_id.in_(ids))):
+        out.setdefault(intent_id, set()).add(trade_id)
+    return {k: frozenset(v) for k, v in out.items()}
