@@ -16,13 +16,23 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from ai_trading.artifacts.build import sign_directory
+from ai_trading.artifacts.config import SigningConfig
+from ai_trading.artifacts.keys import load_signer
+from ai_trading.artifacts.loader import Expectations, load_model
+from ai_trading.artifacts.manifest import MANIFEST_FILE, manifest_digest
 from ai_trading.errors import ConfigError, GovernanceRejected
 from ai_trading.promote import promote
 from ai_trading.rl.governance import GovernanceDecision
-from ai_trading.tracking import TrackingConfig, start_run
+from ai_trading.sweep import register_best_model
+from ai_trading.tracking import TrackedRun, TrackingConfig, start_run
+from ai_trading.tracking.registry import registry_path, save_pyfunc
 from ai_trading.tracking.runs import end_run, open_sweep_parent
 from ai_trading.wiring import promote_config
+from tests.artifacts.helpers import FEATURES, ML_STRATEGY_FILE, ml_model_bytes, provenance
 from tests.conftest import compose_config
+
+MODEL_NAME = "ai_trading_ai_trading_ppo"  # signing.model_name for experiment ai_trading, algo ppo
 
 SWEEP_ID = "ai_trading__2026-01-02_03-04-05_000006"
 SHARPES = (1.4, 1.5, 1.6, 1.55, 1.45)
@@ -46,10 +56,27 @@ def _equity_csv(seed: int) -> str:
     return frame.to_csv(index_label="timestamp")
 
 
+def _signed_model(run: TrackedRun, scratch: Path, seed: int) -> None:
+    """A real fitted model logged as the training job logs it: a pyfunc directory under ``model/`` with its
+    manifest signed by this machine's key."""
+    files = scratch / f"files{seed}"
+    files.mkdir(parents=True)
+    (files / ML_STRATEGY_FILE).write_bytes(ml_model_bytes(seed))
+    root = scratch / f"seed{seed}" / "model"
+    data_path = save_pyfunc(root, files)
+    signing = SigningConfig.default()
+    sign_directory(root, kind="ml", provenance=provenance(run.run_id, seed=seed, sweep_id=SWEEP_ID),
+                   metrics={"eval/rl/net/sharpe": SHARPES[seed % 5]},
+                   policy={"feature_names": list(FEATURES), "data_path": data_path},
+                   signer=load_signer(signing), config=signing)
+    run.log_artifact(root, "model")
+
+
 def _sweep(uri: str, seeds: int = 5, net_return: float = 0.12, configs: tuple[str, ...] = ("",),
-           failed: tuple[int, ...] = ()) -> dict[tuple[str, int], str]:
+           failed: tuple[int, ...] = (), models: Path | None = None) -> dict[tuple[str, int], str]:
     """A finished sweep as the training job leaves it: a parent tagged sweep_id, one run per configuration and
-    seed nested under it with its metrics and ``eval/equity.csv``; ``failed`` seeds end FAILED."""
+    seed nested under it with its metrics and ``eval/equity.csv`` (and, with ``models``, a scratch folder, its
+    signed model); ``failed`` seeds end FAILED."""
     tracking = TrackingConfig(uri, "ai_trading")
     parent = open_sweep_parent(tracking, run_name="ai_trading__ppo__sweep", sweep_id=SWEEP_ID,
                                overrides=["seed=0,1,2,3,4"], note="")
@@ -65,8 +92,11 @@ def _sweep(uri: str, seeds: int = 5, net_return: float = 0.12, configs: tuple[st
                     raise RuntimeError("boom in training")
                 continue
             with start_run(tracking, run_name=f"seed{seed}", resolved_config={}, overrides=overrides,
-                           tags={"sweep_id": SWEEP_ID, "seed": seed}, parent_run_id=parent) as run:
+                           tags={"sweep_id": SWEEP_ID, "seed": seed, "experiment": "ai_trading", "algo": "ppo"},
+                           parent_run_id=parent) as run:
                 run.log_metrics(_metrics(SHARPES[seed % 5] - c, net_return))
+                if models is not None:
+                    _signed_model(run, models / f"c{c}", seed)
                 run.log_text(_equity_csv(seed), "eval/equity.csv")
                 ids[(config, seed)] = run.run_id
     end_run(tracking, parent, "FINISHED")
@@ -119,6 +149,49 @@ def test_promote_rejects_registers_nothing_and_emits_governance_failed(mlflow_ur
     assert client.get_run(parent).data.tags["governance.passed"] == "false"
 
 
+def _promote_and_register(uri: str, *overrides: str) -> GovernanceDecision:
+    config = promote_config(compose_config([f"sweep_id={SWEEP_ID}", f"tracking.tracking_uri={uri}", *overrides],
+                                           config_name="promote"))
+    return promote(config, register=lambda run_id, payload: register_best_model(config.tracking, config.signing,
+                                                                                run_id, payload))
+
+
+def test_a_passing_sweep_registers_its_best_seed_as_champion_with_a_manifest_that_verifies(
+        tmp_path: Path, mlflow_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = _sweep(mlflow_uri, models=tmp_path / "models")
+    decision = _promote_and_register(mlflow_uri)
+    best = ids[("", 2)]
+    assert decision.passed
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert (int(champion.version), champion.run_id) == (1, best)
+    assert f"registered models:/{MODEL_NAME}@champion = version 1 (run {best}; @previous = none)" in \
+        capsys.readouterr().out
+    # The manifest attached for the version covers the model, carries the decision and verifies on load.
+    manifest = Path(client.download_artifacts(best, f"{registry_path(MODEL_NAME, 1)}/{MANIFEST_FILE}",
+                                              str(tmp_path / "dl")))
+    assert champion.tags["manifest_sha256"] == manifest_digest(manifest.read_bytes())
+    assert champion.tags["governance_passed"] == "true" and champion.tags["sweep_id"] == SWEEP_ID
+    loaded = load_model(f"models:/{MODEL_NAME}@champion", SigningConfig.default(),
+                        Expectations("f" * 64, "c" * 64, None, kind="ml"), tracking=TrackingConfig(mlflow_uri, "x"))
+    assert (loaded.manifest.run_id, loaded.manifest.version) == (best, 1)
+    assert loaded.manifest.governance == decision.to_dict()
+    # Deciding again registers the next version: it becomes champion, the former one previous.
+    _promote_and_register(mlflow_uri)
+    assert int(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == 2
+    assert int(client.get_model_version_by_alias(MODEL_NAME, "previous").version) == 1
+
+
+def test_a_failing_sweep_registers_nothing_and_emits_governance_failed(tmp_path: Path, mlflow_uri: str) -> None:
+    ids = _sweep(mlflow_uri, net_return=-0.02, models=tmp_path / "models")
+    with pytest.raises(GovernanceRejected):
+        _promote_and_register(mlflow_uri)
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    assert client.search_registered_models() == []
+    event = json.loads(Path(client.download_artifacts(ids[("parent", -1)], "governance/event.json")).read_text())
+    assert event["kind"] == "governance_failed" and any("mean net return" in r for r in event["reasons"])
+
+
 def test_thresholds_override_on_the_command_line(mlflow_uri: str) -> None:
     ids = _sweep(mlflow_uri, seeds=3)
     with pytest.raises(GovernanceRejected, match="3 of 3 seeds finished, below the 5 minimum"):
@@ -159,11 +232,11 @@ def _run(tmp_path: Path, uri: str, *args: str) -> subprocess.CompletedProcess[st
 
 
 def test_entrypoint_exit_codes_pass_fail_and_unknown_sweep(tmp_path: Path, mlflow_uri: str) -> None:
-    ids = _sweep(mlflow_uri, seeds=3)
+    ids = _sweep(mlflow_uri, seeds=3, models=tmp_path / "models")
     passed = _run(tmp_path, mlflow_uri, f"sweep_id={SWEEP_ID}", "governance.min_seeds=3")
     assert passed.returncode == 0, passed.stderr[-3000:]
     assert "PASSED" in passed.stdout and "deflated_sharpe" in passed.stdout
-    assert f"registration: not configured; the model of run {ids[('', 2)]}" in passed.stdout + passed.stderr
+    assert f"registered models:/{MODEL_NAME}@champion = version 1 (run {ids[('', 2)]}" in passed.stdout
     failed = _run(tmp_path, mlflow_uri, f"sweep_id={SWEEP_ID}")
     assert failed.returncode == 2
     assert "REJECTED" in failed.stdout and "seeds_finished" in failed.stdout
@@ -183,5 +256,5 @@ def test_entrypoint_exit_codes_pass_fail_and_unknown_sweep(tmp_path: Path, mlflo
 def test_entrypoint_help_lists_its_groups_and_examples() -> None:
     out = subprocess.run([sys.executable, "-m", "ai_trading.promote", "--help"], capture_output=True, text=True,
                          check=True).stdout
-    assert "governance: default\ntracking: mlflow" in out
+    assert "governance: default\nsigning: default\ntracking: mlflow" in out
     assert "python -m ai_trading.promote sweep_id=" in out and "min_deflated_sharpe: 0.95" in out
