@@ -8,7 +8,8 @@ everything in MLflow: resolved config (secrets masked), overrides, git commit, s
 ``feature_schema_hash``, ``dataset_fingerprint``, ``cost_model_hash``, namespaced metrics, plots and the
 model as an MLflow pyfunc with its signed manifest (``model/``). ``model_path=`` evaluates a saved model
 instead of training one, after the verified loader accepted it. ``--cfg job`` prints the composed config.
-The sweep's end (a Hydra callback) is where promotion across seeds hooks in.
+The sweep's end (a Hydra callback, :mod:`ai_trading.sweep`) decides promotion across seeds and registers
+a passing sweep's best model.
 """
 
 from __future__ import annotations

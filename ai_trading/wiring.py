@@ -62,6 +62,8 @@ class TrainConfig:
     trend: TrendConfig
     torch_threads: int
     model_path: str | None
+    # Applied at a sweep's end (ai_trading.sweep); built here too so a bad threshold fails every run up front.
+    governance: GovernanceConfig
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ def train_config(cfg: DictConfig) -> TrainConfig:
         raise ConfigError(f"torch_threads={threads!r}: must be an integer >= 1")
     return TrainConfig(research=research_config(cfg), env=_group(cfg, "env"), algo=_group(cfg, "algo"),
                        trend=_group(cfg.baselines, "trend", "baselines.trend"), torch_threads=threads,
-                       model_path=_model_path(cfg))
+                       model_path=_model_path(cfg), governance=governance_config(cfg))
 
 
 def evaluate_config(cfg: DictConfig) -> EvaluateConfig:

@@ -28,6 +28,7 @@ from ai_trading.errors import ConfigError, DataDefects, DataValidationError
 TRAIN_CASES: list[tuple[list[str], str, str]] = [
     (["seed=-1"], "ConfigError", "seed=-1"),
     (["signing.algorithm=rsa"], "ConfigError", "signing.algorithm='rsa'"),
+    (["governance.min_seeds=0"], "ConfigError", "governance.min_seeds=0"),
     (["model_path={tmp}/no_model"], "ConfigError", "no_model'"),
     (["seed=abc"], "ConfigError", "seed='abc'"),
     (["seed=1.5"], "ConfigError", "seed=1.5"),
