@@ -47,6 +47,11 @@ class Execution:
     cost_model_hash: str
 
 
+def cost_model_hash(simulator: SimulatorConfig, cost_model: EwmaCostModelConfig) -> str:
+    """The ``cost_model_hash`` a job with this preset and learned state tags its runs and manifests with."""
+    return EwmaCostModel.from_config(cost_model, simulator).cost_hash
+
+
 def build_costs(dataset: Dataset, simulator: SimulatorConfig, cost_model: EwmaCostModelConfig) -> Execution:
     """The execution of ``dataset``'s bars under ``simulator`` with the learned state of ``cost_model``."""
     model = EwmaCostModel.from_config(cost_model, simulator)

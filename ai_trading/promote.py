@@ -41,9 +41,8 @@ def promote(config: PromoteConfig, *, register: Register) -> GovernanceDecision:
                           "(the id is the sweep_id tag of its runs; set experiment_name=... for a sweep of another "
                           "experiment)")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    decision = decide(tracking, config.governance, config.sweep_id, parent, register=register,
-                      artifact_file=f"governance/decision_{stamp}.json")
-    print(decision.table())
+    decision = decide(tracking, config.governance, config.sweep_id, parent, expected=config.expected,
+                      register=register, show=print, artifact_file=f"governance/decision_{stamp}.json")
     if not decision.passed:
         raise GovernanceRejected(config.sweep_id, decision.reasons)
     return decision
@@ -53,8 +52,8 @@ def promote(config: PromoteConfig, *, register: Register) -> GovernanceDecision:
 def main(cfg: DictConfig) -> None:
     def job() -> None:
         config = promote_config(cfg)
-        promote(config, register=lambda run_id, payload: register_best_model(config.tracking, config.signing, run_id,
-                                                                            payload))
+        promote(config, register=lambda run_id, payload: register_best_model(
+            config.tracking, config.signing, config.expected, run_id, payload))
 
     run_reported(job)
 

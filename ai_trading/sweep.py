@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ai_trading.artifacts.config import SigningConfig
 from ai_trading.artifacts.keys import load_signer
-from ai_trading.errors import AiTradingError
+from ai_trading.artifacts.loader import Expectations
+from ai_trading.errors import AiTradingError, ProvenanceMismatch
 from ai_trading.evaluation.plots import equity_figure, seed_sharpe_figure
 from ai_trading.rl.governance import (
     DECISION_ARTIFACT,
@@ -65,7 +67,7 @@ from ai_trading.tracking.runs import (
     sweep_parent,
 )
 from ai_trading.tracking.summary import AGENT, BASELINES, SeedOutcome, SweepTable, summarise
-from ai_trading.wiring import governance_config, signing_config
+from ai_trading.wiring import expected_provenance, governance_config, signing_config
 
 log = logging.getLogger(__name__)
 
@@ -130,16 +132,16 @@ def log_summary(tracking: TrackingConfig, parent_run_id: str, summary: SweepTabl
         {b: first.get(f"eval/{b}/net/sharpe", float("nan")) for b in BASELINES}), "plots/sharpe_seeds.png")
 
 
-def register_best_model(tracking: TrackingConfig, signing: SigningConfig, run_id: str,
+def register_best_model(tracking: TrackingConfig, signing: SigningConfig, expected: Expectations, run_id: str,
                         decision: dict[str, Any]) -> RegisteredModel:
     """Register the model of a passing sweep's best seed (run ``run_id``) with its governance ``decision`` as the
     next version of ``ai_trading_{experiment}_{algo}`` (``signing.model_name``), moving ``@champion`` to it and
     ``@previous`` to the former champion: the one place where the sweep's end and ``ai_trading.promote`` hand a
-    passing decision to the registry."""
+    passing decision to the registry. The model's manifest must verify and show the ``expected`` provenance."""
     tags = run_record(tracking, run_id).tags
     name = signing.registered_name(tags.get("experiment", tracking.experiment_name), tags.get("algo", "model"))
     registered = register_champion(tracking, run_id, model_name=name, decision=decision,
-                                   signer=load_signer(signing), config=signing)
+                                   signer=load_signer(signing), config=signing, expected=expected)
     previous = f"v{registered.previous}" if registered.previous is not None else "none"
     print(f"registered models:/{registered.name}@champion = version {registered.version} (run {run_id}; "
           f"@previous = {previous}); its signed manifest is registry/{registered.name}/v{registered.version}/"
@@ -147,11 +149,28 @@ def register_best_model(tracking: TrackingConfig, signing: SigningConfig, run_id
     return registered
 
 
+def check_provenance(tracking: TrackingConfig, parent_run_id: str, expected: Expectations) -> None:
+    """Fail fast, before anything is logged, when a finished run of the sweep was trained on other features or
+    costs than the job deciding it expects (its ``feature_schema_hash`` / ``cost_model_hash`` tags)."""
+    for run in child_runs(tracking, parent_run_id):
+        if run.status != "FINISHED":
+            continue
+        for field, want in (("feature_schema_hash", expected.feature_schema_hash),
+                            ("cost_model_hash", expected.cost_model_hash)):
+            have = run.tags.get(field, "<not tagged>")
+            if want is not None and have != want:
+                raise ProvenanceMismatch(field, want, have, where=f"run {run.run_id} ({run.name}): give the "
+                                         "features/simulator/cost_model groups the sweep ran with")
+
+
 def decide(tracking: TrackingConfig, governance: GovernanceConfig, sweep_id: str, parent_run_id: str, *,
-           register: Register, artifact_file: str = DECISION_ARTIFACT) -> GovernanceDecision:
-    """Governance over a sweep's runs: read the seeds, evaluate the gates, log the decision to the parent run
-    (``artifact_file``), then hand a passing decision's best run to ``register`` or emit ``governance_failed``.
-    The caller shows the decision (:meth:`GovernanceDecision.table`)."""
+           expected: Expectations, register: Register, show: Callable[[str], None],
+           artifact_file: str = DECISION_ARTIFACT) -> GovernanceDecision:
+    """Governance over a sweep's runs: check their provenance, read the seeds, evaluate the gates, log the
+    decision to the parent run (``artifact_file``) and ``show`` its table, then hand a passing decision's best
+    run to ``register`` or emit ``governance_failed``. A registration that fails is tagged on the parent
+    (``governance.registered=false`` with the error) and raised."""
+    check_provenance(tracking, parent_run_id, expected)
     sweep = read_sweep(tracking, parent_run_id)
     decision = evaluate_governance(governance, sweep.seeds, sweep.n_trials, trial_sharpes=sweep.trial_sharpes,
                                    sweep_id=sweep_id)
@@ -160,7 +179,15 @@ def decide(tracking: TrackingConfig, governance: GovernanceConfig, sweep_id: str
                  sweep.n_trials)
     parent = open_run(tracking, parent_run_id)
     log_decision(parent, decision, artifact_file)
-    promote_best(decision, register=register, run=parent)
+    show(decision.table())
+    try:
+        promote_best(decision, register=register, run=parent)
+    except AiTradingError as exc:
+        parent.set_tags({"governance.registered": "false",
+                         "governance.registration_error": f"{type(exc).__name__}: {mask_text(str(exc))}"[:5000]})
+        raise
+    if decision.passed:
+        parent.set_tags({"governance.registered": "true"})
     return decision
 
 
@@ -192,12 +219,14 @@ class SweepSummary(Callback):
         self._pending: tuple[TrackingConfig, str, str] | None = None  # (tracking, sweep_id, parent run id)
         self._governance: GovernanceConfig | None = None
         self._signing: SigningConfig | None = None
+        self._expected: Expectations | None = None
         self._running: DictConfig | None = None  # the job under way in this process
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         tracking = _tracking(config)
         self._governance = governance_config(config)  # a bad threshold fails before any seed trains
         self._signing = signing_config(config)
+        self._expected = expected_provenance(config)
         prepare_store(tracking)
         sweep_id = sweep_id_of(config.hydra.sweep.dir)
         overrides = [mask_override(str(o)) for o in config.hydra.overrides.task]
@@ -249,12 +278,13 @@ class SweepSummary(Callback):
     def _decide(self, tracking: TrackingConfig, sweep_id: str, parent: str) -> None:
         assert self._governance is not None  # set with _pending
         assert self._signing is not None
-        signing = self._signing
+        assert self._expected is not None
+        signing, expected = self._signing, self._expected
         try:
-            decision = decide(tracking, self._governance, sweep_id, parent,
-                              register=lambda run_id, payload: register_best_model(tracking, signing, run_id, payload))
-            log.info("governance decision\n%s", decision.table())
-        except AiTradingError as exc:  # the sweep ran; what it could not decide is reported, not raised
+            decide(tracking, self._governance, sweep_id, parent, expected=expected,
+                   register=lambda run_id, payload: register_best_model(tracking, signing, expected, run_id, payload),
+                   show=lambda table: log.info("governance decision\n%s", table))
+        except AiTradingError as exc:  # the sweep ran; what could not be decided or registered is reported
             message = mask_text(str(exc))
-            log.error("governance could not decide sweep %s: %s: %s", sweep_id, type(exc).__name__, message)
+            log.error("governance of sweep %s did not complete: %s: %s", sweep_id, type(exc).__name__, message)
             open_run(tracking, parent).set_tags({"governance.error": f"{type(exc).__name__}: {message}"[:5000]})

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ai_trading.artifacts.config import SigningConfig
+from ai_trading.artifacts.loader import Expectations
 from ai_trading.data import DataConfig
 from ai_trading.data.loader import check_available
 from ai_trading.errors import AiTradingError, ConfigError
@@ -28,6 +29,7 @@ from ai_trading.evaluation.slo import SLOConfig
 from ai_trading.evaluation.walkforward import WalkForwardConfig
 from ai_trading.execution import EwmaCostModelConfig, SimulatorConfig
 from ai_trading.features import FeatureSpec
+from ai_trading.pipeline import cost_model_hash
 from ai_trading.rl.governance import GovernanceConfig
 from ai_trading.rl_trading import PortfolioEnvConfig
 from ai_trading.rl_trading.train import AlgoConfig
@@ -87,6 +89,8 @@ class PromoteConfig:
     governance: GovernanceConfig
     tracking: TrackingConfig
     signing: SigningConfig
+    # The features and costs the promoted model must have been built with.
+    expected: Expectations
 
 
 def _group(cfg: DictConfig, key: str, path: str | None = None) -> Any:
@@ -242,7 +246,15 @@ def promote_config(cfg: DictConfig) -> PromoteConfig:
     if not isinstance(sweep_id, str) or not sweep_id.strip():
         raise ConfigError(f"sweep_id={sweep_id!r}: must be a non-empty string")
     return PromoteConfig(sweep_id=sweep_id, governance=governance_config(cfg), tracking=_group(cfg, "tracking"),
-                         signing=signing_config(cfg))
+                         signing=signing_config(cfg), expected=expected_provenance(cfg))
+
+
+def expected_provenance(cfg: DictConfig) -> Expectations:
+    """What a model promoted or loaded by this config's job must have been built with: its features' schema hash
+    and its cost model's hash (the preset and the learned state)."""
+    features, simulator, cost_model = (_group(cfg, key) for key in ("features", "simulator", "cost_model"))
+    return Expectations(feature_schema_hash=features.schema_hash,
+                        cost_model_hash=cost_model_hash(simulator, cost_model), dataset_fingerprint=None)
 
 
 def signing_config(cfg: DictConfig) -> SigningConfig:

@@ -4,8 +4,10 @@ registers nothing and emits governance_failed, thresholds override on the comman
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -21,18 +23,21 @@ from ai_trading.artifacts.config import SigningConfig
 from ai_trading.artifacts.keys import load_signer
 from ai_trading.artifacts.loader import Expectations, load_model
 from ai_trading.artifacts.manifest import MANIFEST_FILE, manifest_digest
-from ai_trading.errors import ConfigError, GovernanceRejected
+from ai_trading.errors import ConfigError, GovernanceRejected, ProvenanceMismatch
 from ai_trading.promote import promote
 from ai_trading.rl.governance import GovernanceDecision
 from ai_trading.sweep import register_best_model
 from ai_trading.tracking import TrackedRun, TrackingConfig, start_run
 from ai_trading.tracking.registry import registry_path, save_pyfunc
 from ai_trading.tracking.runs import end_run, open_sweep_parent
-from ai_trading.wiring import promote_config
-from tests.artifacts.helpers import FEATURES, ML_STRATEGY_FILE, ml_model_bytes, provenance
+from ai_trading.wiring import expected_provenance, promote_config
+from tests.artifacts.helpers import FEATURES, ML_STRATEGY_FILE, fitted_ml, provenance
 from tests.conftest import compose_config
 
 MODEL_NAME = "ai_trading_ai_trading_ppo"  # signing.model_name for experiment ai_trading, algo ppo
+# The provenance a training job of the default config tags its runs and manifests with.
+_EXPECTED = expected_provenance(compose_config())
+PROVENANCE = {"feature_schema_hash": _EXPECTED.feature_schema_hash, "cost_model_hash": _EXPECTED.cost_model_hash}
 
 SWEEP_ID = "ai_trading__2026-01-02_03-04-05_000006"
 SHARPES = (1.4, 1.5, 1.6, 1.55, 1.45)
@@ -61,11 +66,13 @@ def _signed_model(run: TrackedRun, scratch: Path, seed: int) -> None:
     manifest signed by this machine's key."""
     files = scratch / f"files{seed}"
     files.mkdir(parents=True)
-    (files / ML_STRATEGY_FILE).write_bytes(ml_model_bytes(seed))
+    # Fitted on the default features, as the job's model would be.
+    model = dataclasses.replace(fitted_ml(seed), schema_hash=PROVENANCE["feature_schema_hash"])
+    (files / ML_STRATEGY_FILE).write_bytes(pickle.dumps(model))
     root = scratch / f"seed{seed}" / "model"
     data_path = save_pyfunc(root, files)
     signing = SigningConfig.default()
-    sign_directory(root, kind="ml", provenance=provenance(run.run_id, seed=seed, sweep_id=SWEEP_ID),
+    sign_directory(root, kind="ml", provenance=provenance(run.run_id, seed=seed, sweep_id=SWEEP_ID, **PROVENANCE),
                    metrics={"eval/rl/net/sharpe": SHARPES[seed % 5]},
                    policy={"feature_names": list(FEATURES), "data_path": data_path},
                    signer=load_signer(signing), config=signing)
@@ -92,7 +99,8 @@ def _sweep(uri: str, seeds: int = 5, net_return: float = 0.12, configs: tuple[st
                     raise RuntimeError("boom in training")
                 continue
             with start_run(tracking, run_name=f"seed{seed}", resolved_config={}, overrides=overrides,
-                           tags={"sweep_id": SWEEP_ID, "seed": seed, "experiment": "ai_trading", "algo": "ppo"},
+                           tags={"sweep_id": SWEEP_ID, "seed": seed, "experiment": "ai_trading", "algo": "ppo",
+                                 **PROVENANCE},
                            parent_run_id=parent) as run:
                 run.log_metrics(_metrics(SHARPES[seed % 5] - c, net_return))
                 if models is not None:
@@ -152,8 +160,8 @@ def test_promote_rejects_registers_nothing_and_emits_governance_failed(mlflow_ur
 def _promote_and_register(uri: str, *overrides: str) -> GovernanceDecision:
     config = promote_config(compose_config([f"sweep_id={SWEEP_ID}", f"tracking.tracking_uri={uri}", *overrides],
                                            config_name="promote"))
-    return promote(config, register=lambda run_id, payload: register_best_model(config.tracking, config.signing,
-                                                                                run_id, payload))
+    return promote(config, register=lambda run_id, payload: register_best_model(
+        config.tracking, config.signing, config.expected, run_id, payload))
 
 
 def test_a_passing_sweep_registers_its_best_seed_as_champion_with_a_manifest_that_verifies(
@@ -173,7 +181,8 @@ def test_a_passing_sweep_registers_its_best_seed_as_champion_with_a_manifest_tha
     assert champion.tags["manifest_sha256"] == manifest_digest(manifest.read_bytes())
     assert champion.tags["governance_passed"] == "true" and champion.tags["sweep_id"] == SWEEP_ID
     loaded = load_model(f"models:/{MODEL_NAME}@champion", SigningConfig.default(),
-                        Expectations("f" * 64, "c" * 64, None, kind="ml"), tracking=TrackingConfig(mlflow_uri, "x"))
+                        Expectations(**PROVENANCE, dataset_fingerprint=None, kind="ml"),
+                        tracking=TrackingConfig(mlflow_uri, "x"))
     assert (loaded.manifest.run_id, loaded.manifest.version) == (best, 1)
     assert loaded.manifest.governance == decision.to_dict()
     # Deciding again registers the next version: it becomes champion, the former one previous.
@@ -190,6 +199,18 @@ def test_a_failing_sweep_registers_nothing_and_emits_governance_failed(tmp_path:
     assert client.search_registered_models() == []
     event = json.loads(Path(client.download_artifacts(ids[("parent", -1)], "governance/event.json")).read_text())
     assert event["kind"] == "governance_failed" and any("mean net return" in r for r in event["reasons"])
+
+
+@pytest.mark.parametrize("override", ["simulator=stressed", "features.version=99"])
+def test_a_sweep_trained_on_other_costs_or_features_is_refused_before_anything_is_logged(
+        tmp_path: Path, mlflow_uri: str, override: str) -> None:
+    ids = _sweep(mlflow_uri, models=tmp_path / "models")
+    check = "cost_model_hash" if override.startswith("simulator") else "feature_schema_hash"
+    with pytest.raises(ProvenanceMismatch, match=check):
+        _promote_and_register(mlflow_uri, override)
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    assert _artifacts(client, ids[("parent", -1)]) == set()
+    assert client.search_registered_models() == []
 
 
 def test_thresholds_override_on_the_command_line(mlflow_uri: str) -> None:
@@ -256,5 +277,6 @@ def test_entrypoint_exit_codes_pass_fail_and_unknown_sweep(tmp_path: Path, mlflo
 def test_entrypoint_help_lists_its_groups_and_examples() -> None:
     out = subprocess.run([sys.executable, "-m", "ai_trading.promote", "--help"], capture_output=True, text=True,
                          check=True).stdout
-    assert "governance: default\nsigning: default\ntracking: mlflow" in out
+    assert "governance: default\nsigning: default\nfeatures: default_daily, default_intraday\nsimulator: default, " \
+        "intraday, stressed, zero_cost\ncost_model: ewma\ntracking: mlflow" in out
     assert "python -m ai_trading.promote sweep_id=" in out and "min_deflated_sharpe: 0.95" in out

@@ -27,8 +27,13 @@ from ai_trading.paths import CONF_DIR
 from ai_trading.sweep import SweepSummary, sweep_id_of
 from ai_trading.tracking import TrackingConfig, start_run
 from ai_trading.tracking.runs import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, child_runs, sweep_parent
+from ai_trading.wiring import expected_provenance
+from tests.conftest import compose_config
 
 SWEEP_DIR = "multirun/exp/2026-01-02_03-04-05_000006"
+# The provenance tags a training job of the default config leaves on its run.
+_EXPECTED = expected_provenance(compose_config())
+PROVENANCE = {"feature_schema_hash": _EXPECTED.feature_schema_hash, "cost_model_hash": _EXPECTED.cost_model_hash}
 
 
 def _metrics(rl: float, buy_and_hold: float, trend: float) -> dict[str, float]:
@@ -51,13 +56,17 @@ def _config(tmp_path: Path, uri: str, overrides: list[str], seed: int | None = N
     return OmegaConf.create({"experiment_name": "exp", "seed": seed, "tracking": {"tracking_uri": uri},
                              "algo": {"name": "ppo"},
                              "governance": OmegaConf.load(CONF_DIR / "governance" / "default.yaml"),
+                             "signing": OmegaConf.load(CONF_DIR / "signing" / "default.yaml"),
+                             "features": OmegaConf.load(CONF_DIR / "features" / "default_daily.yaml"),
+                             "simulator": OmegaConf.load(CONF_DIR / "simulator" / "default.yaml"),
+                             "cost_model": OmegaConf.load(CONF_DIR / "cost_model" / "ewma.yaml"),
                              "hydra": {"mode": RunMode.MULTIRUN, "sweep": {"dir": str(tmp_path / SWEEP_DIR)},
                                        "overrides": {"task": overrides}}})
 
 
 def _finished_seed(tracking: TrackingConfig, parent: str, sweep_id: str, seed: int, sharpe: float) -> str:
     with start_run(tracking, run_name=f"exp__ppo__seed{seed}", resolved_config={}, overrides=[f"seed={seed}"],
-                   tags={"sweep_id": sweep_id, "seed": seed}, parent_run_id=parent) as run:
+                   tags={"sweep_id": sweep_id, "seed": seed, **PROVENANCE}, parent_run_id=parent) as run:
         run.log_metrics(_metrics(sharpe, 0.568, 0.654))
         run.log_text(_equity_csv(), "eval/equity.csv")
         return run.run_id
@@ -126,8 +135,8 @@ def test_sweep_end_summarises_finished_seeds_and_lists_failed_ones_on_the_parent
 def test_a_passing_sweep_hands_its_best_seed_to_register_best_model(
         tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     registered: list[tuple[TrackingConfig, str, dict[str, Any]]] = []
-    monkeypatch.setattr(sweep, "register_best_model", lambda tracking, run_id, decision: registered.append(
-        (tracking, run_id, decision)))
+    monkeypatch.setattr(sweep, "register_best_model", lambda tracking, signing, expected, run_id, decision:
+                        registered.append((tracking, run_id, decision)))
     callback = SweepSummary()
     callback.on_multirun_start(_config(tmp_path, mlflow_uri, ["seed=0,1,2,3,4"]))
     tracking = TrackingConfig(mlflow_uri, "exp")
@@ -158,7 +167,7 @@ def test_sweep_end_reports_a_governance_error_without_failing_the_sweep(
     equity = pd.read_csv(io.StringIO(_equity_csv()), index_col="timestamp")
     equity.iloc[2, equity.columns.get_loc("rl/net")] = 0.0
     with start_run(tracking, run_name="exp__ppo__seed0", resolved_config={}, overrides=["seed=0"],
-                   tags={"sweep_id": sweep_id, "seed": 0}, parent_run_id=parent) as run:
+                   tags={"sweep_id": sweep_id, "seed": 0, **PROVENANCE}, parent_run_id=parent) as run:
         run.log_metrics(_metrics(0.9, 0.568, 0.654))
         run.log_text(equity.to_csv(index_label="timestamp"), "eval/equity.csv")
     with caplog.at_level(logging.INFO, logger="ai_trading.sweep"):
@@ -169,7 +178,7 @@ def test_sweep_end_reports_a_governance_error_without_failing_the_sweep(
     error = record.data.tags["governance.error"]
     assert error.startswith(f"EvaluationError: run {run.run_id} (exp__ppo__seed0): cannot read its eval/equity.csv")
     assert "EvaluationError: equity: non-positive value" in error and "at position 2" in error
-    assert f"governance could not decide sweep {sweep_id}: EvaluationError" in caplog.text
+    assert f"governance of sweep {sweep_id} did not complete: EvaluationError" in caplog.text
     assert "governance.passed" not in record.data.tags
 
 

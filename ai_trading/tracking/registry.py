@@ -124,9 +124,10 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
 
 
 def register_champion(tracking: TrackingConfig, run_id: str, *, model_name: str, decision: Mapping[str, Any],
-                      signer: Signer, config: SigningConfig) -> RegisteredModel:
+                      signer: Signer, config: SigningConfig, expected: Expectations | None = None) -> RegisteredModel:
     """Register run ``run_id``'s model as the next version of ``model_name`` and make it ``@champion`` (the
-    former champion becomes ``@previous``). The run's manifest is verified first; a new manifest for the
+    former champion becomes ``@previous``). The run's manifest is verified first (with ``expected``, against the
+    features and costs the model must have been built with); a new manifest for the
     registered version (its name, version and ``decision``, a passing governance decision) is signed and
     logged with the files under :func:`registry_path`; the version's tags carry the manifest's hash, key id,
     governance verdict and provenance."""
@@ -140,7 +141,7 @@ def register_champion(tracking: TrackingConfig, run_id: str, *, model_name: str,
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=scratch,
                                                     tracking_uri=tracking.tracking_uri)
         with private_copy(Path(local), uri) as directory:
-            verified = verify_directory(directory, config, Expectations(None, None, None), where=uri)
+            verified = verify_directory(directory, config, expected or Expectations(None, None, None), where=uri)
             version = _next_version(client, model_name)
             manifest = verified.replace(model_name=model_name, version=version, governance=dict(decision),
                                         created_at=utc_now(), key_id=signer.key_id, algorithm=signer.algorithm)
