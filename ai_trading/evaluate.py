@@ -29,6 +29,7 @@ from ai_trading.evaluation.slo import check_backtests, enforce, log_events
 from ai_trading.evaluation.strategies import (
     ML_STRATEGY_FILE,
     FittedMLStrategy,
+    MLStrategyConfig,
     PretrainedStrategy,
     Strategy,
     check_evaluation_window,
@@ -56,7 +57,9 @@ def evaluate(config: EvaluateConfig, overrides: Sequence[str] = (), stop: StopFl
     execution = build_costs(dataset, research.simulator, research.cost_model)
     in_sample = False
     window = evaluation_window(execution.market, dataset.features, config.walkforward)  # fails before any run
-    signer = load_signer(research.signing)  # a key that may not sign fails before the walk-forward
+    # Only a walk-forward that fits a model signs it; a key that may not sign fails before anything runs.
+    fits = config.model_path is None and isinstance(config.strategy, MLStrategyConfig)
+    signer = load_signer(research.signing) if fits else None
     if config.model_path is not None:
         # A saved model is verified (signature, files) and checked against the features, costs and dates it
         # meets here before anything runs.
@@ -79,7 +82,7 @@ def evaluate(config: EvaluateConfig, overrides: Sequence[str] = (), stop: StopFl
         stop.check("the walk-forward")
         metrics = log_backtests(run, wf.results, prefix=prefix)
         run.log_text(wf.fold_info.to_csv(index=False), f"{prefix}/fold_models.csv")
-        if isinstance(wf.last_fitted, FittedMLStrategy) and config.model_path is None:
+        if isinstance(wf.last_fitted, FittedMLStrategy) and signer is not None:
             fitted = wf.last_fitted
 
             def write(files: Path) -> None:

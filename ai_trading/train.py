@@ -64,9 +64,9 @@ def run(config: TrainConfig, overrides: list[str], sweep_id: str, stop: StopFlag
     execution = build_costs(dataset, research.simulator, research.cost_model)
     data = EnvData.build(execution.market, execution.params, dataset.features, config.env.eval_fraction)
     stop.check("data loading")
-    # Both fail before any run opens: a signing key that may not sign, and a saved model that does not verify
-    # or was built on other features or costs than this job's.
-    signer = load_signer(research.signing)
+    # Both fail before any run opens: a signing key that may not sign (only a job that trains signs), and a
+    # saved model that does not verify or was built on other features or costs than this job's.
+    signer = load_signer(research.signing) if config.model_path is None else None
     saved = None if config.model_path is None else load_model(
         config.model_path, research.signing, Expectations(dataset.features.schema_hash, execution.cost_model_hash,
                                                           dataset.bars.fingerprint, kind="rl"),
@@ -94,7 +94,7 @@ def run(config: TrainConfig, overrides: list[str], sweep_id: str, stop: StopFlag
         tracked.log_metrics(headline_metrics(metrics))
         events = check_backtests(results, research.slo, elapsed_seconds=time.perf_counter() - started)
         log_events(tracked, events)
-        if saved is None:
+        if signer is not None:  # a model trained here (not one loaded through model_path=)
             policy = {"algo": config.algo.name, "symbols": list(data.market.symbols),
                       "feature_names": list(dataset.features.feature_names), "long_only": config.env.long_only,
                       "max_position": config.env.max_position, "max_leverage": config.env.max_leverage}

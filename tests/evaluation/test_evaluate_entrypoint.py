@@ -109,14 +109,18 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
 
 
 def test_evaluate_headline_is_the_strategys_own_sharpe_also_for_a_baseline_named_strategy(mlflow_uri: str) -> None:
+    from ai_trading.artifacts.keys import ai_trading_home
     from ai_trading.evaluate import evaluate
     from ai_trading.wiring import evaluate_config
     from tests.conftest import compose_config
 
+    # A production host (dev keys refused, no signing key set) evaluates a rule that fits nothing: nothing is
+    # signed, so no key is needed and none is made.
     config = evaluate_config(compose_config(
         ["strategy=trend", "data.symbols=[SP500]", "data.start=2008-01-01", "data.end=2012-12-31",
          "walkforward.n_folds=2", "walkforward.train_bars=400", "walkforward.show_progress=false",
-         f"tracking.tracking_uri={mlflow_uri}"], config_name="evaluate"))
+         "signing.refuse_dev_keys=true", f"tracking.tracking_uri={mlflow_uri}"], config_name="evaluate"))
     metrics, headline = evaluate(config)
     assert headline == "eval/trend/net/sharpe"
     assert math.isfinite(metrics[headline])
+    assert not (ai_trading_home() / "keys").exists()
