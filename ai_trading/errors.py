@@ -134,3 +134,15 @@ class GovernanceRejected(AiTradingError):
         self.reasons = tuple(reasons)
         super().__init__(f"sweep {sweep_id} rejected by governance, {len(reasons)} criteria failed: "
                          + "; ".join(reasons))
+
+
+class MemoryBudgetExceeded(AiTradingError):
+    """A data selection would need more memory than the budget allows; raised before anything is loaded, naming
+    the size needed, the budget and the knobs that change either."""
+
+    def __init__(self, needed_bytes: int, budget_bytes: int, detail: str) -> None:
+        self.needed_bytes = needed_bytes
+        self.budget_bytes = budget_bytes
+        super().__init__(f"loading this selection needs about {needed_bytes / 1e9:.2f} GB ({detail}), over the "
+                         f"memory budget of {budget_bytes / 1e9:.2f} GB: select fewer symbols (data.symbols) or a "
+                         "shorter range (data.start / data.end), or raise data.max_memory_gb")
