@@ -95,7 +95,14 @@ class ParquetStore:
     def rows(self, symbols: Sequence[str], start: pd.Timestamp | None = None,
              end: pd.Timestamp | None = None) -> int:
         """Row count of the selected files from their Parquet footers (no data page is read)."""
-        return sum(pq.ParquetFile(path).metadata.num_rows for path in self.files(symbols, start, end))
+        total = 0
+        for path in self.files(symbols, start, end):
+            try:
+                total += pq.ParquetFile(path).metadata.num_rows
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise DataValidationError("unreadable", f"cannot read the Parquet footer: {exc}",
+                                          source=path) from exc
+        return total
 
     def read(self, symbol: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
         """Canonical bars of ``symbol`` between ``start`` and ``end`` (inclusive), unvalidated."""
@@ -112,7 +119,8 @@ class ParquetStore:
             raise DataValidationError("unreadable", f"cannot read the partitions of {symbol}: {exc}", symbol=symbol,
                                       source=str(self.root / f"symbol={symbol}")) from exc
         table = table.sort_by("timestamp") if table.num_rows > 1 else table
-        stamps = pd.DatetimeIndex(table.column("timestamp").to_numpy(), tz=None).tz_localize("UTC")
+        ns = table.column("timestamp").cast(pa.timestamp("ns")).cast(pa.int64()).to_numpy()
+        stamps = pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC")
         index = pd.MultiIndex.from_arrays([stamps, pd.Index([symbol] * table.num_rows, dtype=object)],
                                           names=["timestamp", "symbol"])
         values = {c: table.column(c).to_numpy() for c in BAR_COLUMNS}
@@ -133,8 +141,9 @@ def _dataset_schema() -> pa.Schema:
 
 
 def _table_bytes(frame: pd.DataFrame) -> bytes:
-    table = pa.table({"timestamp": pa.array(frame.index.get_level_values("timestamp").as_unit("ns"),
-                                            type=FILE_SCHEMA.field(0).type),
+    stamps = pd.DatetimeIndex(frame.index.get_level_values("timestamp")).as_unit("ns").asi8
+    table = pa.table({"timestamp": pa.array(stamps.view("M8[ns]"), type=pa.timestamp("ns")).cast(
+                          FILE_SCHEMA.field("timestamp").type),
                       **{c: pa.array(frame[c].to_numpy(dtype=np.float64)) for c in BAR_COLUMNS}},
                      schema=FILE_SCHEMA)
     sink = pa.BufferOutputStream()
