@@ -97,9 +97,9 @@ class FingerprintStream:
         if (self._last_ns is not None and ns[0] < self._last_ns) or bool((ns[1:] < ns[:-1]).any()):
             raise DataValidationError("unsorted", "timestamps of a symbol must be fed in ascending order",
                                       symbol=symbol, source="fingerprint")
-        self._columns[0].update(memoryview(ns))
+        self._columns[0].update(ns.data)
         for digest, column in zip(self._columns[1:], values, strict=True):
-            digest.update(memoryview(np.ascontiguousarray(column, dtype="<f8")))
+            digest.update(np.ascontiguousarray(column, dtype="<f8").data)
         self._last_ns = int(ns[-1])
         self._symbol_rows += len(ns)
         self._merge_stamps(_distinct_sorted(ns))

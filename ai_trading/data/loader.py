@@ -118,11 +118,15 @@ def _bound(value: str | None, name: str) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
+def _stamps_ns(frame: pd.DataFrame) -> np.ndarray:
+    return np.asarray(pd.DatetimeIndex(frame.index.get_level_values("timestamp")).as_unit("ns").asi8)
+
+
 def _assemble(parts: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The canonical frame (sorted by timestamp then symbol) of validated per-symbol parts, built column by
     column so the parts and the result are the only full copies alive at once."""
     names = sorted(parts)
-    ns = np.concatenate([parts[s].index.get_level_values("timestamp").as_unit("ns").asi8 for s in names])
+    ns = np.concatenate([_stamps_ns(parts[s]) for s in names])
     # Parts are time-sorted and concatenated in symbol order: a stable sort by time gives (time, symbol).
     order = np.argsort(ns, kind="stable")
     ns = ns[order]
@@ -131,9 +135,9 @@ def _assemble(parts: dict[str, pd.DataFrame]) -> pd.DataFrame:
     new_stamp[:1] = True
     np.not_equal(ns[1:], ns[:-1], out=new_stamp[1:])
     stamps = pd.DatetimeIndex(ns[new_stamp].view("M8[ns]")).tz_localize("UTC")
-    index = pd.MultiIndex(levels=[stamps, pd.Index(names, dtype=object)],
-                          codes=[np.cumsum(new_stamp) - 1, sym_codes], names=list(INDEX_NAMES),
-                          verify_integrity=False)
+    levels: Any = [stamps, pd.Index(names, dtype=object)]  # pandas-stubs type levels/codes as plain sequences
+    codes: Any = [np.cumsum(new_stamp) - 1, sym_codes]
+    index = pd.MultiIndex(levels=levels, codes=codes, names=list(INDEX_NAMES), verify_integrity=False)
     values = np.empty((len(BAR_COLUMNS), len(ns)), dtype=np.float64)
     for j, column in enumerate(BAR_COLUMNS):
         np.take(np.concatenate([parts[s][column].to_numpy(dtype=np.float64) for s in names]), order, out=values[j])
@@ -209,7 +213,7 @@ def load(config: DataConfig) -> Bars:
     if stream is not None:
         for symbol in sorted(parts):
             part = parts[symbol]
-            stream.update(symbol, part.index.get_level_values("timestamp").as_unit("ns").asi8,
+            stream.update(symbol, _stamps_ns(part),
                           part.to_numpy(dtype=np.float64).T)
     frame = validate_bars(_assemble(parts), source=config.source)
     parts.clear()

@@ -167,7 +167,7 @@ def write_symbol(root: Path, symbol: str, bars: pd.DataFrame) -> WriteReport:
     """Replace ``symbol``'s partitions under ``root`` by ``bars`` (validated canonical bars of that symbol)."""
     check_symbol_name(symbol, str(root))
     bars = canonicalize(bars)
-    years = bars.index.get_level_values("timestamp").year
+    years = pd.DatetimeIndex(bars.index.get_level_values("timestamp")).year
     folder = root / f"symbol={symbol}"
     written = unchanged = size = 0
     kept: set[Path] = set()
