@@ -15,6 +15,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -71,10 +72,15 @@ class ParquetStore:
             raise UnknownSymbolError("unknown_symbol", f"no partition symbol={symbol} in the Parquet store",
                                      symbol=symbol, source=str(self.root))
 
-    def dataset(self) -> ds.Dataset:
+    @cached_property
+    def _dataset(self) -> ds.Dataset:
         # An explicit schema: discovery lists files but opens none (no schema inference from a first file).
         self._check_root()
         return ds.dataset(self.root, format="parquet", partitioning=PARTITIONING, schema=_dataset_schema())
+
+    def dataset(self) -> ds.Dataset:
+        """The store as a pyarrow dataset, its files listed once per :class:`ParquetStore` object."""
+        return self._dataset
 
     @staticmethod
     def partition_filter(symbols: Sequence[str], start: pd.Timestamp | None, end: pd.Timestamp | None) -> ds.Expression:
