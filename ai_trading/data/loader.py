@@ -124,23 +124,29 @@ def _stamps_ns(frame: pd.DataFrame) -> np.ndarray:
 
 def _assemble(parts: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The canonical frame (sorted by timestamp then symbol) of validated per-symbol parts, built column by
-    column so the parts and the result are the only full copies alive at once."""
+    column and freeing each scratch array as soon as it is used, so that besides the parts and the result
+    at most three row-length scratch arrays are alive at once."""
     names = sorted(parts)
     ns = np.concatenate([_stamps_ns(parts[s]) for s in names])
     # Parts are time-sorted and concatenated in symbol order: a stable sort by time gives (time, symbol).
     order = np.argsort(ns, kind="stable")
+    values = np.empty((len(BAR_COLUMNS), len(ns)), dtype=np.float64)
+    for j, column in enumerate(BAR_COLUMNS):
+        np.take(np.concatenate([parts[s][column].to_numpy(dtype=np.float64) for s in names]), order, out=values[j])
     ns = ns[order]
-    sym_codes = np.repeat(np.arange(len(names)), [len(parts[s]) for s in names])[order]
+    code_type = np.int16 if len(names) < 2**15 else np.int32
+    sym_codes = np.repeat(np.arange(len(names), dtype=code_type), [len(parts[s]) for s in names])[order]
+    del order
     new_stamp = np.empty(len(ns), dtype=bool)
     new_stamp[:1] = True
     np.not_equal(ns[1:], ns[:-1], out=new_stamp[1:])
     stamps = pd.DatetimeIndex(ns[new_stamp].view("M8[ns]")).tz_localize("UTC")
-    levels: Any = [stamps, pd.Index(names, dtype=object)]  # pandas-stubs type levels/codes as plain sequences
-    codes: Any = [np.cumsum(new_stamp) - 1, sym_codes]
+    del ns
+    stamp_codes = np.cumsum(new_stamp, dtype=np.int32 if len(stamps) < 2**31 else np.int64) - 1
+    del new_stamp
+    levels: Any = [stamps, pd.Index(names).astype(str)]  # pandas-stubs type levels/codes as plain sequences
+    codes: Any = [stamp_codes, sym_codes]
     index = pd.MultiIndex(levels=levels, codes=codes, names=list(INDEX_NAMES), verify_integrity=False)
-    values = np.empty((len(BAR_COLUMNS), len(ns)), dtype=np.float64)
-    for j, column in enumerate(BAR_COLUMNS):
-        np.take(np.concatenate([parts[s][column].to_numpy(dtype=np.float64) for s in names]), order, out=values[j])
     return pd.DataFrame(values.T, index=index, columns=list(BAR_COLUMNS), copy=False)
 
 
@@ -215,8 +221,9 @@ def load(config: DataConfig) -> Bars:
             part = parts[symbol]
             stream.update(symbol, _stamps_ns(part),
                           part.to_numpy(dtype=np.float64).T)
-    frame = validate_bars(_assemble(parts), source=config.source)
-    parts.clear()
+    frame = _assemble(parts)
+    parts.clear()  # the frame holds the bars now; the parts would double the peak of the checks below
+    frame = validate_bars(frame, source=config.source)
     frequency = infer_frequency(pd.DatetimeIndex(frame.index.get_level_values("timestamp")), config.periods_per_year)
     quality = quality_report(frame, frequency)
     for entry in quality.symbols:

@@ -152,3 +152,14 @@ def test_selection_over_the_memory_budget_fails_before_reading_naming_size_and_k
     assert info.value.needed_bytes > info.value.budget_bytes == 10_000
     assert len(load(DataConfig(symbols=["AAA", "BBB"], source=str(tmp_path / "store"), layout="parquet_dataset",
                                max_memory_gb=1.0)).frame) == rows
+
+
+def test_load_assembles_exactly_the_canonical_frame_of_its_symbols() -> None:
+    from ai_trading.data.schema import canonicalize
+    from ai_trading.data.sources import read_bundled
+
+    symbols = ["SP500", "STOXX50F", "NVDA"]  # daily and 1-minute bars interleave
+    bars = load(DataConfig(symbols=symbols, periods_per_year=252))
+    reference = canonicalize(pd.concat([read_bundled(s) for s in symbols]))
+    pd.testing.assert_frame_equal(bars.frame, reference, check_exact=True)
+    pd.testing.assert_index_equal(bars.frame.index, reference.index, exact=True)
