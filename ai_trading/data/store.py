@@ -9,6 +9,7 @@ file + rename), and leaves a partition whose bytes would not change untouched (r
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from ai_trading.data.schema import BAR_COLUMNS, canonicalize
+from ai_trading.data.schema import BAR_COLUMNS
 from ai_trading.errors import DataValidationError, UnknownSymbolError
 
 log = logging.getLogger(__name__)
@@ -146,12 +147,10 @@ def _dataset_schema() -> pa.Schema:
     return pa.schema([*FILE_SCHEMA, ("symbol", pa.string()), ("year", pa.int32())])
 
 
-def _table_bytes(frame: pd.DataFrame) -> bytes:
-    stamps = pd.DatetimeIndex(frame.index.get_level_values("timestamp")).as_unit("ns").asi8
-    table = pa.table({"timestamp": pa.array(stamps.view("M8[ns]"), type=pa.timestamp("ns")).cast(
-                          FILE_SCHEMA.field("timestamp").type),
-                      **{c: pa.array(frame[c].to_numpy(dtype=np.float64)) for c in BAR_COLUMNS}},
-                     schema=FILE_SCHEMA)
+def _table_bytes(ns: np.ndarray, values: np.ndarray) -> bytes:
+    """Parquet bytes of one partition: ``ns`` UTC int64 timestamps, ``values`` the 5 x n bar columns."""
+    stamps = pa.array(ns, type=pa.int64()).cast(pa.timestamp("ns")).cast(FILE_SCHEMA.field("timestamp").type)
+    table = pa.table([stamps, *(pa.array(np.ascontiguousarray(v)) for v in values)], schema=FILE_SCHEMA)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd", write_statistics=True)
     return bytes(sink.getvalue())
@@ -170,16 +169,25 @@ class WriteReport:
 
 
 def write_symbol(root: Path, symbol: str, bars: pd.DataFrame) -> WriteReport:
-    """Replace ``symbol``'s partitions under ``root`` by ``bars`` (validated canonical bars of that symbol)."""
+    """Replace ``symbol``'s partitions under ``root`` by ``bars``: validated canonical bars of that symbol
+    alone (:func:`~ai_trading.data.validation.validate_bars`)."""
     check_symbol_name(symbol, str(root))
-    bars = canonicalize(bars)
-    years = pd.DatetimeIndex(bars.index.get_level_values("timestamp")).year
+    index = bars.index
+    held = set() if not isinstance(index, pd.MultiIndex) else {
+        str(index.levels[1][c]) for c in np.unique(np.asarray(index.codes[1]))}
+    if held != {symbol} or tuple(bars.columns) != BAR_COLUMNS:
+        raise DataValidationError("schema", f"write_symbol needs canonical bars of {symbol} alone, got symbols "
+                                  f"{sorted(held)} and columns {list(bars.columns)}", symbol=symbol, source=str(root))
+    ns = np.asarray(pd.DatetimeIndex(index.get_level_values("timestamp")).as_unit("ns").asi8)
+    values = bars.to_numpy(dtype=np.float64).T
+    years = np.asarray(pd.DatetimeIndex(ns.view("M8[ns]")).year)
+    cuts = [0, *(np.flatnonzero(years[1:] != years[:-1]) + 1).tolist(), len(ns)]  # bars are time-sorted
     folder = root / f"symbol={symbol}"
     written = unchanged = size = 0
     kept: set[Path] = set()
-    for year in np.unique(years):
-        part = folder / f"year={int(year)}" / PART_NAME
-        data = _table_bytes(bars[years == year])
+    for a, b in itertools.pairwise(cuts):
+        part = folder / f"year={int(years[a])}" / PART_NAME
+        data = _table_bytes(ns[a:b], values[:, a:b])
         kept.add(part)
         size += len(data)
         if part.is_file() and part.stat().st_size == len(data) and part.read_bytes() == data:
