@@ -163,3 +163,14 @@ def test_load_assembles_exactly_the_canonical_frame_of_its_symbols() -> None:
     reference = canonicalize(pd.concat([read_bundled(s) for s in symbols]))
     pd.testing.assert_frame_equal(bars.frame, reference, check_exact=True)
     pd.testing.assert_index_equal(bars.frame.index, reference.index, exact=True)
+
+
+def test_write_symbol_refuses_bars_of_another_or_several_symbols(tmp_path: Path) -> None:
+    from ai_trading.data.store import write_symbol
+
+    two = load(DataConfig(symbols=["SP500", "NVDA"], start="2012-01-01", end="2012-02-01")).frame
+    with pytest.raises(DataValidationError, match="NVDA"):
+        write_symbol(tmp_path, "SP500", two)
+    with pytest.raises(DataValidationError, match="bad_symbol"):
+        write_symbol(tmp_path, "../x", two.xs("SP500", level="symbol", drop_level=False))
+    assert not list(tmp_path.rglob("*.parquet"))
