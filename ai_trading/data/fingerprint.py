@@ -106,13 +106,16 @@ class FingerprintStream:
 
     def _merge_stamps(self, distinct: npt.NDArray[np.int64]) -> None:
         known = self._stamps
+        if len(known) == 0:
+            self._stamps = distinct
+            return
         if len(known) == len(distinct) and np.array_equal(known, distinct):
             return
-        if len(known):
-            at = np.searchsorted(known, distinct)
-            if (at < len(known)).all() and (known[np.minimum(at, len(known) - 1)] == distinct).all():
-                return  # symbols of one calendar share their timestamps: nothing new
-        self._stamps = np.union1d(known, distinct)
+        at = np.searchsorted(known, distinct)
+        if (at < len(known)).all() and (known[np.minimum(at, len(known) - 1)] == distinct).all():
+            return  # symbols of one calendar share their timestamps: nothing new
+        # Two sorted runs: a stable sort merges them in linear time (np.union1d would hash every value).
+        self._stamps = _distinct_sorted(np.sort(np.concatenate([known, distinct]), kind="stable"))
 
     def _close_symbol(self) -> None:
         if self._symbol is None:
