@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -176,6 +177,7 @@ def run_one(n_symbols: int, years: int, freq: str, seed: int) -> dict[str, Any]:
     _, s, peak = measured(lambda: run_targets(market, params, targets, np.random.default_rng(seed),
                                               initial_cash=1e7))
     record("backtest (run_targets)", s, peak)
+    shutil.rmtree(work)
     return {
         "symbols": n_symbols, "rows": rows, "freq": freq, "years": years, "store_files": report.files_written,
         "store_bytes": report.bytes, "stages": stages, "raw_sha256_mb_s": rows * COLUMN_BYTES / hash_s / 1e6,
