@@ -229,3 +229,15 @@ class UnknownIntent(AiTradingError):
 class IntentConflict(AiTradingError):
     """An intent was created again under an existing client order id but with other content (a field the
     id does not cover, such as the limit price, or a broker-safe id collision)."""
+
+
+class MemoryBudgetExceeded(AiTradingError):
+    """A data selection would need more memory than the budget allows; raised before anything is loaded, naming
+    the size needed, the budget and the knobs that change either."""
+
+    def __init__(self, needed_bytes: int, budget_bytes: int, detail: str) -> None:
+        self.needed_bytes = needed_bytes
+        self.budget_bytes = budget_bytes
+        super().__init__(f"loading this selection needs about {needed_bytes / 1e9:.2f} GB ({detail}), over the "
+                         f"memory budget of {budget_bytes / 1e9:.2f} GB: select fewer symbols (data.symbols) or a "
+                         "shorter range (data.start / data.end), or raise data.max_memory_gb")

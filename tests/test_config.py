@@ -55,6 +55,10 @@ def test_every_group_option_builds_the_typed_config_the_entrypoint_uses(
     if (group, option) == ("data", "directory"):
         (tmp_path / "X.csv").write_text("")  # the entrypoint checks the file is there; nothing reads it
         overrides += [f"data.source={tmp_path}", "data.symbols=[X]"]
+    if (group, option) == ("data", "parquet_dataset"):
+        (tmp_path / "symbol=X" / "year=2024").mkdir(parents=True)
+        (tmp_path / "symbol=X" / "year=2024" / "part-0.parquet").write_text("")  # checked for, never read here
+        overrides += [f"data.source={tmp_path}", "data.symbols=[X]"]
     config = train_config(compose_config(overrides))
     built = {"env": config.env, "algo": config.algo, "governance": config.governance}.get(group)
     if group in TYPED:

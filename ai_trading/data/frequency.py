@@ -70,14 +70,23 @@ class _Spacing:
     bars_per_day: float  # median bars per calendar day (UTC)
 
 
+def _run_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """Positions where a new value starts in a sorted array (``np.unique`` would hash every value again)."""
+    starts = np.empty(len(sorted_values), dtype=bool)
+    starts[:1] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=starts[1:])
+    return np.flatnonzero(starts)
+
+
 def _spacing(stamps: pd.DatetimeIndex) -> _Spacing | None:
-    ns = np.unique(stamps.as_unit("ns").asi8)
+    ns = np.sort(stamps.as_unit("ns").asi8, kind="stable")  # usually sorted already: linear
+    ns = ns[_run_starts(ns)]
     if len(ns) < 2:
         return None
     seconds = float(np.median(np.diff(ns))) / 1e9
     days = pd.DatetimeIndex(ns, tz=stamps.tz).normalize().tz_localize(None).to_numpy().astype("datetime64[D]")
     business = float(np.median(np.busday_count(days[:-1], days[1:])))
-    per_day = float(np.median(np.unique(days, return_counts=True)[1]))
+    per_day = float(np.median(np.diff(np.append(_run_starts(days), len(days)))))
     return _Spacing(seconds=seconds, business_days=business, bars_per_day=per_day)
 
 

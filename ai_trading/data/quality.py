@@ -158,8 +158,17 @@ def _symbol_quality(symbol: str, bars: pd.DataFrame, frequency: BarFrequency) ->
 
 def quality_report(frame: pd.DataFrame, frequency: BarFrequency) -> DataQualityReport:
     """The :class:`DataQualityReport` of a validated canonical frame at ``frequency``."""
-    symbols = frame.index.get_level_values("symbol")
-    entries = tuple(_symbol_quality(str(s), frame[symbols == s], frequency) for s in sorted(symbols.unique()))
+    # Rows of each symbol from the index's integer codes: comparing every row's symbol string once per
+    # symbol would be quadratic in the universe.
+    index = frame.index
+    assert isinstance(index, pd.MultiIndex)
+    codes = np.asarray(index.codes[index.names.index("symbol")])
+    level = index.levels[index.names.index("symbol")]
+    order = np.argsort(codes, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(level)))])
+    entries = tuple(
+        _symbol_quality(str(level[code]), frame.iloc[order[bounds[code]:bounds[code + 1]]], frequency)
+        for code in sorted(range(len(level)), key=lambda c: str(level[c])) if bounds[code + 1] > bounds[code])
     return DataQualityReport(frequency=frequency.label, symbols=entries)
 
 

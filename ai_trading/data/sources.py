@@ -193,7 +193,9 @@ class DirectorySource:
         for c in BAR_COLUMNS:
             if c in frame:
                 numbers = pd.to_numeric(frame[c], errors="coerce")
-                bad = numbers.isna() & frame[c].notna() & (frame[c].astype(str).str.strip() != "")
+                bad = numbers.isna() & frame[c].notna()
+                if bad.any():  # formatting every cell as text is slow: only where a value did not parse
+                    bad &= frame[c].astype(str).str.strip() != ""
                 if bad.any():
                     line = int(np.flatnonzero(bad.to_numpy())[0])
                     more = int(bad.sum()) - 1

@@ -131,7 +131,10 @@ class FeatureBuilder:
         values = frame.to_numpy()
         codes, symbols = pd.factorize(frame.index.get_level_values("symbol"))
         n_features, warmup = len(self.spec.features), self.spec.warmup
-        out = np.empty((len(frame), n_features), dtype=np.float64)
+        # Stored as FEATURE_DTYPE as each column is computed (in float64): the same values as casting at the
+        # end, without a float64 copy of the whole matrix; a value beyond float32's range becomes inf and fails
+        # the finiteness check below instead of reaching a model as inf.
+        out = np.empty((len(frame), n_features), dtype=FEATURE_DTYPE)
         keep = np.ones(len(frame), dtype=bool)
         for code, symbol in enumerate(symbols):
             rows = np.flatnonzero(codes == code)  # ascending time: the frame is sorted by timestamp
@@ -150,6 +153,6 @@ class FeatureBuilder:
             ts, sym = frame.index[np.flatnonzero(keep)[bad]]
             raise DataValidationError("non_finite_feature", "a feature is NaN or inf after warm-up",
                                       symbol=str(sym), timestamp=ts, source="features")
-        features = pd.DataFrame(result.astype(FEATURE_DTYPE), index=frame.index[keep], columns=self.spec.columns)
+        features = pd.DataFrame(result, index=frame.index[keep], columns=self.spec.columns, copy=False)
         log.debug("built features rows=%d warmup=%d schema=%s", len(features), warmup, self.schema_hash[:12])
         return FeatureSet(features, self.spec.columns, self.schema_hash, fingerprint, self.spec)

@@ -1,0 +1,227 @@
+"""Scaling of the data path: a seeded synthetic universe at two sizes through ingest, read, validation,
+the fingerprint, the feature build and a vectorised backtest.
+
+Run: ``python benchmarks/bench_scale.py`` (defaults: 20 and 100 symbols x 10 years of daily bars, about a
+minute). The issue's sizes: ``--symbols 50 500`` (daily, 10 years) and ``--symbols 20 --years 1 --freq 1min``.
+Each size runs in its own process so its peak RSS is its own. Per stage: rows/s and the peak RSS above the
+RSS before the stage (``/proc/self/clear_refs`` resets the high-water mark), as a multiple of the bytes of
+the columns a run needs (timestamp + five float64 bar columns = 48 bytes a row). Between the sizes: the
+scaling exponent of time and of peak memory per stage (1.0 = linear in rows). The fingerprint's throughput
+is printed against raw ``hashlib.sha256`` over the same bytes (the same 48 bytes a row in one buffer),
+measured in the same process, best of three.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+COLUMN_BYTES = 48  # int64 timestamp + five float64 columns
+
+
+def universe_timestamps(years: int, freq: str) -> pd.DatetimeIndex:
+    days = pd.bdate_range("2010-01-04", periods=252 * years, tz="UTC")
+    if freq == "1d":
+        return days
+    minutes = pd.to_timedelta(np.arange(390), unit="min") + pd.Timedelta(hours=14, minutes=30)
+    return pd.DatetimeIndex((days.values[:, None] + minutes.values[None, :]).ravel(), tz="UTC")
+
+
+def write_universe(folder: Path, n_symbols: int, stamps: pd.DatetimeIndex, bars_per_year: float, seed: int) -> None:
+    """One Parquet file per symbol: GBM closes (per-symbol drift and volatility), opens gapping from the
+    previous close, high/low around both, lognormal volumes."""
+    rng = np.random.default_rng(seed)
+    step = 1.0 / bars_per_year
+    for i in range(n_symbols):
+        mu, sigma = rng.normal(0.06, 0.05), rng.uniform(0.15, 0.5)
+        shocks = rng.normal((mu - 0.5 * sigma**2) * step, sigma * math.sqrt(step), len(stamps))
+        close = rng.uniform(10, 300) * np.exp(np.cumsum(shocks))
+        open_ = np.concatenate([[close[0]], close[:-1]]) * np.exp(rng.normal(0, 0.2 * sigma * math.sqrt(step),
+                                                                             len(stamps)))
+        wick = np.abs(rng.normal(0, 0.5 * sigma * math.sqrt(step), (2, len(stamps))))
+        high = np.maximum(open_, close) * np.exp(wick[0])
+        low = np.minimum(open_, close) * np.exp(-wick[1])
+        volume = np.round(rng.lognormal(13, 0.6, len(stamps)))
+        pd.DataFrame({"timestamp": stamps, "open": open_, "high": high, "low": low, "close": close,
+                      "volume": volume}).to_parquet(folder / f"S{i:04d}.parquet", index=False)
+
+
+def _hwm_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def measured(fn: Callable[[], Any]) -> tuple[Any, float, int]:
+    """Result, seconds and peak RSS above the RSS before the call."""
+    Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to the current RSS
+    before = _rss_bytes()
+    t0 = time.perf_counter()
+    out = fn()
+    seconds = time.perf_counter() - t0
+    return out, seconds, max(_hwm_bytes() - before, 0)
+
+
+def best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def run_one(n_symbols: int, years: int, freq: str, seed: int) -> dict[str, Any]:
+    from ai_trading.data import DataConfig, dataset_fingerprint, load
+    from ai_trading.data.fingerprint import FingerprintStream
+    from ai_trading.data.ingest import ingest
+    from ai_trading.data.schema import BAR_COLUMNS
+    from ai_trading.data.store import ParquetStore
+    from ai_trading.data.validation import validate_bars
+    from ai_trading.execution import SimulatorConfig, run_targets
+    from ai_trading.execution.market import build_execution
+    from ai_trading.features import FeatureBuilder
+
+    work = Path(tempfile.mkdtemp(prefix="bench_scale_"))
+    os.environ["AI_TRADING_CACHE_DIR"] = str(work / "cache")
+    stamps = universe_timestamps(years, freq)
+    (work / "raw").mkdir()
+    write_universe(work / "raw", n_symbols, stamps, len(stamps) / years, seed)
+    symbols = [f"S{i:04d}" for i in range(n_symbols)]
+    rows = n_symbols * len(stamps)
+    stages: dict[str, dict[str, float]] = {}
+
+    def record(name: str, seconds: float, peak: int) -> None:
+        stages[name] = {"seconds": seconds, "rows_per_s": rows / seconds, "peak_bytes": peak,
+                        "peak_over_columns": peak / (rows * COLUMN_BYTES)}
+
+    report, s, peak = measured(lambda: ingest(str(work / "raw"), work / "store"))
+    record("ingest", s, peak)
+    store = ParquetStore(str(work / "store"))
+    parts, s, peak = measured(lambda: {sym: store.read(sym) for sym in symbols})
+    record("read store", s, peak)
+    _, s, peak = measured(lambda: [validate_bars(p, source="bench") for p in parts.values()])
+    record("validate", s, peak)
+
+    def stream() -> str:
+        fp = FingerprintStream()
+        for sym in sorted(parts):
+            part = parts[sym]
+            fp.update(sym, part.index.get_level_values("timestamp").as_unit("ns").asi8, part.to_numpy().T)
+        return fp.hexdigest()
+
+    streamed, s, peak = measured(stream)
+    record("fingerprint stream", s, peak)
+    raw = b"".join(np.ascontiguousarray(p.index.get_level_values("timestamp").as_unit("ns").asi8).tobytes()
+                   + np.ascontiguousarray(p.to_numpy().T).tobytes() for p in parts.values())
+    assert len(raw) == rows * COLUMN_BYTES
+    parts.clear()  # what the load below holds is its own
+    config = DataConfig(symbols=symbols, source=str(work / "store"), layout="parquet_dataset")
+    bars, s, peak = measured(lambda: load(config))
+    record("load (read+validate+quality+fingerprint)", s, peak)
+    assert bars.fingerprint == streamed
+    _, s, peak = measured(lambda: load(config))
+    record("load, fingerprint cached", s, peak)
+    in_memory, s, peak = measured(lambda: dataset_fingerprint(bars.frame))
+    record("fingerprint in-memory", s, peak)
+    assert in_memory == streamed
+    split = [(str(sym), part.index.get_level_values("timestamp").as_unit("ns").asi8,
+              [part[c].to_numpy() for c in BAR_COLUMNS]) for sym, part in bars.frame.groupby(level="symbol")]
+
+    def stream_split() -> str:  # the streaming path over per-symbol column buffers (what a store read gives)
+        fp = FingerprintStream()
+        for sym, ns, cols in split:
+            fp.update(sym, ns, cols)
+        return fp.hexdigest()
+
+    assert stream_split() == streamed
+    # Raw hashing and each fingerprint path alternate, best of five each, so a swing in the machine's load
+    # hits both sides of the ratio.
+    hash_times, stream_times, memory_times = [], [], []
+    for _ in range(5):
+        hash_times.append(best_of(lambda: hashlib.sha256(raw).digest(), 1))
+        stream_times.append(best_of(stream_split, 1))
+        memory_times.append(best_of(lambda: dataset_fingerprint(bars.frame), 1))
+    hash_s, stream_s, memory_s = min(hash_times), min(stream_times), min(memory_times)
+    split.clear()
+    raw = b""
+    features, s, peak = measured(lambda: FeatureBuilder.default().build(bars))
+    record("features", s, peak)
+    execution, s, peak = measured(lambda: build_execution(bars.frame, SimulatorConfig(), frequency=bars.frequency))
+    record("market arrays", s, peak)
+    market, params = execution
+    run_targets(market, params, np.zeros(market.shape), np.random.default_rng(0), initial_cash=1.0)  # compile
+    targets = np.full(market.shape, 1.0 / market.shape[1])
+    _, s, peak = measured(lambda: run_targets(market, params, targets, np.random.default_rng(seed),
+                                              initial_cash=1e7))
+    record("backtest (run_targets)", s, peak)
+    shutil.rmtree(work)
+    return {
+        "symbols": n_symbols, "rows": rows, "freq": freq, "years": years, "store_files": report.files_written,
+        "store_bytes": report.bytes, "stages": stages, "raw_sha256_mb_s": rows * COLUMN_BYTES / hash_s / 1e6,
+        "fingerprint_stream_ratio": hash_s / stream_s, "fingerprint_in_memory_ratio": hash_s / memory_s,
+        "features": len(features.feature_names), "peak_rss_bytes": _hwm_bytes(),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--symbols", type=int, nargs=2, default=[20, 100], metavar=("SMALL", "LARGE"))
+    p.add_argument("--years", type=int, default=10)
+    p.add_argument("--freq", choices=["1d", "1min"], default="1d")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # child process: one size
+    args = p.parse_args()
+    if args.one is not None:
+        print(json.dumps(run_one(args.one, args.years, args.freq, args.seed)))
+        return
+    results = []
+    for n in args.symbols:
+        out = subprocess.run([sys.executable, __file__, "--one", str(n), "--years", str(args.years), "--freq",
+                              args.freq, "--seed", str(args.seed)], capture_output=True, text=True, check=True)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    small, large = results
+    growth = large["rows"] / small["rows"]
+    for r in results:
+        print(f"\n{r['symbols']} symbols x {r['years']}y {r['freq']}: {r['rows']:,} rows, store {r['store_files']} "
+              f"files {r['store_bytes'] / 1e6:.1f} MB, process peak RSS {r['peak_rss_bytes'] / 1e6:.0f} MB")
+        print(f"  {'stage':44s} {'rows/s':>12s} {'seconds':>8s} {'peak MB':>8s} {'peak/cols':>9s}")
+        for name, st in r["stages"].items():
+            print(f"  {name:44s} {st['rows_per_s']:12,.0f} {st['seconds']:8.3f} {st['peak_bytes'] / 1e6:8.1f} "
+                  f"{st['peak_over_columns']:9.2f}")
+        print(f"  fingerprint vs raw hashlib.sha256 ({r['raw_sha256_mb_s']:.0f} MB/s) over the same bytes: "
+              f"stream {r['fingerprint_stream_ratio']:.2f}, in-memory frame {r['fingerprint_in_memory_ratio']:.2f}")
+    print(f"\nscaling exponents, {small['rows']:,} -> {large['rows']:,} rows (x{growth:g}); 1.0 = linear")
+    print(f"  {'stage':44s} {'time':>6s} {'memory':>7s}")
+    for name in small["stages"]:
+        a, b = small["stages"][name], large["stages"][name]
+        t_exp = math.log(b["seconds"] / a["seconds"]) / math.log(growth)
+        m_exp = (math.log(b["peak_bytes"] / a["peak_bytes"]) / math.log(growth)
+                 if a["peak_bytes"] > 0 and b["peak_bytes"] > 0 else float("nan"))
+        print(f"  {name:44s} {t_exp:6.2f} {m_exp:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
