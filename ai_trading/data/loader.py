@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,8 @@ class DataConfig:
 def check_available(config: DataConfig) -> None:
     """Every selected symbol is in the source (a bundled symbol, a file in the directory), without reading a
     bar: what a job checks before it opens anything."""
+    if isinstance(config, RemoteDataConfig):
+        return config.check_available()
     if config.source == "bundled":
         for symbol in config.symbols:
             check_bundled(symbol)
@@ -97,6 +100,8 @@ def _bound(value: str | None, name: str) -> pd.Timestamp | None:
 
 def load(config: DataConfig) -> Bars:
     """Load, select and validate bars; raises :class:`DataValidationError` naming rule and place."""
+    if isinstance(config, RemoteDataConfig):
+        config = config.fetch()
     start, end = _bound(config.start, "data.start"), _bound(config.end, "data.end")
     if config.source == "bundled":
         reader, file_of = read_bundled, bundled_source
@@ -139,4 +144,18 @@ def load_bars(
     return load(DataConfig(symbols=names, start=start, end=end, source=source)).frame
 
 
-__all__ = ["BUNDLED", "Bars", "DataConfig", "check_available", "load", "load_bars"]
+@dataclass(frozen=True)
+class RemoteDataConfig(DataConfig, ABC):
+    """A source reached over the network (``ai_trading.data.alpaca``): it caches what it downloads as a directory
+    of per-symbol Parquet files, and the loader reads, validates and fingerprints that directory like any other."""
+
+    @abstractmethod
+    def check_available(self) -> None:
+        """What :func:`check_available` checks: the selection is cached, or can be fetched (credentials set)."""
+
+    @abstractmethod
+    def fetch(self) -> DataConfig:
+        """Download what the cache lacks; the config of the cached directory that holds the selection."""
+
+
+__all__ = ["BUNDLED", "Bars", "DataConfig", "RemoteDataConfig", "check_available", "load", "load_bars"]
