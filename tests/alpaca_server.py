@@ -199,14 +199,21 @@ class FakeAlpaca:
         return ok({"bars": out, "next_page_token": token})
 
 
-class serve:  # noqa: N801 - used as ``with serve() as fake``
-    """A started server with a :class:`FakeAlpaca` on it, stopped on exit."""
+class serve:  # noqa: N801 - used as ``with serve() as server``
+    """A started server on 127.0.0.1, stopped on exit (stopping takes half a second: share one per module and
+    give each test a fresh :func:`fake_on` it)."""
 
-    def __enter__(self) -> FakeAlpaca:
+    def __enter__(self) -> HTTPServer:
         self.server = HTTPServer(host="127.0.0.1", threaded=True)
         self.server.start()
-        return FakeAlpaca(self.server)
+        return self.server
 
     def __exit__(self, *exc: object) -> None:
         self.server.clear()
         self.server.stop()
+
+
+def fake_on(server: HTTPServer) -> FakeAlpaca:
+    """A fresh :class:`FakeAlpaca` on ``server`` (the previous one's handlers and log are dropped)."""
+    server.clear()
+    return FakeAlpaca(server)

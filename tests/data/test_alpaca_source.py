@@ -10,13 +10,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from pytest_httpserver import HTTPServer
 
 from ai_trading.data import DataConfig, load
 from ai_trading.data.alpaca import AlpacaDataConfig, default_cache_dir
 from ai_trading.data.loader import check_available
 from ai_trading.errors import ConfigError, DataValidationError
 from ai_trading.wiring import train_config
-from tests.alpaca_server import FakeAlpaca, error, serve
+from tests.alpaca_server import FakeAlpaca, error, fake_on, serve
 from tests.conftest import compose_config
 
 KEY_ID = "PKMARKERKEYID0000002"
@@ -31,12 +32,18 @@ def bar(day: pd.Timestamp, price: float, volume: int) -> dict[str, Any]:
             "vw": price + 0.25}
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[HTTPServer]:
+    with serve() as running:
+        yield running
+
+
 @pytest.fixture
-def fake() -> Iterator[FakeAlpaca]:
-    with serve() as server:
-        server.bars["SPY"] = [bar(d, 470.0 + i, 80_000_000 + i) for i, d in enumerate(DAYS)]
-        server.bars["QQQ"] = [bar(d, 400.0 - i, 40_000_000 + i) for i, d in enumerate(DAYS[:5])]
-        yield server
+def fake(server: HTTPServer) -> FakeAlpaca:
+    fake = fake_on(server)
+    fake.bars["SPY"] = [bar(d, 470.0 + i, 80_000_000 + i) for i, d in enumerate(DAYS)]
+    fake.bars["QQQ"] = [bar(d, 400.0 - i, 40_000_000 + i) for i, d in enumerate(DAYS[:5])]
+    return fake
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from ai_trading.errors import ConfigError
@@ -35,17 +36,22 @@ from ai_trading.oms.brokers.base import (
 from ai_trading.oms.idempotency import broker_safe_id, make_cid
 from ai_trading.oms.models import OrderType, Side
 from ai_trading.rest import RestClient
-from tests.alpaca_server import FakeAlpaca, error, ok, serve
+from tests.alpaca_server import FakeAlpaca, error, fake_on, ok, serve
 
 KEY_ID = "PKMARKERKEYID0000001"
 SECRET = "marker-secret-ZZZ-0123456789abcdef"
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[HTTPServer]:
+    with serve() as running:
+        yield running
+
+
 @pytest.fixture
-def fake() -> Iterator[FakeAlpaca]:
-    with serve() as server:
-        yield server
+def fake(server: HTTPServer) -> FakeAlpaca:
+    return fake_on(server)
 
 
 @pytest.fixture
@@ -151,7 +157,7 @@ def test_submit_timing_out_after_alpaca_accepted_is_unavailable_not_resent_and_f
 
 def test_submit_to_a_closed_port_is_unavailable(keys: None) -> None:
     with serve() as gone:
-        url = gone.url
+        url = gone.url_for("/").rstrip("/")
     broker = AlpacaBroker(AlpacaConfig(base_url=url, connect_timeout=0.5, max_retries=0))
     with pytest.raises(BrokerUnavailable, match="connection failed"):
         broker.submit(request())
