@@ -216,6 +216,17 @@ def test_a_client_order_id_over_alpacas_limit_is_refused_before_sending(fake: Fa
     assert len(cid()) <= MAX_CLIENT_ORDER_ID  # the OMS's default broker-safe id fits
 
 
+@pytest.mark.parametrize(("change", "match"), [
+    ({"order_type": OrderType.LIMIT}, "needs limit_price"), ({"limit_price": 10.0}, "takes no limit_price"),
+    ({"quantity": 0.0}, "qty"), ({"quantity": float("nan")}, "qty"),
+])
+def test_a_malformed_order_is_refused_before_sending(fake: FakeAlpaca, keys: None, change: dict[str, object],
+                                                     match: str) -> None:
+    with pytest.raises(AlpacaRejected, match=f"not sent.*{match}") as caught:
+        make_broker(fake).submit(request(**change))
+    assert caught.value.status is None and fake.seen == []
+
+
 def test_list_open_orders_pages_past_500_and_keeps_orders_sharing_the_boundary_stamp(fake: FakeAlpaca,
                                                                                       keys: None) -> None:
     base = fake.clock

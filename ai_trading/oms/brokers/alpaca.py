@@ -134,11 +134,15 @@ class AlpacaConfig:
 
 
 class AlpacaRejected(BrokerError):
-    """Alpaca refused the request (a 4xx other than a duplicate id): nothing was created or changed."""
+    """Alpaca refused the request (a 4xx other than a duplicate id), or the adapter refused to send it
+    (``status`` None: an order Alpaca would refuse): nothing was created or changed."""
 
-    def __init__(self, what: str, status: int, code: int | None, message: str) -> None:
+    def __init__(self, what: str, status: int | None, code: int | None, message: str) -> None:
         self.status = status
         self.code = code
+        if status is None:
+            super().__init__(f"{what} not sent: {message}")
+            return
         hint = (" (wrong keys, keys of the other environment (paper/live), or an account that may not do this)"
                 if status in (401, 403) else "")
         super().__init__(f"Alpaca refused {what}: HTTP {status}" + (f" code={code}" if code is not None else "")
@@ -261,7 +265,7 @@ class AlpacaBroker:
     def _order_body(self, request: OrderRequest) -> dict[str, Any]:
         cid = request.client_order_id
         if not isinstance(cid, str) or not cid or len(cid) > MAX_CLIENT_ORDER_ID:
-            raise AlpacaRejected(f"order {cid!r} (not sent)", 0, None,
+            raise AlpacaRejected(f"order {cid!r}", None, None,
                                  f"a client order id must be 1..{MAX_CLIENT_ORDER_ID} characters")
         try:
             kind, side = OrderType(request.order_type), Side(request.side)
@@ -275,7 +279,7 @@ class AlpacaBroker:
             elif request.limit_price is not None:
                 raise ValueError("a market order takes no limit_price")
         except (ValueError, ClientOrderIdError) as exc:
-            raise AlpacaRejected(f"order {cid!r} (not sent)", 0, None, str(exc)) from None
+            raise AlpacaRejected(f"order {cid!r}", None, None, str(exc)) from None
         return body
 
     def _read(self, method: str, path: str, what: str, *, params: Mapping[str, Any] | None = None,
