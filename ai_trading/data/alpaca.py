@@ -1,6 +1,7 @@
 """Historical bars from Alpaca's market-data API v2, cached as Parquet and then loaded like any directory.
 
-``data=alpaca data.symbols=[SPY] data.start=2024-01-01 data.end=2024-07-01`` downloads each symbol's bars
+``data=alpaca data.symbols=[SPY] data.start=2024-01-01 data.end=2024-07-01`` (or ``data.source=alpaca`` on
+another preset, with these settings at their defaults) downloads each symbol's bars
 that the cache lacks (``GET {data_url}/v2/stocks/bars?symbols=SPY&timeframe=1Day&start=...&end=...``, paged by
 ``next_page_token``, retried on timeouts, 5xx and 429 as :mod:`ai_trading.rest` describes), writes them to
 
@@ -118,6 +119,14 @@ class AlpacaDataConfig(RemoteDataConfig):
                 raise ConfigError(f"data.{name}={value!r}: must be a number of seconds > 0")
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ConfigError(f"data.max_retries={self.max_retries!r}: must be an integer >= 0")
+
+    @classmethod
+    def of(cls, config: DataConfig) -> AlpacaDataConfig:
+        """``data.source=alpaca`` on another preset: its selection and rules with the Alpaca settings' defaults
+        (its file layout keys, ``columns``, ``timestamp_format`` and ``timezone``, do not apply)."""
+        shared = {f.name: getattr(config, f.name) for f in fields(DataConfig)
+                  if f.name not in ("columns", "timestamp_format", "timezone")}
+        return cls(**shared)
 
     @property
     def range_dir(self) -> Path:

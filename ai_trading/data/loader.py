@@ -57,8 +57,8 @@ class DataConfig:
 def check_available(config: DataConfig) -> None:
     """Every selected symbol is in the source (a bundled symbol, a file in the directory), without reading a
     bar: what a job checks before it opens anything."""
-    if isinstance(config, RemoteDataConfig):
-        return config.check_available()
+    if (remote := _remote(config)) is not None:
+        return remote.check_available()
     if config.source == "bundled":
         for symbol in config.symbols:
             check_bundled(symbol)
@@ -100,8 +100,8 @@ def _bound(value: str | None, name: str) -> pd.Timestamp | None:
 
 def load(config: DataConfig) -> Bars:
     """Load, select and validate bars; raises :class:`DataValidationError` naming rule and place."""
-    if isinstance(config, RemoteDataConfig):
-        config = config.fetch()
+    if (remote := _remote(config)) is not None:
+        config = remote.fetch()
     start, end = _bound(config.start, "data.start"), _bound(config.end, "data.end")
     if config.source == "bundled":
         reader, file_of = read_bundled, bundled_source
@@ -156,6 +156,18 @@ class RemoteDataConfig(DataConfig, ABC):
     @abstractmethod
     def fetch(self) -> DataConfig:
         """Download what the cache lacks; the config of the cached directory that holds the selection."""
+
+
+def _remote(config: DataConfig) -> RemoteDataConfig | None:
+    """The remote source ``config`` names: itself (``data=alpaca``), or ``source: alpaca`` on another preset
+    with the Alpaca settings at their defaults (``alpaca`` is a reserved source name, like ``bundled``)."""
+    if isinstance(config, RemoteDataConfig):
+        return config
+    if config.source == "alpaca":
+        from ai_trading.data.alpaca import AlpacaDataConfig  # it imports this module
+
+        return AlpacaDataConfig.of(config)
+    return None
 
 
 __all__ = ["BUNDLED", "Bars", "DataConfig", "RemoteDataConfig", "check_available", "load", "load_bars"]

@@ -194,3 +194,18 @@ def test_the_user_command_composes_checks_and_loads(fake: FakeAlpaca, keys: None
                                 data_url=fake.url)
     assert data == defaults  # the yaml's other values are the Python defaults
     assert len(load(data).frame) == 9
+
+
+def test_source_alpaca_on_another_preset_uses_alpaca_with_the_default_settings(
+        fake: FakeAlpaca, keys: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AI_TRADING_CACHE_DIR", str(tmp_path))
+    overrides = ["data.source=alpaca", "data.symbols=[SPY]", "data.start=2024-01-01", "data.end=2024-01-15"]
+    data = train_config(compose_config(overrides)).research.data  # the default preset, daily_indices
+    assert type(data) is DataConfig and data.source == "alpaca"
+    # Alpaca's real endpoint is the default: fill the cache from the local server first, as a download would.
+    downloaded = load(AlpacaDataConfig(symbols=["SPY"], start="2024-01-01", end="2024-01-15", data_url=fake.url))
+    seen = len(fake.seen)
+    assert load(data).fingerprint == downloaded.fingerprint and len(fake.seen) == seen
+    monkeypatch.delenv("APCA_API_SECRET_KEY")
+    with pytest.raises(ConfigError, match="set APCA_API_SECRET_KEY"):
+        train_config(compose_config([*overrides[:-1], "data.end=2024-01-14"]))  # not cached: keys needed
