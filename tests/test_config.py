@@ -49,7 +49,7 @@ TYPED = {"data": "data", "features": "features", "simulator": "simulator", "cost
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
 def test_every_group_option_builds_the_typed_config_the_entrypoint_uses(
-    group: str, option: str, tmp_path: Path
+    group: str, option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     overrides = [f"{group}={option}"]
     if (group, option) == ("data", "directory"):
@@ -59,6 +59,11 @@ def test_every_group_option_builds_the_typed_config_the_entrypoint_uses(
         (tmp_path / "symbol=X" / "year=2024").mkdir(parents=True)
         (tmp_path / "symbol=X" / "year=2024" / "part-0.parquet").write_text("")  # checked for, never read here
         overrides += [f"data.source={tmp_path}", "data.symbols=[X]"]
+    if (group, option) == ("data", "alpaca"):  # the entrypoint checks the keys are set; nothing is downloaded
+        monkeypatch.setenv("APCA_API_KEY_ID", "id")
+        monkeypatch.setenv("APCA_API_SECRET_KEY", "secret")
+        overrides += ["data.symbols=[SPY]", "data.start=2024-01-01", "data.end=2024-07-01",
+                      f"data.cache_dir={tmp_path}"]
     config = train_config(compose_config(overrides))
     built = {"env": config.env, "algo": config.algo, "governance": config.governance}.get(group)
     if group in TYPED:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,8 @@ class DataConfig:
 def check_available(config: DataConfig) -> None:
     """Every selected symbol is in the source (a bundled symbol, a file in the directory), without reading a
     bar: what a job checks before it opens anything."""
+    if (remote := _remote(config)) is not None:
+        return remote.check_available()
     if config.source == "bundled":
         for symbol in config.symbols:
             check_bundled(symbol)
@@ -189,6 +192,8 @@ def load(config: DataConfig) -> Bars:
     """Load, select and validate bars symbol by symbol; raises :class:`DataValidationError` naming rule and
     place, and :class:`~ai_trading.errors.MemoryBudgetExceeded` before reading when a Parquet selection would
     not fit ``data.max_memory_gb``."""
+    if (remote := _remote(config)) is not None:
+        config = remote.fetch()
     start, end = _bound(config.start, "data.start"), _bound(config.end, "data.end")
     cached: str | None = None
     payload: dict[str, Any] | None = None
@@ -252,4 +257,30 @@ def load_bars(
     return load(DataConfig(symbols=names, start=start, end=end, source=source)).frame
 
 
-__all__ = ["BUNDLED", "Bars", "DataConfig", "check_available", "load", "load_bars"]
+@dataclass(frozen=True)
+class RemoteDataConfig(DataConfig, ABC):
+    """A source reached over the network (``ai_trading.data.alpaca``): it caches what it downloads as a directory
+    of per-symbol Parquet files, and the loader reads, validates and fingerprints that directory like any other."""
+
+    @abstractmethod
+    def check_available(self) -> None:
+        """What :func:`check_available` checks: the selection is cached, or can be fetched (credentials set)."""
+
+    @abstractmethod
+    def fetch(self) -> DataConfig:
+        """Download what the cache lacks; the config of the cached directory that holds the selection."""
+
+
+def _remote(config: DataConfig) -> RemoteDataConfig | None:
+    """The remote source ``config`` names: itself (``data=alpaca``), or ``source: alpaca`` on another preset
+    with the Alpaca settings at their defaults (``alpaca`` is a reserved source name, like ``bundled``)."""
+    if isinstance(config, RemoteDataConfig):
+        return config
+    if config.source == "alpaca":
+        from ai_trading.data.alpaca import AlpacaDataConfig  # it imports this module
+
+        return AlpacaDataConfig.of(config)
+    return None
+
+
+__all__ = ["BUNDLED", "Bars", "DataConfig", "RemoteDataConfig", "check_available", "load", "load_bars"]
