@@ -159,7 +159,7 @@ class AlertOutbox:
         """Rows by status (every status present, zero when none)."""
         with self._engine.connect() as conn:
             query = select(_O.c.status, func.count()).group_by(_O.c.status)
-            found: dict[str, int] = dict(conn.execute(query).tuples().all())
+            found = {str(status): int(n) for status, n in conn.execute(query)}
         return {s: int(found.get(s, 0)) for s in ("pending", "sending", "delivered", "failed")}
 
     def rows(self) -> list[dict[str, Any]]:
