@@ -98,7 +98,7 @@ def smtp_server(user: str, password: str) -> Iterator[Mailbox]:
         ok = isinstance(data, LoginPassword) and data.login == user.encode() and data.password == password.encode()
         if ok:
             box.logins.append(user)
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # the server then answers 235 or 535
 
     box.port = _free_port()
     controller = Controller(_Handler(box), hostname="127.0.0.1", port=box.port, authenticator=authenticator,
