@@ -41,6 +41,7 @@ from ai_trading.monitoring.config import (
 )
 from ai_trading.monitoring.killswitch import KillSwitch, KillSwitchMode
 from ai_trading.rl.governance import GovernanceEvent
+from ai_trading.wiring import alerts_config
 from tests.conftest import compose_config
 
 RULES = RulesConfig(cost_spike_max_excess_bps=10.0, cost_spike_max_ratio=3.0, slippage_window=4,
@@ -126,10 +127,7 @@ def test_alert_payload_is_masked_and_json_safe() -> None:
 
 
 def test_composed_alerts_group_builds_the_typed_config_with_python_defaults_equal_to_the_yaml() -> None:
-    cfg = compose_config()
-    data = OmegaConf.to_container(cfg.alerts, resolve=True)
-    assert isinstance(data, dict)
-    built = alerts_config_from_mapping(data)
+    built = alerts_config(compose_config())  # what an entrypoint builds
     defaults = AlertsConfig(sinks={"log": LogSinkConfig()}, routes=(RouteConfig(sinks=("log",)),))
     assert built == defaults
     assert asdict(built.rules) == asdict(RulesConfig()) and built.delivery == DeliveryConfig()
@@ -138,7 +136,7 @@ def test_composed_alerts_group_builds_the_typed_config_with_python_defaults_equa
 def test_composed_config_with_a_webhook_sink_and_route() -> None:
     cfg = compose_config(["+alerts.sinks.hook={type:webhook,url:'https://hooks.example.com/x'}",
                           "alerts.routes=[{sinks:[log,hook],min_severity:warning,sources:[live]}]"])
-    built = alerts_config_from_mapping(OmegaConf.to_container(cfg.alerts, resolve=True))  # type: ignore[arg-type]
+    built = alerts_config(cfg)
     assert built.sinks["hook"].type == "webhook" and built.routes[0].sources == ("live",)
     assert built.routes[0].min_severity is Severity.WARNING
 
