@@ -264,4 +264,4 @@ def alerts_config(cfg: DictConfig) -> AlertsConfig:
     data = OmegaConf.to_container(cfg.alerts, resolve=True)
     if not isinstance(data, dict):
         raise ConfigError(f"alerts: must be a mapping, got {type(data).__name__}")
-    return alerts_config_from_mapping(data)
+    return alerts_config_from_mapping({str(k): v for k, v in data.items()})
