@@ -29,7 +29,7 @@ class WebhookReceiver:
 
     script: list[int] = field(default_factory=list)
     requests: list[Received] = field(default_factory=list)
-    delay_seconds: float = 0.0
+    delays: list[float] = field(default_factory=list)  # seconds to wait before answering, per request
     url: str = ""
 
     def next_status(self) -> int:
@@ -47,8 +47,9 @@ def webhook_receiver(script: list[int] | None = None) -> Iterator[WebhookReceive
             with lock:
                 status = receiver.next_status()
                 receiver.requests.append(Received(self.path, dict(self.headers.items()), body, status))
-            if receiver.delay_seconds:
-                threading.Event().wait(receiver.delay_seconds)
+                delay = receiver.delays.pop(0) if receiver.delays else 0.0
+            if delay:
+                threading.Event().wait(delay)
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()

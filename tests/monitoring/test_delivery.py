@@ -148,6 +148,15 @@ def test_webhook_429_is_retried(db_engine: Engine) -> None:
         assert router.outbox.counts()["delivered"] == 1
 
 
+def test_webhook_read_timeout_is_retried(db_engine: Engine) -> None:
+    with webhook_receiver() as hook:
+        hook.delays = [1.0]  # the first answer comes after the read timeout
+        slow = WebhookConfig(url=hook.url, connect_timeout_seconds=2.0, read_timeout_seconds=0.3, retry=FAST)
+        router = make_router(db_engine, config({"hook": slow}))
+        router.raise_alert(alert(1))
+        assert len(hook.requests) == 2 and router.outbox.counts()["delivered"] == 1
+
+
 def test_outbox_retries_later_with_backoff_after_the_sink_gives_up(db_engine: Engine) -> None:
     with webhook_receiver([500, 500, 500, 502]) as hook:
         clock = Clock()
