@@ -76,3 +76,17 @@ def test_message_claimed_by_a_dead_dispatcher_is_sent_again_after_its_lease(db_e
         assert router.dispatch().delivered == 1
         assert len(hook.requests) == 1
 
+
+
+def test_racing_raisers_queue_one_alert_and_racing_dispatchers_send_it_once(db_engine: Engine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with webhook_receiver() as hook:
+        routers = [Router.build(config({"hook": webhook(hook.url)}), db_engine, environ=ENV) for _ in range(6)]
+        same = Alert(name="r", severity=Severity.CRITICAL, source="oms", dedup_key="same", summary="s")
+        with ThreadPoolExecutor(len(routers)) as pool:
+            outcomes = list(pool.map(lambda r: r.raise_alert(same, dispatch=False), routers))
+        assert sorted(outcomes) == sorted(["queued"] + ["repeat"] * 5)
+        with ThreadPoolExecutor(len(routers)) as pool:
+            delivered = sum(pool.map(lambda r: r.dispatch().delivered, routers))
+        assert delivered == 1 and len(hook.requests) == 1
