@@ -16,11 +16,11 @@ alert engages the kill switch when ``kill_switch.engage_on_critical`` is set.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,9 +64,12 @@ class DispatchReport:
 
 
 def build_message(items: Sequence[OutboxItem]) -> dict[str, Any]:
-    """One message of a (sink, rule) group: its alerts, the worst severity and a fresh message id."""
+    """One message of a (sink, rule) group: its alerts and the worst severity. The message id is derived from the
+    outbox rows, so a resend of the same rows (after a lease ran out) carries the same id for receivers to dedupe."""
     worst = max((Severity(i.severity) for i in items), key=lambda s: s.rank)
-    return {"message_id": uuid.uuid4().hex, "rule": items[0].rule, "severity": str(worst), "count": len(items),
+    rows = ",".join(str(i.id) for i in sorted(items, key=lambda i: i.id))
+    message_id = hashlib.sha256(f"{items[0].sink}:{rows}".encode()).hexdigest()[:32]
+    return {"message_id": message_id, "rule": items[0].rule, "severity": str(worst), "count": len(items),
             "alerts": [i.alert for i in items], "sent_at": utc_now().isoformat()}
 
 

@@ -75,6 +75,7 @@ def test_message_claimed_by_a_dead_dispatcher_is_sent_again_after_its_lease(db_e
         clock.advance(31)
         assert router.dispatch().delivered == 1
         assert len(hook.requests) == 1
+        assert router.outbox.rows()[0]["message_id"] == json.loads(hook.requests[0].body)["message_id"]
 
 
 
