@@ -1,7 +1,8 @@
 """Operator commands of the kill switch.
 
 ``python -m ai_trading.killswitch status [--history N]`` shows whether new orders are blocked, in which mode,
-and the last changes (who, why, when). ``engage --reason ... [--who ...] [--reduce-only]`` stops new orders
+the last changes (who, why, when) and the alert outbox's messages by status (a growing ``failed`` count means a
+sink is refusing alerts). ``engage --reason ... [--who ...] [--reduce-only]`` stops new orders
 (reduce-only: only orders that shrink a position go out); ``release --reason ... [--who ...]`` lets them go again.
 Cancels are never blocked. The database is ``--dsn``, else ``AI_TRADING_OMS_DSN``, else ``sqlite:///oms.db`` (as
 ``conf/oms/default.yaml``); passwords are never printed.
@@ -24,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from ai_trading.errors import ConfigError, SchemaRevisionError
 from ai_trading.monitoring.killswitch import KillSwitch, KillSwitchMode, KillSwitchState
+from ai_trading.monitoring.outbox import AlertOutbox
 from ai_trading.oms.db import make_engine
 
 DEFAULT_DSN = "sqlite:///oms.db"
@@ -92,6 +94,8 @@ def run(args: argparse.Namespace, dsn: str, out: TextIO) -> int:
             for event in switch.history(args.history):
                 mode = f" {event.mode}" if event.mode else ""
                 print(f"  {event.at.isoformat()}  {event.action}{mode}  by {event.who}: {event.reason}", file=out)
+            counts = AlertOutbox(engine).counts()
+            print("alert outbox: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=out)
             return 0
         who = args.who or getpass.getuser()
         if args.command == "engage":

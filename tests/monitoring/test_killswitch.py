@@ -178,6 +178,7 @@ def test_cli_engage_status_release_round_trip(db_dsn: str, db_engine: Engine) ->
 
     out = _cli("status", "--dsn", db_dsn)
     assert out.returncode == 0 and "ENGAGED" in out.stdout and "by alice: manual stop" in out.stdout
+    assert "alert outbox: pending 0, sending 0, delivered 0, failed 0" in out.stdout
     out = _cli("release", "--reason", "checked", "--who", "bob", dsn=db_dsn)
     assert out.returncode == 0 and "RELEASED" in out.stdout
     assert not KillSwitch(db_engine).state().engaged
