@@ -33,6 +33,13 @@ _DSN_HELP = ("database URL, e.g. sqlite:///oms.db or postgresql+psycopg://user@h
              f"(default: $AI_TRADING_OMS_DSN, else {DEFAULT_DSN})")
 
 
+def _count(text: str) -> int:
+    value = int(text) if text.isdigit() else -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ai_trading.killswitch",
@@ -41,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                     "position); cancels always go out. Every change is recorded with who, why and when.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     status = commands.add_parser("status", help="whether new orders are blocked, the mode and the last changes",
-                                 description="Show the kill switch's state and its latest changes.")
-    status.add_argument("--history", type=int, default=10, metavar="N", help="changes to list (default: 10)")
+                                 description="Show the kill switch's state, its latest changes and the alert "
+                                             "outbox's messages by status.")
+    status.add_argument("--history", type=_count, default=10, metavar="N", help="changes to list (default: 10)")
     engage = commands.add_parser("engage", help="stop new orders (cancels still go out)",
                                  description="Engage the kill switch: the engine sends no new orders.")
     engage.add_argument("--reduce-only", action="store_true",
