@@ -4,8 +4,9 @@
 ``runs:/<run_id>/<path>`` (downloaded through :mod:`ai_trading.tracking.registry`) or a local directory, copies
 it into a private temporary directory (so the bytes checked are the bytes loaded), and checks, in this order:
 
-1. ``manifest.json``'s bytes against ``manifest.sig`` with a trusted key (``untrusted_key``, ``dev_key``,
-   ``signature``); only the key id and algorithm are read before, to pick the key;
+1. ``manifest.json``'s bytes against ``manifest.sig`` with a trusted key of the configured algorithm
+   (``algorithm``, ``untrusted_key``, ``dev_key``, ``signature``); only the key id and algorithm are read
+   before, to pick the key;
 2. the manifest parses and is canonical (``malformed``);
 3. every listed file's SHA-256 (``file_hash``) and no file that is not listed (``unlisted_file``);
 4. expiry (``expired``);
@@ -45,6 +46,7 @@ from ai_trading.artifacts.manifest import (
 )
 from ai_trading.artifacts.signing import ED25519, HMAC_SHA256, key_id, verify_ed25519, verify_hmac
 from ai_trading.errors import (
+    AlgorithmMismatch,
     ConfigError,
     DevKeyRefused,
     FileHashMismatch,
@@ -136,6 +138,9 @@ def _verify_signature(data: bytes, signature: bytes, config: SigningConfig, wher
         kid, algorithm = str(head["key_id"]), str(head["algorithm"])
     except (UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise MalformedManifest("manifest.json does not name its key_id and algorithm", where=where) from None
+    if algorithm != config.algorithm:
+        raise AlgorithmMismatch(f"manifest signed with {algorithm!r}, signing.algorithm={config.algorithm!r} "
+                                "accepts only that", where=where)
     if algorithm == ED25519:
         trusted = Keyring.load().get(kid, where)
         if trusted.dev and config.refuse_dev_keys:

@@ -14,6 +14,7 @@ from ai_trading.artifacts.loader import Expectations, VersionStore, load_model, 
 from ai_trading.artifacts.manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest
 from ai_trading.artifacts.signing import Ed25519Signer
 from ai_trading.errors import (
+    AlgorithmMismatch,
     DevKeyRefused,
     FileHashMismatch,
     MalformedManifest,
@@ -234,7 +235,25 @@ def test_hmac_signed_model_verifies_with_the_secret_and_rejects_another(tmp_path
         changed[i] ^= 0x01
         (directory / SIGNATURE_FILE).write_bytes(bytes(changed))
         with pytest.raises(SignatureInvalid):
-            verify_directory(directory, config(), ANY)
+            verify_directory(directory, config(algorithm="hmac-sha256"), ANY)
     (directory / SIGNATURE_FILE).write_bytes(signature)
     monkeypatch.setenv("AI_TRADING_HMAC_KEY", "t" * 40)
-    _rejects(directory, marker, UntrustedKey)
+    _rejects(directory, marker, UntrustedKey, algorithm="hmac-sha256")
+
+
+def test_a_manifest_of_another_algorithm_than_configured_is_refused(tmp_path: Path, signer: Ed25519Signer,
+                                                                    marker: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Holding the HMAC secret must not let an HMAC manifest pass where Ed25519 (and no dev keys) is required,
+    nor the reverse."""
+    from ai_trading.artifacts.signing import HmacSigner
+
+    secret = "s" * 40
+    monkeypatch.setenv("AI_TRADING_HMAC_KEY", secret)
+    hmac_dir = _model(tmp_path, HmacSigner(secret.encode()), "h", signing=config(algorithm="hmac-sha256"))  # type: ignore[arg-type]
+    error = _rejects(hmac_dir, marker, AlgorithmMismatch, refuse_dev_keys=True)
+    assert error.check == "algorithm" and "hmac-sha256" in str(error)
+    ed_dir = _model(tmp_path, signer, "e")
+    assert _rejects(ed_dir, marker, AlgorithmMismatch, algorithm="hmac-sha256").check == "algorithm"
+    verify_directory(hmac_dir, config(algorithm="hmac-sha256"), ANY)
+    verify_directory(ed_dir, config(), ANY)
