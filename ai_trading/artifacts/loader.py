@@ -265,48 +265,69 @@ def load_model(source: str | Path, config: SigningConfig, expect: Expectations, 
     """Resolve, verify (module docstring) and only then deserialise the model of ``source``."""
     with verified_directory(source, config, expect, tracking=tracking, asked=asked,
                             leave_out=leave_out) as (directory, manifest):
-        return LoadedModel(manifest, _deserialise(directory, manifest))
+        return LoadedModel(manifest, _deserialise(directory, manifest, str(source)))
 
 
-def _deserialise(directory: Path, manifest: Manifest) -> Any:
+def _covered(root: Path, path: Path, manifest: Manifest, where: str) -> Path:
+    """``path`` if it is a file the manifest lists (resolved inside ``root``): nothing else is ever opened."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root) or resolved.relative_to(root).as_posix() not in manifest.files:
+        raise MalformedManifest(f"{path.relative_to(root) if path.is_relative_to(root) else path} is not a file the "
+                                "manifest covers", where=where)
+    return resolved
+
+
+def _deserialise(directory: Path, manifest: Manifest, where: str) -> Any:
     """Open the verified files; called only after :func:`verify_directory` passed on ``directory``."""
-    data = directory / str(manifest.policy.get("data_path", "."))
+    root = directory.resolve()
+    data = (root / str(manifest.policy.get("data_path", "."))).resolve()
+    if not data.is_relative_to(root):
+        raise MalformedManifest(f"policy.data_path={manifest.policy.get('data_path')!r} leaves the model directory",
+                                where=where)
     if manifest.kind == "rl":
-        return _load_agent(data, manifest)
-    return _load_ml(data, manifest)
+        from ai_trading.rl_trading.train import MODEL_FILE, NORMALIZER_FILE
+
+        normalizer = data / NORMALIZER_FILE
+        return _load_agent(_covered(root, data / MODEL_FILE, manifest, where),
+                           _covered(root, normalizer, manifest, where) if normalizer.exists() else None,
+                           manifest, where)
+    from ai_trading.evaluation.strategies import ML_STRATEGY_FILE
+
+    return _load_ml(_covered(root, data / ML_STRATEGY_FILE, manifest, where), manifest, where)
 
 
-def _load_agent(data: Path, manifest: Manifest) -> Any:
+def _load_agent(model_file: Path, normalizer_file: Path | None, manifest: Manifest, where: str) -> Any:
     import gymnasium as gym
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    from ai_trading.rl_trading.train import ALGORITHMS, MODEL_FILE, NORMALIZER_FILE, TrainedAgent
+    from ai_trading.rl_trading.train import ALGORITHMS, TrainedAgent
 
     algo = str(manifest.policy.get("algo"))
     if algo not in ALGORITHMS:
-        raise MalformedManifest(f"policy.algo={algo!r} is not one of {sorted(ALGORITHMS)}")
-    model = ALGORITHMS[algo].load(data / MODEL_FILE, device="cpu")
+        raise MalformedManifest(f"policy.algo={algo!r} is not one of {sorted(ALGORITHMS)}", where=where)
+    model = ALGORITHMS[algo].load(model_file, device="cpu")
     normalizer = None
-    if (data / NORMALIZER_FILE).exists():
+    if normalizer_file is not None:
         spaces = (model.observation_space, model.action_space)
 
         class _Spaces(gym.Env):  # VecNormalize.load needs a VecEnv of these spaces
             observation_space, action_space = spaces
 
-        normalizer = VecNormalize.load(str(data / NORMALIZER_FILE), DummyVecEnv([_Spaces]))
+        normalizer = VecNormalize.load(str(normalizer_file), DummyVecEnv([_Spaces]))
         normalizer.training = False
         normalizer.norm_reward = False
     return TrainedAgent(model=model, normalizer=normalizer, timesteps=int(model.num_timesteps))
 
 
-def _load_ml(data: Path, manifest: Manifest) -> Any:
+def _load_ml(path: Path, manifest: Manifest, where: str) -> Any:
     import joblib
 
     from ai_trading.evaluation.strategies import ML_STRATEGY_FILE, FittedMLStrategy
 
-    obj = joblib.load(data / ML_STRATEGY_FILE)
+    obj = joblib.load(path)
     if not isinstance(obj, FittedMLStrategy):
-        raise MalformedManifest(f"{ML_STRATEGY_FILE} holds a {type(obj).__name__}, not a FittedMLStrategy")
+        raise MalformedManifest(f"{ML_STRATEGY_FILE} holds a {type(obj).__name__}, not a FittedMLStrategy",
+                                where=where)
     if obj.schema_hash != manifest.feature_schema_hash:
-        raise ProvenanceMismatch("feature_schema_hash", manifest.feature_schema_hash, obj.schema_hash)
+        raise ProvenanceMismatch("feature_schema_hash", manifest.feature_schema_hash, obj.schema_hash, where=where)
     return obj

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ai_trading.errors import MalformedManifest
@@ -117,6 +117,12 @@ class Manifest:
         for name, digest in self.files.items():
             if name.startswith("/") or ".." in Path(name).parts or not isinstance(digest, str):
                 raise MalformedManifest(f"files[{name!r}]: must be a relative path inside the model directory")
+        if "data_path" in self.policy:
+            data_path = self.policy["data_path"]
+            if (not isinstance(data_path, str) or PurePosixPath(data_path).is_absolute()
+                    or ".." in PurePosixPath(data_path).parts):
+                raise MalformedManifest(f"policy.data_path={data_path!r}: must be a relative path inside the model "
+                                        "directory")
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 0:
             raise MalformedManifest(f"version={self.version!r}: must be an integer >= 0")
         parse_time(self.created_at, "created_at")

@@ -257,3 +257,43 @@ def test_a_manifest_of_another_algorithm_than_configured_is_refused(tmp_path: Pa
     assert _rejects(ed_dir, marker, AlgorithmMismatch, algorithm="hmac-sha256").check == "algorithm"
     verify_directory(hmac_dir, config(algorithm="hmac-sha256"), ANY)
     verify_directory(ed_dir, config(), ANY)
+
+
+def _signed_raw(directory: Path, payload: dict[str, object], signer: Ed25519Signer) -> None:
+    """Sign a manifest payload as is, bypassing the Manifest constructor's checks (what a signer with a bug,
+    or a build host that was tricked, could produce)."""
+    from ai_trading.artifacts.manifest import canonical_bytes
+
+    data = canonical_bytes(payload)
+    (directory / MANIFEST_FILE).write_bytes(data)
+    (directory / SIGNATURE_FILE).write_bytes(signer.sign(data))
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot"])
+def test_a_signed_data_path_outside_the_model_directory_is_never_opened(tmp_path: Path, signer: Ed25519Signer,
+                                                                         marker: Path, where: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / ML_STRATEGY_FILE).write_bytes(recorder_bytes("outside"))
+    directory = tmp_path / "m"
+    directory.mkdir()
+    manifest = signed_dir(directory, {"MLmodel": b"loader_module: ai_trading.artifacts.pyfunc\n"}, signer)
+    data_path = str(outside) if where == "absolute" else "../outside"
+    _signed_raw(directory, {**manifest.to_dict(), "policy": {**manifest.policy, "data_path": data_path}}, signer)
+    error = _rejects(directory, marker, MalformedManifest)
+    assert "data_path" in str(error)
+    with pytest.raises(MalformedManifest, match="data_path"):
+        manifest.replace(policy={"data_path": data_path})
+
+
+def test_the_deserialiser_opens_only_files_the_manifest_lists(tmp_path: Path, signer: Ed25519Signer,
+                                                              marker: Path) -> None:
+    from ai_trading.artifacts.loader import _deserialise
+
+    directory = tmp_path / "m"
+    directory.mkdir()
+    manifest = signed_dir(directory, {"data/MLmodel": b"x"}, signer, policy={"data_path": "data"})
+    (directory / "data" / ML_STRATEGY_FILE).write_bytes(recorder_bytes("unlisted"))
+    with pytest.raises(MalformedManifest, match="not a file the manifest covers"):
+        _deserialise(directory, manifest, "test")
+    assert not marker.exists()
