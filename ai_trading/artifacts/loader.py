@@ -12,10 +12,10 @@ it into a private temporary directory (so the bytes checked are the bytes loaded
 4. expiry (``expired``);
 5. what was asked for: the registered name and version of a ``models:/`` URI and the model kind
    (``wrong_model``);
-6. the version is not lower than the last accepted for that model name (``version_rollback``; a rollback
-   is a new signed, higher version pointing at the old files);
-7. provenance against the caller's job: ``feature_schema_hash``, ``cost_model_hash`` and the dataset
-   fingerprint policy (``match`` / ``known`` / ``any``).
+6. provenance against the caller's job: ``feature_schema_hash``, ``cost_model_hash`` and the dataset
+   fingerprint policy (``match`` / ``known`` / ``any``);
+7. the version is not lower than the last accepted for that model name (``version_rollback``; a rollback
+   is a new signed, higher version pointing at the old files), checked and recorded under one lock.
 
 Only then is anything deserialised (SB3's zip, VecNormalize, joblib: all pickle-based). Each failure raises a
 :class:`~ai_trading.errors.ManifestVerificationError` subclass naming its check.
@@ -107,17 +107,24 @@ class VersionStore:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"accepted-version store {self.path}: unreadable ({exc})") from None
-        if not isinstance(data, dict) or not all(isinstance(v, int) for v in data.values()):
+        if not isinstance(data, dict) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                 for v in data.values()):
             raise ConfigError(f"accepted-version store {self.path}: expected {{model name: version}}")
         return data
 
     def last(self, name: str) -> int | None:
         return self.read().get(name)
 
-    def accept(self, name: str, version: int) -> None:
+    def check_and_accept(self, name: str, version: int, where: str | None = None) -> None:
+        """Refuse ``version`` if it is lower than the last accepted for ``name``, else record it; one locked
+        read-check-write, so a parallel load of a higher version cannot slip between the check and the write."""
         with locked(self.path):
             data = self.read()
-            if data.get(name, -1) >= version:
+            last = data.get(name)
+            if last is not None and version < last:
+                raise VersionRollback(f"{name} version {version} is lower than the last accepted version {last} "
+                                      "(a rollback is a new, higher signed version)", where=where)
+            if last == version:
                 return
             data[name] = version
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".accepted_versions.")
@@ -204,16 +211,9 @@ def verify_directory(directory: Path, config: SigningConfig, expect: Expectation
     if expect.kind is not None and manifest.kind != expect.kind:
         raise WrongModel(f"this job loads {expect.kind} models, the manifest is of a {manifest.kind} model",
                          where=where)
-    versions = versions or VersionStore()
-    if manifest.model_name is not None:
-        last = versions.last(manifest.model_name)
-        if last is not None and manifest.version < last:
-            raise VersionRollback(f"{manifest.model_name} version {manifest.version} is lower than the last "
-                                  f"accepted version {last} (a rollback is a new, higher signed version)",
-                                  where=where)
     _check_provenance(manifest, expect, config, where)
     if manifest.model_name is not None:
-        versions.accept(manifest.model_name, manifest.version)
+        (versions or VersionStore()).check_and_accept(manifest.model_name, manifest.version, where)
     log.info("manifest verified kind=%s model=%s version=%d run_id=%s key_id=%s source=%s", manifest.kind,
              manifest.model_name, manifest.version, manifest.run_id, manifest.key_id, where)
     return manifest

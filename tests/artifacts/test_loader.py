@@ -15,6 +15,7 @@ from ai_trading.artifacts.manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifes
 from ai_trading.artifacts.signing import Ed25519Signer
 from ai_trading.errors import (
     AlgorithmMismatch,
+    ConfigError,
     DevKeyRefused,
     FileHashMismatch,
     MalformedManifest,
@@ -297,3 +298,51 @@ def test_the_deserialiser_opens_only_files_the_manifest_lists(tmp_path: Path, si
     with pytest.raises(MalformedManifest, match="not a file the manifest covers"):
         _deserialise(directory, manifest, "test")
     assert not marker.exists()
+
+
+def test_version_check_and_record_are_one_step_under_the_lock(tmp_path: Path, signer: Ed25519Signer,
+                                                              marker: Path) -> None:
+    """A load of v5 that runs while v3 is being checked must either wait (then v3 is first and accepted) or
+    make v3 fail: v3 never passes a check that read the store before v5 was recorded."""
+    import threading
+
+    v3, v5 = _model(tmp_path, signer, "v3"), _model(tmp_path, signer, "v5")
+    for directory, version in ((v3, 3), (v5, 5)):
+        manifest = Manifest.from_bytes((directory / MANIFEST_FILE).read_bytes())
+        write_signed(directory, manifest.replace(model_name="desk", version=version), signer)
+    done_during_check: list[bool] = []
+
+    class Interleaved(VersionStore):
+        def read(self) -> dict[str, int]:
+            data = super().read()
+            if not done_during_check:  # another process loads v5 right after this read
+                other = threading.Thread(target=verify_directory, args=(v5, config(), ANY))
+                other.start()
+                other.join(timeout=1.0)
+                done_during_check.append(not other.is_alive())
+                self.other = other
+            return data
+
+    store = Interleaved()
+    try:
+        verify_directory(v3, config(), ANY, versions=store)
+    except VersionRollback:
+        pass
+    else:
+        assert not done_during_check[0], "v3 passed a version check that v5's acceptance overtook"
+    store.other.join()
+    assert VersionStore().last("desk") == 5
+    with pytest.raises(VersionRollback):
+        verify_directory(v3, config(), ANY)
+
+
+def test_the_version_store_refuses_a_lower_version_and_boolean_entries(tmp_path: Path) -> None:
+    store = VersionStore(tmp_path / "versions.json")
+    store.check_and_accept("desk", 5)
+    store.check_and_accept("desk", 5)
+    with pytest.raises(VersionRollback, match="version 3 is lower than the last accepted version 5"):
+        store.check_and_accept("desk", 3)
+    assert store.last("desk") == 5
+    (tmp_path / "versions.json").write_text('{"desk": true}')
+    with pytest.raises(ConfigError, match="accepted-version store"):
+        store.last("desk")
