@@ -160,10 +160,12 @@ class Keyring:
 
     def trust(self, public_key: bytes, label: str, *, dev: bool = False) -> TrustedKey:
         """Add a public key and write the keyring atomically (under a lock, re-read first, so parallel jobs
-        lose no entry); returns its entry."""
-        entry = TrustedKey(key_id(ED25519, public_key), public_key, label, dev)
+        lose no entry); returns its entry. A key already marked ``dev`` stays a development key."""
+        kid = key_id(ED25519, public_key)
         with locked(self.path):
-            self.keys = {**type(self).load(self.path).keys, entry.key_id: entry}
+            current = type(self).load(self.path).keys
+            entry = TrustedKey(kid, public_key, label, dev or (kid in current and current[kid].dev))
+            self.keys = {**current, kid: entry}
             payload = {"keys": {k: {"public_key": public_key_b64(e.public_key), "label": e.label, "dev": e.dev}
                                 for k, e in sorted(self.keys.items())}}
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keyring.")

@@ -199,6 +199,9 @@ def verify_directory(directory: Path, config: SigningConfig, expect: Expectation
     signature = _read(directory / SIGNATURE_FILE, where)
     _verify_signature(data, signature, config, where)
     manifest = Manifest.from_bytes(data, where)
+    if manifest.dev_key and config.refuse_dev_keys:
+        raise DevKeyRefused(f"key id {manifest.key_id} signed as a development key and signing.refuse_dev_keys=true",
+                            where=where)
     _check_files(directory, manifest, where)
     if manifest.expires_at is not None and parse_time(manifest.expires_at, "expires_at") <= (now or datetime.now(UTC)):
         raise ManifestExpired(f"the manifest expired at {manifest.expires_at}", where=where)

@@ -81,7 +81,8 @@ class Manifest:
     feature names, the env's action constraints; ML: feature names). ``model_name``/``version`` are set
     when the model is registered (``version`` is then the registry's version number, which only increases);
     an unregistered run's manifest has ``model_name=None`` and ``version=0``. ``key_id`` and ``algorithm``
-    name the signing key and are covered by the signature."""
+    name the signing key and ``dev_key`` says it is a local development key; all three are covered by the
+    signature, so a verifier refusing development keys refuses one whatever its own keyring says."""
 
     kind: str
     files: Mapping[str, str]
@@ -98,6 +99,7 @@ class Manifest:
     created_at: str
     key_id: str
     algorithm: str
+    dev_key: bool
     policy: Mapping[str, Any] = field(default_factory=dict)
     governance: Mapping[str, Any] | None = None
     expires_at: str | None = None
@@ -112,6 +114,8 @@ class Manifest:
             raise MalformedManifest(f"kind={self.kind!r}: expected one of {KINDS}")
         if self.algorithm not in ALGORITHMS:
             raise MalformedManifest(f"algorithm={self.algorithm!r}: expected one of {ALGORITHMS}")
+        if not isinstance(self.dev_key, bool):
+            raise MalformedManifest(f"dev_key={self.dev_key!r}: must be true or false")
         if not isinstance(self.files, Mapping) or not self.files:
             raise MalformedManifest("files: must list at least one file")
         for name, digest in self.files.items():

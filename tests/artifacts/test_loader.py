@@ -346,3 +346,22 @@ def test_the_version_store_refuses_a_lower_version_and_boolean_entries(tmp_path:
     (tmp_path / "versions.json").write_text('{"desk": true}')
     with pytest.raises(ConfigError, match="accepted-version store"):
         store.last("desk")
+
+
+def test_a_dev_signed_manifest_is_refused_even_where_its_key_is_trusted_as_a_production_key(
+        tmp_path: Path, marker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dev = load_signer(config())
+    directory = _model(tmp_path, dev)  # type: ignore[arg-type]
+    assert Manifest.from_bytes((directory / MANIFEST_FILE).read_bytes()).dev_key
+    monkeypatch.setenv("AI_TRADING_HOME", str(tmp_path / "other_machine"))  # its keyring knows nothing of dev keys
+    Keyring.load().trust(dev.public_key, "copied from a laptop")  # type: ignore[union-attr]
+    assert not Keyring.load().keys[dev.key_id].dev
+    verify_directory(directory, config(), ANY)
+    assert _rejects(directory, marker, DevKeyRefused, refuse_dev_keys=True).check == "dev_key"
+
+
+def test_trusting_a_dev_key_again_keeps_it_a_dev_key() -> None:
+    dev = load_signer(config())
+    assert Keyring.load().keys[dev.key_id].dev
+    entry = Keyring.load().trust(dev.public_key, "relabelled")  # type: ignore[union-attr]
+    assert entry.dev and Keyring.load().keys[dev.key_id].dev and entry.label == "relabelled"
