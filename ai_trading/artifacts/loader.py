@@ -133,17 +133,27 @@ class VersionStore:
             os.replace(tmp, self.path)
 
 
-def _read(path: Path, where: str) -> bytes:
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_SIGNATURE_BYTES = 4096
+
+
+def _read(path: Path, where: str, limit: int) -> bytes:
+    """The bytes of ``path``, refused above ``limit`` (read at most ``limit + 1``: nothing unbounded is parsed
+    before the signature verifies)."""
     if not path.is_file() or path.is_symlink():
         raise MalformedManifest(f"{path.name} is missing", where=where)
-    return path.read_bytes()
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise MalformedManifest(f"{path.name} has more than {limit} bytes", where=where)
+    return data
 
 
 def _verify_signature(data: bytes, signature: bytes, config: SigningConfig, where: str) -> None:
     try:  # only the key id and algorithm, to pick the key; nothing else is read before the signature verifies
         head = json.loads(data.decode("utf-8"))
         kid, algorithm = str(head["key_id"]), str(head["algorithm"])
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError, MemoryError):
         raise MalformedManifest("manifest.json does not name its key_id and algorithm", where=where) from None
     if algorithm != config.algorithm:
         raise AlgorithmMismatch(f"manifest signed with {algorithm!r}, signing.algorithm={config.algorithm!r} "
@@ -195,8 +205,8 @@ def verify_directory(directory: Path, config: SigningConfig, expect: Expectation
     """Every check of the module docstring on ``directory`` (reads files, deserialises nothing); records
     the accepted version of a registered model. Returns the verified manifest."""
     where = where or str(directory)
-    data = _read(directory / MANIFEST_FILE, where)
-    signature = _read(directory / SIGNATURE_FILE, where)
+    data = _read(directory / MANIFEST_FILE, where, MAX_MANIFEST_BYTES)
+    signature = _read(directory / SIGNATURE_FILE, where, MAX_SIGNATURE_BYTES)
     _verify_signature(data, signature, config, where)
     manifest = Manifest.from_bytes(data, where)
     if manifest.dev_key and config.refuse_dev_keys:

@@ -30,11 +30,11 @@ _CHUNK = 1 << 20
 def canonical_bytes(payload: Mapping[str, Any]) -> bytes:
     """The one byte form of a manifest: JSON with sorted keys, no whitespace, UTF-8; NaN and infinity are
     refused (the builder turns non-finite metrics into ``null`` first)."""
-    try:
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:  # UnicodeEncodeError (a lone surrogate parsed from a \\u escape) is a ValueError too
+        return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
     except ValueError as exc:
         raise MalformedManifest(f"not canonical JSON: {exc}") from None
-    return text.encode("utf-8")
 
 
 def sha256_file(path: Path) -> str:
@@ -144,7 +144,7 @@ class Manifest:
         """Parse manifest bytes; they must be exactly the canonical bytes of the manifest they hold."""
         try:
             payload = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise MalformedManifest(f"manifest.json is not UTF-8 JSON: {exc}", where=where) from None
         if not isinstance(payload, dict):
             raise MalformedManifest("manifest.json must hold an object", where=where)
@@ -154,9 +154,12 @@ class Manifest:
             raise MalformedManifest(f"fields unknown={sorted(unknown)} missing={sorted(missing)}", where=where)
         try:
             manifest = cls(**payload)
+            canonical = manifest.to_bytes()
         except TypeError as exc:
             raise MalformedManifest(str(exc), where=where) from None
-        if manifest.to_bytes() != data:
+        except MalformedManifest as exc:
+            raise MalformedManifest(exc.detail, where=where) from None
+        if canonical != data:
             raise MalformedManifest("manifest.json is not in canonical form", where=where)
         return manifest
 

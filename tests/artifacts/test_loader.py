@@ -365,3 +365,23 @@ def test_trusting_a_dev_key_again_keeps_it_a_dev_key() -> None:
     assert Keyring.load().keys[dev.key_id].dev
     entry = Keyring.load().trust(dev.public_key, "relabelled")  # type: ignore[union-attr]
     assert entry.dev and Keyring.load().keys[dev.key_id].dev and entry.label == "relabelled"
+
+
+def test_hostile_manifest_bytes_raise_a_typed_error_before_and_after_the_signature(
+        tmp_path: Path, signer: Ed25519Signer, marker: Path) -> None:
+    directory = _model(tmp_path, signer)
+    original = (directory / MANIFEST_FILE).read_bytes()
+    (directory / MANIFEST_FILE).write_bytes(b"[" * 100_000 + b"]" * 100_000)  # deep nesting: RecursionError
+    _rejects(directory, marker, MalformedManifest)
+    padded = b'{"algorithm":"ed25519","key_id":"' + signer.key_id.encode() + b'","pad":"' + b"a" * (1 << 20) + b'"}'
+    (directory / MANIFEST_FILE).write_bytes(padded)
+    assert "more than" in str(_rejects(directory, marker, MalformedManifest))
+    (directory / MANIFEST_FILE).write_bytes(original)
+    (directory / SIGNATURE_FILE).write_bytes(b"\x00" * 5000)
+    assert "manifest.sig has more than" in str(_rejects(directory, marker, MalformedManifest))
+    # A signed manifest holding a lone surrogate (a \ud800 escape) parses but has no UTF-8 form.
+    surrogate = original.replace(b'"git_commit":"abc"', b'"git_commit":"\\ud800"')
+    assert surrogate != original
+    (directory / MANIFEST_FILE).write_bytes(surrogate)
+    (directory / SIGNATURE_FILE).write_bytes(signer.sign(surrogate))
+    assert "canonical" in str(_rejects(directory, marker, MalformedManifest))
