@@ -1,7 +1,7 @@
 """The verified loader: the only code that turns model files into objects.
 
 ``load_model(source, ...)`` takes ``models:/<name>@<alias>``, ``models:/<name>/<version>``,
-``runs:/<run_id>/<path>`` (downloaded through :mod:`ai_trading.tracking.registry`) or a local directory, copies
+``runs:/<run_id>/<path>`` (downloaded through :mod:`ai_trading.tracking.download`) or a local directory, copies
 it into a private temporary directory (so the bytes checked are the bytes loaded), and checks, in this order:
 
 1. ``manifest.json``'s bytes against ``manifest.sig`` with a trusted key of the configured algorithm
@@ -262,7 +262,7 @@ def verified_directory(source: str | Path, config: SigningConfig, expect: Expect
         if text.startswith(MODEL_URI_SCHEMES):
             if tracking is None:
                 raise ConfigError(f"{text}: a model URI needs the tracking config to download it")
-            from ai_trading.tracking.registry import download_model
+            from ai_trading.tracking.download import download_model
 
             resolved = download_model(tracking, text, Path(download))
             local, asked = resolved.directory, Asked(resolved.model_name, resolved.version)
