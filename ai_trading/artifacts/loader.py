@@ -10,8 +10,8 @@ it into a private temporary directory (so the bytes checked are the bytes loaded
 2. the manifest parses and is canonical (``malformed``);
 3. every listed file's SHA-256 (``file_hash``) and no file that is not listed (``unlisted_file``);
 4. expiry (``expired``);
-5. what was asked for: the registered name and version of a ``models:/`` URI and the model kind
-   (``wrong_model``);
+5. what was asked for: the registered name and version of a ``models:/`` URI, the model kind and the
+   registered name the job requires (``wrong_model``);
 6. provenance against the caller's job: ``feature_schema_hash``, ``cost_model_hash`` and the dataset
    fingerprint policy (``match`` / ``known`` / ``any``);
 7. the version is not lower than the last accepted for that model name (``version_rollback``; a rollback
@@ -67,13 +67,16 @@ MODEL_URI_SCHEMES = ("models:/", "runs:/")
 @dataclass(frozen=True)
 class Expectations:
     """What the caller's job is: its features' schema hash, its cost model's hash and its data's fingerprint
-    (None: not checked, e.g. MLflow's pyfunc loader, which has no job around it), and the model kind it
-    can use (None: any)."""
+    (None: not checked, e.g. MLflow's pyfunc loader, which has no job around it), the model kind it
+    can use (None: any) and the registered model name it may load (None: any model, registered or not).
+    Only registered versions are rollback-protected, so operations (live, replay) set ``model_name``: a
+    ``runs:/`` model or another name's version is then refused."""
 
     feature_schema_hash: str | None
     cost_model_hash: str | None
     dataset_fingerprint: str | None
     kind: str | None = None
+    model_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,10 @@ def verify_directory(directory: Path, config: SigningConfig, expect: Expectation
                          where=where)
     if expect.kind is not None and manifest.kind != expect.kind:
         raise WrongModel(f"this job loads {expect.kind} models, the manifest is of a {manifest.kind} model",
+                         where=where)
+    if expect.model_name is not None and manifest.model_name != expect.model_name:
+        raise WrongModel(f"this job loads registered versions of {expect.model_name!r} only, the manifest is of "
+                         + ("an unregistered run" if manifest.model_name is None else repr(manifest.model_name)),
                          where=where)
     _check_provenance(manifest, expect, config, where)
     if manifest.model_name is not None:

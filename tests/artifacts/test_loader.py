@@ -385,3 +385,16 @@ def test_hostile_manifest_bytes_raise_a_typed_error_before_and_after_the_signatu
     (directory / MANIFEST_FILE).write_bytes(surrogate)
     (directory / SIGNATURE_FILE).write_bytes(signer.sign(surrogate))
     assert "canonical" in str(_rejects(directory, marker, MalformedManifest))
+
+
+def test_a_job_that_requires_a_registered_name_refuses_unregistered_runs_and_other_names(
+        tmp_path: Path, signer: Ed25519Signer, marker: Path) -> None:
+    """Run manifests (model_name=None, version 0) skip the rollback check, so operations name the model."""
+    directory = _model(tmp_path, signer)
+    live = Expectations(None, None, None, model_name="desk")
+    assert "unregistered run" in str(_rejects(directory, marker, WrongModel, live))
+    manifest = Manifest.from_bytes((directory / MANIFEST_FILE).read_bytes())
+    write_signed(directory, manifest.replace(model_name="other", version=7), signer)
+    _rejects(directory, marker, WrongModel, live)
+    write_signed(directory, manifest.replace(model_name="desk", version=2), signer)
+    assert verify_directory(directory, config(), live).model_name == "desk"
