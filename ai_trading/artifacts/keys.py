@@ -61,6 +61,11 @@ def keyring_path() -> Path:
     return ai_trading_home() / "keyring.json"
 
 
+def dev_key_path() -> Path:
+    """Where the local development key is made on first use."""
+    return ai_trading_home() / "keys" / DEV_KEY_FILE
+
+
 def _write_private(path: Path, text: str) -> None:
     """Create ``path`` with mode 0600 from the start (never readable by others, not even briefly), whole or
     not at all: written to a private temporary file, then linked into place (FileExistsError if ``path``
@@ -184,7 +189,7 @@ def _dev_signer(refuse_dev_keys: bool) -> Ed25519Signer:
     if refuse_dev_keys:
         raise DevKeyRefused(f"{SIGNING_KEY_ENV} is not set and signing.refuse_dev_keys=true refuses a development "
                             "key: set it to a key file made by `python -m ai_trading.keys generate`")
-    path = ai_trading_home() / "keys" / DEV_KEY_FILE
+    path = dev_key_path()
     keyring = Keyring.load()
     created = False
     if not path.exists():
