@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -239,23 +240,48 @@ def verify_directory(directory: Path, config: SigningConfig, expect: Expectation
     return manifest
 
 
+def _copy_files_only(source_fd: int, target: Path, relative: str, where: str, leave_out: tuple[str, ...]) -> None:
+    """Copy the directory open as ``source_fd`` into ``target``, deciding on what each entry is at the moment
+    it is opened (no symlink is followed, nothing but regular files and directories is copied), so an entry
+    swapped for a symlink or a FIFO after a look cannot slip in."""
+    target.mkdir(mode=0o700)
+    for name in sorted(os.listdir(source_fd)):
+        path = f"{relative}{name}"
+        refused = UnlistedFile(f"{path} is a symlink or special file; a model directory holds files only",
+                               where=where)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=source_fd)
+        except OSError:  # ELOOP: a symlink; anything else unreadable is refused alike
+            raise refused from None
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                _copy_files_only(fd, target / name, path + "/", where, ())
+            elif not stat.S_ISREG(mode):
+                raise refused
+            elif name not in leave_out:
+                with open(fd, "rb", closefd=False) as src, open(target / name, "xb") as dst:
+                    shutil.copyfileobj(src, dst)
+        finally:
+            os.close(fd)
+
+
 @contextmanager
 def private_copy(directory: Path, where: str, *, leave_out: tuple[str, ...] = ()) -> Iterator[Path]:
     """A copy of ``directory`` only this process can read, so the verified bytes are the loaded bytes;
-    ``leave_out``: top-level files not copied (metadata MLflow writes beside a downloaded model)."""
-    if not directory.is_dir():
-        raise MalformedManifest(f"{directory} is not a model directory", where=where)
-    for path in directory.rglob("*"):
-        if path.is_symlink():
-            raise UnlistedFile(f"{path.relative_to(directory)} is a symlink; a model directory holds files only",
-                               where=where)
-    with tempfile.TemporaryDirectory(prefix="ai_trading_verified_") as scratch:
-        target = Path(scratch) / "model"
-        shutil.copytree(directory, target)
-        for name in leave_out:
-            if (target / name).is_file():
-                (target / name).unlink()
-        yield target
+    ``leave_out``: top-level files not copied (metadata MLflow writes beside a downloaded model). A symlink
+    or special file anywhere inside raises :class:`UnlistedFile`."""
+    try:
+        source_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        raise MalformedManifest(f"{directory} is not a model directory", where=where) from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="ai_trading_verified_") as scratch:
+            target = Path(scratch) / "model"
+            _copy_files_only(source_fd, target, "", where, leave_out)
+            yield target
+    finally:
+        os.close(source_fd)
 
 
 @contextmanager

@@ -47,13 +47,16 @@ def sha256_file(path: Path) -> str:
 
 def model_files(directory: Path) -> dict[str, str]:
     """``{relative posix path: sha256}`` of every file under ``directory`` except the manifest and its
-    signature (what a manifest covers, and what the loader checks against it)."""
+    signature (what a manifest covers, and what the loader checks against it). A model directory holds
+    files and directories only: a symlink or special file is refused."""
     out: dict[str, str] = {}
     for path in sorted(directory.rglob("*")):
-        if path.is_file() or path.is_symlink():
-            name = path.relative_to(directory).as_posix()
-            if name not in (MANIFEST_FILE, SIGNATURE_FILE):
-                out[name] = sha256_file(path) if path.is_file() else "symlink"
+        name = path.relative_to(directory).as_posix()
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            raise MalformedManifest(f"{name} is a symlink or special file; a model directory holds files only",
+                                    where=str(directory))
+        if path.is_file() and name not in (MANIFEST_FILE, SIGNATURE_FILE):
+            out[name] = sha256_file(path)
     return out
 
 

@@ -398,3 +398,34 @@ def test_a_job_that_requires_a_registered_name_refuses_unregistered_runs_and_oth
     _rejects(directory, marker, WrongModel, live)
     write_signed(directory, manifest.replace(model_name="desk", version=2), signer)
     assert verify_directory(directory, config(), live).model_name == "desk"
+
+
+def test_the_private_copy_refuses_symlinks_and_special_files_as_it_copies(tmp_path: Path, signer: Ed25519Signer,
+                                                                         marker: Path) -> None:
+    from ai_trading.artifacts.loader import private_copy
+
+    directory = _model(tmp_path, signer)
+    (tmp_path / "elsewhere.pkl").write_bytes(recorder_bytes("elsewhere"))
+    (directory / "data" / "link.pkl").symlink_to(tmp_path / "elsewhere.pkl")
+    assert "link.pkl" in str(_rejects(directory, marker, UnlistedFile))
+    (directory / "data" / "link.pkl").unlink()
+    os.mkfifo(directory / "data" / "pipe")  # opening a FIFO to copy it would block forever
+    assert "pipe" in str(_rejects(directory, marker, UnlistedFile))
+    (directory / "data" / "pipe").unlink()
+    (directory / "data").rename(tmp_path / "real_data")
+    (directory / "data").symlink_to(tmp_path / "real_data")
+    _rejects(directory, marker, UnlistedFile)
+    (directory / "data").unlink()
+    (tmp_path / "real_data").rename(directory / "data")
+    with private_copy(directory, "test", leave_out=("MLmodel",)) as copy:
+        assert (copy / "data" / "extra.bin").read_bytes() == (directory / "data" / "extra.bin").read_bytes()
+        assert not (copy / "MLmodel").exists()
+
+
+def test_signing_a_directory_with_a_symlink_is_refused(tmp_path: Path, signer: Ed25519Signer) -> None:
+    directory = tmp_path / "m"
+    directory.mkdir()
+    (tmp_path / "outside.bin").write_bytes(b"x")
+    (directory / "link.bin").symlink_to(tmp_path / "outside.bin")
+    with pytest.raises(MalformedManifest, match="symlink"):
+        signed_dir(directory, {ML_STRATEGY_FILE: b"y"}, signer)
