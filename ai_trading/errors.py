@@ -85,6 +85,13 @@ class UntrustedKey(ManifestVerificationError):
     check = "untrusted_key"
 
 
+class AlgorithmMismatch(ManifestVerificationError):
+    """The manifest is signed with another algorithm than ``signing.algorithm`` (no downgrade to a weaker or
+    differently trusted scheme)."""
+
+    check = "algorithm"
+
+
 class DevKeyRefused(ManifestVerificationError):
     """A development key signed (or would sign) a manifest while ``signing.refuse_dev_keys`` is true."""
 

@@ -7,6 +7,7 @@ Private keys are written to files (mode 0600) and never printed; only public key
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,13 +18,14 @@ from ai_trading.artifacts.keys import (
     HOME_ENV,
     SIGNING_KEY_ENV,
     Keyring,
+    dev_key_path,
     generate_key_file,
     keyring_path,
     load_signer,
     parse_public_key,
     public_key_b64,
 )
-from ai_trading.artifacts.signing import Ed25519Signer
+from ai_trading.artifacts.signing import ED25519, Ed25519Signer
 from ai_trading.errors import AiTradingError
 
 
@@ -63,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"key id:      {signer.key_id}")
         elif args.command == "show":
             config = SigningConfig.default()
+            if config.algorithm == ED25519 and not os.environ.get(SIGNING_KEY_ENV) and not dev_key_path().exists():
+                print(f"no signing key yet: set {SIGNING_KEY_ENV} to a key file made by `python -m ai_trading.keys "
+                      f"generate --out <file>`, or let the first training job create a development key at "
+                      f"{dev_key_path()}")
+                return 0
             current = load_signer(config)
             print(f"algorithm:   {current.algorithm}")
             print(f"key id:      {current.key_id}" + (" (development key)" if current.dev else ""))

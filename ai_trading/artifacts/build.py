@@ -50,7 +50,9 @@ class Provenance:
 
 
 def write_signed(directory: Path, manifest: Manifest, signer: Signer) -> Manifest:
-    """Write ``manifest.json`` (canonical bytes) and ``manifest.sig`` (the raw signature) into ``directory``."""
+    """Write ``manifest.json`` (canonical bytes) and ``manifest.sig`` (the raw signature) into ``directory``; the
+    manifest names the signer's key id, algorithm and whether it is a development key."""
+    manifest = manifest.replace(key_id=signer.key_id, algorithm=signer.algorithm, dev_key=signer.dev)
     data = manifest.to_bytes()
     (directory / MANIFEST_FILE).write_bytes(data)
     (directory / SIGNATURE_FILE).write_bytes(signer.sign(data))
@@ -70,8 +72,8 @@ def sign_directory(directory: Path, *, kind: str, provenance: Provenance, metric
     manifest = Manifest(kind=kind, files=model_files(directory), metrics=finite_or_none(metrics),
                         policy=dict(policy), governance=None if governance is None else dict(governance),
                         created_at=utc_now(), expires_at=expires, key_id=signer.key_id, algorithm=signer.algorithm,
-                        **vars(provenance))
-    write_signed(directory, manifest, signer)
+                        dev_key=signer.dev, **vars(provenance))
+    manifest = write_signed(directory, manifest, signer)
     log.info("manifest signed kind=%s run_id=%s files=%d key_id=%s algorithm=%s", kind, provenance.run_id,
              len(manifest.files), signer.key_id, signer.algorithm)
     return manifest

@@ -61,6 +61,11 @@ def keyring_path() -> Path:
     return ai_trading_home() / "keyring.json"
 
 
+def dev_key_path() -> Path:
+    """Where the local development key is made on first use."""
+    return ai_trading_home() / "keys" / DEV_KEY_FILE
+
+
 def _write_private(path: Path, text: str) -> None:
     """Create ``path`` with mode 0600 from the start (never readable by others, not even briefly), whole or
     not at all: written to a private temporary file, then linked into place (FileExistsError if ``path``
@@ -160,10 +165,12 @@ class Keyring:
 
     def trust(self, public_key: bytes, label: str, *, dev: bool = False) -> TrustedKey:
         """Add a public key and write the keyring atomically (under a lock, re-read first, so parallel jobs
-        lose no entry); returns its entry."""
-        entry = TrustedKey(key_id(ED25519, public_key), public_key, label, dev)
+        lose no entry); returns its entry. A key already marked ``dev`` stays a development key."""
+        kid = key_id(ED25519, public_key)
         with locked(self.path):
-            self.keys = {**type(self).load(self.path).keys, entry.key_id: entry}
+            current = type(self).load(self.path).keys
+            entry = TrustedKey(kid, public_key, label, dev or (kid in current and current[kid].dev))
+            self.keys = {**current, kid: entry}
             payload = {"keys": {k: {"public_key": public_key_b64(e.public_key), "label": e.label, "dev": e.dev}
                                 for k, e in sorted(self.keys.items())}}
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keyring.")
@@ -182,7 +189,7 @@ def _dev_signer(refuse_dev_keys: bool) -> Ed25519Signer:
     if refuse_dev_keys:
         raise DevKeyRefused(f"{SIGNING_KEY_ENV} is not set and signing.refuse_dev_keys=true refuses a development "
                             "key: set it to a key file made by `python -m ai_trading.keys generate`")
-    path = ai_trading_home() / "keys" / DEV_KEY_FILE
+    path = dev_key_path()
     keyring = Keyring.load()
     created = False
     if not path.exists():

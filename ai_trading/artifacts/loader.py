@@ -1,20 +1,21 @@
 """The verified loader: the only code that turns model files into objects.
 
 ``load_model(source, ...)`` takes ``models:/<name>@<alias>``, ``models:/<name>/<version>``,
-``runs:/<run_id>/<path>`` (downloaded through :mod:`ai_trading.tracking.registry`) or a local directory, copies
+``runs:/<run_id>/<path>`` (downloaded through :mod:`ai_trading.tracking.download`) or a local directory, copies
 it into a private temporary directory (so the bytes checked are the bytes loaded), and checks, in this order:
 
-1. ``manifest.json``'s bytes against ``manifest.sig`` with a trusted key (``untrusted_key``, ``dev_key``,
-   ``signature``); only the key id and algorithm are read before, to pick the key;
+1. ``manifest.json``'s bytes against ``manifest.sig`` with a trusted key of the configured algorithm
+   (``algorithm``, ``untrusted_key``, ``dev_key``, ``signature``); only the key id and algorithm are read
+   before, to pick the key;
 2. the manifest parses and is canonical (``malformed``);
 3. every listed file's SHA-256 (``file_hash``) and no file that is not listed (``unlisted_file``);
 4. expiry (``expired``);
-5. what was asked for: the registered name and version of a ``models:/`` URI and the model kind
-   (``wrong_model``);
-6. the version is not lower than the last accepted for that model name (``version_rollback``; a rollback
-   is a new signed, higher version pointing at the old files);
-7. provenance against the caller's job: ``feature_schema_hash``, ``cost_model_hash`` and the dataset
-   fingerprint policy (``match`` / ``known`` / ``any``).
+5. what was asked for: the registered name and version of a ``models:/`` URI, the model kind and the
+   registered name the job requires (``wrong_model``);
+6. provenance against the caller's job: ``feature_schema_hash``, ``cost_model_hash`` and the dataset
+   fingerprint policy (``match`` / ``known`` / ``any``);
+7. the version is not lower than the last accepted for that model name (``version_rollback``; a rollback
+   is a new signed, higher version pointing at the old files), checked and recorded under one lock.
 
 Only then is anything deserialised (SB3's zip, VecNormalize, joblib: all pickle-based). Each failure raises a
 :class:`~ai_trading.errors.ManifestVerificationError` subclass naming its check.
@@ -26,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +47,7 @@ from ai_trading.artifacts.manifest import (
 )
 from ai_trading.artifacts.signing import ED25519, HMAC_SHA256, key_id, verify_ed25519, verify_hmac
 from ai_trading.errors import (
+    AlgorithmMismatch,
     ConfigError,
     DevKeyRefused,
     FileHashMismatch,
@@ -65,13 +68,16 @@ MODEL_URI_SCHEMES = ("models:/", "runs:/")
 @dataclass(frozen=True)
 class Expectations:
     """What the caller's job is: its features' schema hash, its cost model's hash and its data's fingerprint
-    (None: not checked, e.g. MLflow's pyfunc loader, which has no job around it), and the model kind it
-    can use (None: any)."""
+    (None: not checked, e.g. MLflow's pyfunc loader, which has no job around it), the model kind it
+    can use (None: any) and the registered model name it may load (None: any model, registered or not).
+    Only registered versions are rollback-protected, so operations (live, replay) set ``model_name``: a
+    ``runs:/`` model or another name's version is then refused."""
 
     feature_schema_hash: str | None
     cost_model_hash: str | None
     dataset_fingerprint: str | None
     kind: str | None = None
+    model_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,17 +111,24 @@ class VersionStore:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"accepted-version store {self.path}: unreadable ({exc})") from None
-        if not isinstance(data, dict) or not all(isinstance(v, int) for v in data.values()):
+        if not isinstance(data, dict) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                 for v in data.values()):
             raise ConfigError(f"accepted-version store {self.path}: expected {{model name: version}}")
         return data
 
     def last(self, name: str) -> int | None:
         return self.read().get(name)
 
-    def accept(self, name: str, version: int) -> None:
+    def check_and_accept(self, name: str, version: int, where: str | None = None) -> None:
+        """Refuse ``version`` if it is lower than the last accepted for ``name``, else record it; one locked
+        read-check-write, so a parallel load of a higher version cannot slip between the check and the write."""
         with locked(self.path):
             data = self.read()
-            if data.get(name, -1) >= version:
+            last = data.get(name)
+            if last is not None and version < last:
+                raise VersionRollback(f"{name} version {version} is lower than the last accepted version {last} "
+                                      "(a rollback is a new, higher signed version)", where=where)
+            if last == version:
                 return
             data[name] = version
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".accepted_versions.")
@@ -124,18 +137,31 @@ class VersionStore:
             os.replace(tmp, self.path)
 
 
-def _read(path: Path, where: str) -> bytes:
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_SIGNATURE_BYTES = 4096
+
+
+def _read(path: Path, where: str, limit: int) -> bytes:
+    """The bytes of ``path``, refused above ``limit`` (read at most ``limit + 1``: nothing unbounded is parsed
+    before the signature verifies)."""
     if not path.is_file() or path.is_symlink():
         raise MalformedManifest(f"{path.name} is missing", where=where)
-    return path.read_bytes()
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise MalformedManifest(f"{path.name} has more than {limit} bytes", where=where)
+    return data
 
 
 def _verify_signature(data: bytes, signature: bytes, config: SigningConfig, where: str) -> None:
     try:  # only the key id and algorithm, to pick the key; nothing else is read before the signature verifies
         head = json.loads(data.decode("utf-8"))
         kid, algorithm = str(head["key_id"]), str(head["algorithm"])
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError, MemoryError):
         raise MalformedManifest("manifest.json does not name its key_id and algorithm", where=where) from None
+    if algorithm != config.algorithm:
+        raise AlgorithmMismatch(f"manifest signed with {algorithm!r}, signing.algorithm={config.algorithm!r} "
+                                "accepts only that", where=where)
     if algorithm == ED25519:
         trusted = Keyring.load().get(kid, where)
         if trusted.dev and config.refuse_dev_keys:
@@ -183,10 +209,13 @@ def verify_directory(directory: Path, config: SigningConfig, expect: Expectation
     """Every check of the module docstring on ``directory`` (reads files, deserialises nothing); records
     the accepted version of a registered model. Returns the verified manifest."""
     where = where or str(directory)
-    data = _read(directory / MANIFEST_FILE, where)
-    signature = _read(directory / SIGNATURE_FILE, where)
+    data = _read(directory / MANIFEST_FILE, where, MAX_MANIFEST_BYTES)
+    signature = _read(directory / SIGNATURE_FILE, where, MAX_SIGNATURE_BYTES)
     _verify_signature(data, signature, config, where)
     manifest = Manifest.from_bytes(data, where)
+    if manifest.dev_key and config.refuse_dev_keys:
+        raise DevKeyRefused(f"key id {manifest.key_id} signed as a development key and signing.refuse_dev_keys=true",
+                            where=where)
     _check_files(directory, manifest, where)
     if manifest.expires_at is not None and parse_time(manifest.expires_at, "expires_at") <= (now or datetime.now(UTC)):
         raise ManifestExpired(f"the manifest expired at {manifest.expires_at}", where=where)
@@ -199,38 +228,60 @@ def verify_directory(directory: Path, config: SigningConfig, expect: Expectation
     if expect.kind is not None and manifest.kind != expect.kind:
         raise WrongModel(f"this job loads {expect.kind} models, the manifest is of a {manifest.kind} model",
                          where=where)
-    versions = versions or VersionStore()
-    if manifest.model_name is not None:
-        last = versions.last(manifest.model_name)
-        if last is not None and manifest.version < last:
-            raise VersionRollback(f"{manifest.model_name} version {manifest.version} is lower than the last "
-                                  f"accepted version {last} (a rollback is a new, higher signed version)",
-                                  where=where)
+    if expect.model_name is not None and manifest.model_name != expect.model_name:
+        raise WrongModel(f"this job loads registered versions of {expect.model_name!r} only, the manifest is of "
+                         + ("an unregistered run" if manifest.model_name is None else repr(manifest.model_name)),
+                         where=where)
     _check_provenance(manifest, expect, config, where)
     if manifest.model_name is not None:
-        versions.accept(manifest.model_name, manifest.version)
+        (versions or VersionStore()).check_and_accept(manifest.model_name, manifest.version, where)
     log.info("manifest verified kind=%s model=%s version=%d run_id=%s key_id=%s source=%s", manifest.kind,
              manifest.model_name, manifest.version, manifest.run_id, manifest.key_id, where)
     return manifest
 
 
+def _copy_files_only(source_fd: int, target: Path, relative: str, where: str, leave_out: tuple[str, ...]) -> None:
+    """Copy the directory open as ``source_fd`` into ``target``, deciding on what each entry is at the moment
+    it is opened (no symlink is followed, nothing but regular files and directories is copied), so an entry
+    swapped for a symlink or a FIFO after a look cannot slip in."""
+    target.mkdir(mode=0o700)
+    for name in sorted(os.listdir(source_fd)):
+        path = f"{relative}{name}"
+        refused = UnlistedFile(f"{path} is a symlink or special file; a model directory holds files only",
+                               where=where)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=source_fd)
+        except OSError:  # ELOOP: a symlink; anything else unreadable is refused alike
+            raise refused from None
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                _copy_files_only(fd, target / name, path + "/", where, ())
+            elif not stat.S_ISREG(mode):
+                raise refused
+            elif name not in leave_out:
+                with open(fd, "rb", closefd=False) as src, open(target / name, "xb") as dst:
+                    shutil.copyfileobj(src, dst)
+        finally:
+            os.close(fd)
+
+
 @contextmanager
 def private_copy(directory: Path, where: str, *, leave_out: tuple[str, ...] = ()) -> Iterator[Path]:
     """A copy of ``directory`` only this process can read, so the verified bytes are the loaded bytes;
-    ``leave_out``: top-level files not copied (metadata MLflow writes beside a downloaded model)."""
-    if not directory.is_dir():
-        raise MalformedManifest(f"{directory} is not a model directory", where=where)
-    for path in directory.rglob("*"):
-        if path.is_symlink():
-            raise UnlistedFile(f"{path.relative_to(directory)} is a symlink; a model directory holds files only",
-                               where=where)
-    with tempfile.TemporaryDirectory(prefix="ai_trading_verified_") as scratch:
-        target = Path(scratch) / "model"
-        shutil.copytree(directory, target)
-        for name in leave_out:
-            if (target / name).is_file():
-                (target / name).unlink()
-        yield target
+    ``leave_out``: top-level files not copied (metadata MLflow writes beside a downloaded model). A symlink
+    or special file anywhere inside raises :class:`UnlistedFile`."""
+    try:
+        source_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        raise MalformedManifest(f"{directory} is not a model directory", where=where) from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="ai_trading_verified_") as scratch:
+            target = Path(scratch) / "model"
+            _copy_files_only(source_fd, target, "", where, leave_out)
+            yield target
+    finally:
+        os.close(source_fd)
 
 
 @contextmanager
@@ -244,7 +295,7 @@ def verified_directory(source: str | Path, config: SigningConfig, expect: Expect
         if text.startswith(MODEL_URI_SCHEMES):
             if tracking is None:
                 raise ConfigError(f"{text}: a model URI needs the tracking config to download it")
-            from ai_trading.tracking.registry import download_model
+            from ai_trading.tracking.download import download_model
 
             resolved = download_model(tracking, text, Path(download))
             local, asked = resolved.directory, Asked(resolved.model_name, resolved.version)
@@ -260,48 +311,69 @@ def load_model(source: str | Path, config: SigningConfig, expect: Expectations, 
     """Resolve, verify (module docstring) and only then deserialise the model of ``source``."""
     with verified_directory(source, config, expect, tracking=tracking, asked=asked,
                             leave_out=leave_out) as (directory, manifest):
-        return LoadedModel(manifest, _deserialise(directory, manifest))
+        return LoadedModel(manifest, _deserialise(directory, manifest, str(source)))
 
 
-def _deserialise(directory: Path, manifest: Manifest) -> Any:
+def _covered(root: Path, path: Path, manifest: Manifest, where: str) -> Path:
+    """``path`` if it is a file the manifest lists (resolved inside ``root``): nothing else is ever opened."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root) or resolved.relative_to(root).as_posix() not in manifest.files:
+        raise MalformedManifest(f"{path.relative_to(root) if path.is_relative_to(root) else path} is not a file the "
+                                "manifest covers", where=where)
+    return resolved
+
+
+def _deserialise(directory: Path, manifest: Manifest, where: str) -> Any:
     """Open the verified files; called only after :func:`verify_directory` passed on ``directory``."""
-    data = directory / str(manifest.policy.get("data_path", "."))
+    root = directory.resolve()
+    data = (root / str(manifest.policy.get("data_path", "."))).resolve()
+    if not data.is_relative_to(root):
+        raise MalformedManifest(f"policy.data_path={manifest.policy.get('data_path')!r} leaves the model directory",
+                                where=where)
     if manifest.kind == "rl":
-        return _load_agent(data, manifest)
-    return _load_ml(data, manifest)
+        from ai_trading.rl_trading.train import MODEL_FILE, NORMALIZER_FILE
+
+        normalizer = data / NORMALIZER_FILE
+        return _load_agent(_covered(root, data / MODEL_FILE, manifest, where),
+                           _covered(root, normalizer, manifest, where) if normalizer.exists() else None,
+                           manifest, where)
+    from ai_trading.evaluation.strategies import ML_STRATEGY_FILE
+
+    return _load_ml(_covered(root, data / ML_STRATEGY_FILE, manifest, where), manifest, where)
 
 
-def _load_agent(data: Path, manifest: Manifest) -> Any:
+def _load_agent(model_file: Path, normalizer_file: Path | None, manifest: Manifest, where: str) -> Any:
     import gymnasium as gym
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    from ai_trading.rl_trading.train import ALGORITHMS, MODEL_FILE, NORMALIZER_FILE, TrainedAgent
+    from ai_trading.rl_trading.train import ALGORITHMS, TrainedAgent
 
     algo = str(manifest.policy.get("algo"))
     if algo not in ALGORITHMS:
-        raise MalformedManifest(f"policy.algo={algo!r} is not one of {sorted(ALGORITHMS)}")
-    model = ALGORITHMS[algo].load(data / MODEL_FILE, device="cpu")
+        raise MalformedManifest(f"policy.algo={algo!r} is not one of {sorted(ALGORITHMS)}", where=where)
+    model = ALGORITHMS[algo].load(model_file, device="cpu")
     normalizer = None
-    if (data / NORMALIZER_FILE).exists():
+    if normalizer_file is not None:
         spaces = (model.observation_space, model.action_space)
 
         class _Spaces(gym.Env):  # VecNormalize.load needs a VecEnv of these spaces
             observation_space, action_space = spaces
 
-        normalizer = VecNormalize.load(str(data / NORMALIZER_FILE), DummyVecEnv([_Spaces]))
+        normalizer = VecNormalize.load(str(normalizer_file), DummyVecEnv([_Spaces]))
         normalizer.training = False
         normalizer.norm_reward = False
     return TrainedAgent(model=model, normalizer=normalizer, timesteps=int(model.num_timesteps))
 
 
-def _load_ml(data: Path, manifest: Manifest) -> Any:
+def _load_ml(path: Path, manifest: Manifest, where: str) -> Any:
     import joblib
 
     from ai_trading.evaluation.strategies import ML_STRATEGY_FILE, FittedMLStrategy
 
-    obj = joblib.load(data / ML_STRATEGY_FILE)
+    obj = joblib.load(path)
     if not isinstance(obj, FittedMLStrategy):
-        raise MalformedManifest(f"{ML_STRATEGY_FILE} holds a {type(obj).__name__}, not a FittedMLStrategy")
+        raise MalformedManifest(f"{ML_STRATEGY_FILE} holds a {type(obj).__name__}, not a FittedMLStrategy",
+                                where=where)
     if obj.schema_hash != manifest.feature_schema_hash:
-        raise ProvenanceMismatch("feature_schema_hash", manifest.feature_schema_hash, obj.schema_hash)
+        raise ProvenanceMismatch("feature_schema_hash", manifest.feature_schema_hash, obj.schema_hash, where=where)
     return obj

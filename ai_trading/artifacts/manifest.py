@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ai_trading.errors import MalformedManifest
@@ -30,11 +30,11 @@ _CHUNK = 1 << 20
 def canonical_bytes(payload: Mapping[str, Any]) -> bytes:
     """The one byte form of a manifest: JSON with sorted keys, no whitespace, UTF-8; NaN and infinity are
     refused (the builder turns non-finite metrics into ``null`` first)."""
-    try:
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:  # UnicodeEncodeError (a lone surrogate parsed from a \\u escape) is a ValueError too
+        return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
     except ValueError as exc:
         raise MalformedManifest(f"not canonical JSON: {exc}") from None
-    return text.encode("utf-8")
 
 
 def sha256_file(path: Path) -> str:
@@ -47,13 +47,16 @@ def sha256_file(path: Path) -> str:
 
 def model_files(directory: Path) -> dict[str, str]:
     """``{relative posix path: sha256}`` of every file under ``directory`` except the manifest and its
-    signature (what a manifest covers, and what the loader checks against it)."""
+    signature (what a manifest covers, and what the loader checks against it). A model directory holds
+    files and directories only: a symlink or special file is refused."""
     out: dict[str, str] = {}
     for path in sorted(directory.rglob("*")):
-        if path.is_file() or path.is_symlink():
-            name = path.relative_to(directory).as_posix()
-            if name not in (MANIFEST_FILE, SIGNATURE_FILE):
-                out[name] = sha256_file(path) if path.is_file() else "symlink"
+        name = path.relative_to(directory).as_posix()
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            raise MalformedManifest(f"{name} is a symlink or special file; a model directory holds files only",
+                                    where=str(directory))
+        if path.is_file() and name not in (MANIFEST_FILE, SIGNATURE_FILE):
+            out[name] = sha256_file(path)
     return out
 
 
@@ -81,7 +84,8 @@ class Manifest:
     feature names, the env's action constraints; ML: feature names). ``model_name``/``version`` are set
     when the model is registered (``version`` is then the registry's version number, which only increases);
     an unregistered run's manifest has ``model_name=None`` and ``version=0``. ``key_id`` and ``algorithm``
-    name the signing key and are covered by the signature."""
+    name the signing key and ``dev_key`` says it is a local development key; all three are covered by the
+    signature, so a verifier refusing development keys refuses one whatever its own keyring says."""
 
     kind: str
     files: Mapping[str, str]
@@ -98,6 +102,7 @@ class Manifest:
     created_at: str
     key_id: str
     algorithm: str
+    dev_key: bool
     policy: Mapping[str, Any] = field(default_factory=dict)
     governance: Mapping[str, Any] | None = None
     expires_at: str | None = None
@@ -112,11 +117,19 @@ class Manifest:
             raise MalformedManifest(f"kind={self.kind!r}: expected one of {KINDS}")
         if self.algorithm not in ALGORITHMS:
             raise MalformedManifest(f"algorithm={self.algorithm!r}: expected one of {ALGORITHMS}")
+        if not isinstance(self.dev_key, bool):
+            raise MalformedManifest(f"dev_key={self.dev_key!r}: must be true or false")
         if not isinstance(self.files, Mapping) or not self.files:
             raise MalformedManifest("files: must list at least one file")
         for name, digest in self.files.items():
             if name.startswith("/") or ".." in Path(name).parts or not isinstance(digest, str):
                 raise MalformedManifest(f"files[{name!r}]: must be a relative path inside the model directory")
+        if "data_path" in self.policy:
+            data_path = self.policy["data_path"]
+            if (not isinstance(data_path, str) or PurePosixPath(data_path).is_absolute()
+                    or ".." in PurePosixPath(data_path).parts):
+                raise MalformedManifest(f"policy.data_path={data_path!r}: must be a relative path inside the model "
+                                        "directory")
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 0:
             raise MalformedManifest(f"version={self.version!r}: must be an integer >= 0")
         parse_time(self.created_at, "created_at")
@@ -134,7 +147,7 @@ class Manifest:
         """Parse manifest bytes; they must be exactly the canonical bytes of the manifest they hold."""
         try:
             payload = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise MalformedManifest(f"manifest.json is not UTF-8 JSON: {exc}", where=where) from None
         if not isinstance(payload, dict):
             raise MalformedManifest("manifest.json must hold an object", where=where)
@@ -144,9 +157,12 @@ class Manifest:
             raise MalformedManifest(f"fields unknown={sorted(unknown)} missing={sorted(missing)}", where=where)
         try:
             manifest = cls(**payload)
+            canonical = manifest.to_bytes()
         except TypeError as exc:
             raise MalformedManifest(str(exc), where=where) from None
-        if manifest.to_bytes() != data:
+        except MalformedManifest as exc:
+            raise MalformedManifest(exc.detail, where=where) from None
+        if canonical != data:
             raise MalformedManifest("manifest.json is not in canonical form", where=where)
         return manifest
 

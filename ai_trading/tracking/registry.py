@@ -1,5 +1,6 @@
-"""Models in MLflow: the pyfunc directory a run logs, downloading a model for the verified loader, and the
-Model Registry (register a champion, move the ``champion`` / ``previous`` aliases).
+"""Models in MLflow: the pyfunc directory a run logs and the Model Registry (register a champion, move the
+``champion`` / ``previous`` aliases); downloading a model for the verified loader is
+:mod:`ai_trading.tracking.download`.
 
 A registered version's files live in its run under ``registry/<name>/v<version>/``: the run's pyfunc directory
 with a manifest re-signed for that version (``model_name``, ``version``, governance decision), so
@@ -26,6 +27,7 @@ from ai_trading.artifacts.loader import Expectations, private_copy, verify_direc
 from ai_trading.artifacts.manifest import MANIFEST_FILE, manifest_digest, utc_now
 from ai_trading.artifacts.signing import Signer
 from ai_trading.errors import ConfigError, DevKeyRefused, MalformedManifest
+from ai_trading.tracking.download import registry_path
 from ai_trading.tracking.runs import TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -48,54 +50,6 @@ def save_pyfunc(path: Path, data_dir: Path) -> str:
     if not (path / data).is_dir():
         raise MalformedManifest(f"MLflow did not write the model data to {data}", where=str(path))
     return data.as_posix()
-
-
-def registry_path(name: str, version: int) -> str:
-    """Where a registered version's files sit inside its run's artifacts."""
-    return f"registry/{name}/v{version}"
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A downloaded model directory, with the registered name and version a ``models:/`` URI asked for."""
-
-    directory: Path
-    model_name: str | None
-    version: int | None
-
-
-def _parse_models_uri(uri: str) -> tuple[str, str | None, int | None]:
-    rest = uri[len("models:/"):]
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        if name and alias and "/" not in name:
-            return name, alias, None
-    else:
-        name, _, version = rest.partition("/")
-        if name and version.isdigit():
-            return name, None, int(version)
-    raise ConfigError(f"{uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
-
-
-def download_model(tracking: TrackingConfig, uri: str, dst: Path) -> ResolvedModel:
-    """Download the files of ``models:/<name>@<alias>``, ``models:/<name>/<version>`` or
-    ``runs:/<run_id>/<path>`` into ``dst``."""
-    client = MlflowClient(tracking_uri=tracking.tracking_uri)
-    try:
-        if uri.startswith("runs:/"):
-            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst),
-                                                       tracking_uri=tracking.tracking_uri)
-            return ResolvedModel(Path(local), None, None)
-        name, alias, number = _parse_models_uri(uri)
-        mv = (client.get_model_version_by_alias(name, alias) if alias is not None
-              else client.get_model_version(name, str(number)))
-        version = int(mv.version)
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"runs:/{mv.run_id}/{registry_path(name, version)}", dst_path=str(dst),
-            tracking_uri=tracking.tracking_uri)
-    except MlflowException as exc:
-        raise ConfigError(f"{uri}: cannot resolve the model in {tracking.tracking_uri}: {exc.message}") from None
-    return ResolvedModel(Path(local), name, version)
 
 
 @dataclass(frozen=True)

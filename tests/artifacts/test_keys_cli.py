@@ -34,3 +34,12 @@ def test_keys_cli_generates_shows_and_trusts_without_printing_the_private_key(tm
     assert signer.key_id in _keys("list").stdout
     bad = _keys("trust", "not-a-key", "--label", "x")
     assert bad.returncode == 2 and "base64" in bad.stderr
+
+
+def test_keys_show_on_a_fresh_machine_creates_no_key_and_says_how_to_make_one() -> None:
+    from ai_trading.artifacts.keys import ai_trading_home
+
+    shown = _keys("show")
+    assert shown.returncode == 0, shown.stderr
+    assert "no signing key yet" in shown.stdout and "generate" in shown.stdout
+    assert not (ai_trading_home() / "keys").exists() and not (ai_trading_home() / "keyring.json").exists()

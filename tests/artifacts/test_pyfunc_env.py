@@ -31,7 +31,7 @@ def test_pyfunc_observation_and_targets_equal_the_envs_along_an_episode() -> Non
     manifest = Manifest(kind="rl", files={"x": "0"}, feature_schema_hash="f", dataset_fingerprint="d",
                         cost_model_hash="c", config_hash="h", git_commit="g", git_dirty=False, seed=0, sweep_id="s",
                         run_id="r", metrics={}, created_at="2026-01-01T00:00:00Z", key_id="k", algorithm="ed25519",
-                        policy=policy)
+                        dev_key=False, policy=policy)
     model = PolicyModel(manifest, agent)
     N, F = len(symbols), len(base)
     nf = N * F
