@@ -229,3 +229,7 @@ class UnknownIntent(AiTradingError):
 class IntentConflict(AiTradingError):
     """An intent was created again under an existing client order id but with other content (a field the
     id does not cover, such as the limit price, or a broker-safe id collision)."""
+
+
+class ReconciliationError(AiTradingError):
+    """Startup reconciliation could not make the OMS agree with the broker: trading must not start."""
