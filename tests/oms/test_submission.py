@@ -43,10 +43,13 @@ def venue_orders_per_id(venue: PaperBroker) -> dict[str, int]:
                                     .group_by(PaperOrderRow.client_order_id)).all())
 
 
-def assert_books_agree(store: IntentStore, venue: PaperBroker, intents: list[OrderIntent]) -> None:
+def assert_books_agree(store: IntentStore, venue: PaperBroker, intents: list[OrderIntent],
+                       foreign: frozenset[str] = frozenset()) -> None:
+    """One venue order per client id, exactly the intents' (plus ``foreign``), each intent in its order's
+    state with its fills."""
     counts = venue_orders_per_id(venue)
     assert set(counts.values()) <= {1}
-    assert set(counts) == {i.broker_safe_id for i in intents}
+    assert set(counts) == {i.broker_safe_id for i in intents} | foreign
     expected_state = {BrokerOrderStatus.NEW: OrderState.ACKED, BrokerOrderStatus.FILLED: OrderState.FILLED,
                       BrokerOrderStatus.PARTIALLY_FILLED: OrderState.PARTIAL_FILLED,
                       BrokerOrderStatus.CANCELED: OrderState.CANCELED, BrokerOrderStatus.REJECTED: OrderState.REJECTED}
