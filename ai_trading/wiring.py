@@ -30,6 +30,7 @@ from ai_trading.evaluation.walkforward import WalkForwardConfig
 from ai_trading.execution import EwmaCostModelConfig, SimulatorConfig
 from ai_trading.features import FeatureSpec
 from ai_trading.monitoring.config import AlertsConfig, alerts_config_from_mapping
+from ai_trading.oms.config import OmsConfig
 from ai_trading.pipeline import cost_model_hash
 from ai_trading.rl.governance import GovernanceConfig
 from ai_trading.rl_trading import PortfolioEnvConfig
@@ -277,3 +278,9 @@ def alerts_config(cfg: DictConfig) -> AlertsConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"alerts: must be a mapping, got {type(data).__name__}")
     return alerts_config_from_mapping({str(k): v for k, v in data.items()})
+def oms_config(cfg: DictConfig) -> OmsConfig:
+    """The typed ``oms`` group (store, paper venue, engine, foreign-order policy)."""
+    values = OmegaConf.to_container(cfg.oms, resolve=True)
+    if not isinstance(values, dict):
+        raise ConfigError(f"oms: a mapping, got {type(values).__name__}")
+    return OmsConfig.from_mapping({str(k): v for k, v in values.items()})
