@@ -17,7 +17,7 @@ from ai_trading.evaluation.walkforward import WalkForwardConfig
 from ai_trading.execution import EwmaCostModelConfig, SimulatorConfig
 from ai_trading.paths import CONF_DIR
 from ai_trading.rl_trading import PortfolioEnvConfig
-from ai_trading.wiring import evaluate_config, train_config
+from ai_trading.wiring import alerts_config, evaluate_config, oms_config, train_config
 from tests.conftest import compose_config
 
 GROUPS = ["data", "features", "simulator", "cost_model", "env", "algo", "governance", "oms", "alerts", "tracking",
@@ -64,13 +64,16 @@ def test_every_group_option_builds_the_typed_config_the_entrypoint_uses(
         monkeypatch.setenv("APCA_API_SECRET_KEY", "secret")
         overrides += ["data.symbols=[SPY]", "data.start=2024-01-01", "data.end=2024-07-01",
                       f"data.cache_dir={tmp_path}"]
-    config = train_config(compose_config(overrides))
+    cfg = compose_config(overrides)
+    config = train_config(cfg)
+    # The operations groups ride along in the root config; the OMS, the live loop and the alert router build them.
     built = {"env": config.env, "algo": config.algo, "governance": config.governance}.get(group)
-    if group in TYPED:
+    if group == "oms":
+        built = oms_config(cfg)
+    elif group == "alerts":
+        built = alerts_config(cfg)
+    elif group in TYPED:
         built = getattr(config.research, TYPED[group])
-    if built is None:  # groups no code reads yet hold plain settings
-        assert group in ("oms", "alerts")
-        return
     assert dataclasses.is_dataclass(built), (group, type(built))
 
 
