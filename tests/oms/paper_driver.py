@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
-import traceback
 import re
 import signal
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
