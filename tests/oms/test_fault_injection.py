@@ -219,7 +219,9 @@ def test_driver_killed_at_random_moments_loses_and_doubles_nothing(
         else:
             outcomes["finished"] += 1
         _no_duplicate_and_nothing_lost(oms_dsn, venue_dsn)
-        window *= 1.15 if trading_steps < RANDOM_REACH * reference.trading_steps * (i + 1) / RANDOM_KILLS else 0.8
+        lagging = trading_steps < RANDOM_REACH * reference.trading_steps * (i + 1) / RANDOM_KILLS
+        # capped so that one long-lived run (the load dropping) cannot finish the session
+        window = min(window * (1.25 if lagging else 0.8), reference.seconds / 5)
     finished = _run(oms_dsn, venue_dsn)
     assert finished.process.exitcode == 0 and finished.done, finished.error
     assert _books(oms_dsn, venue_dsn) == reference.books
@@ -227,7 +229,7 @@ def test_driver_killed_at_random_moments_loses_and_doubles_nothing(
     # the kills landed at varied moments: after various kinds of step, at many points of the session
     assert len(last_steps) >= 4, last_steps
     assert len(set(positions)) >= RANDOM_KILLS // 2, positions
-    assert max(positions) >= reference.steps / 2, positions  # and through the session
+    assert max(positions) >= reference.steps / 3, positions  # and well into the session
     print(f"\n{outcomes} random kills + restarts in {time.monotonic() - started:.1f} s "
           f"(windows {min(windows):.2f}-{max(windows):.2f} s); "
           f"last step before each kill: {dict(last_steps)}; session steps at the kills: {positions} "
