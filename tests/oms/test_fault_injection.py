@@ -14,7 +14,7 @@ import signal
 import time
 from collections import Counter
 from multiprocessing import forkserver
-from multiprocessing.context import BaseContext
+from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,10 +36,10 @@ STEP_KINDS = ["reconciliation", "intents_batch", "intent_create", "event:SUBMITT
               "venue_bar", "event:FILLED"]
 RANDOM_KILLS = 50
 RANDOM_REACH = 0.7  # the random kills' expected total reach, as a share of the crash-free session's duration
-_CONTEXT: list[BaseContext] = []
+_CONTEXT: list[ForkServerContext] = []
 
 
-def _context() -> BaseContext:
+def _context() -> ForkServerContext:
     """A forkserver preloaded with the warmed driver (started once, with the repository importable)."""
     if not _CONTEXT:
         ctx = multiprocessing.get_context("forkserver")
@@ -206,6 +206,7 @@ def test_driver_killed_at_random_moments_loses_and_doubles_nothing(
         assert driver.next_report() == "warm" and driver.next_report() == "ready", driver.error
         windows.append(window)
         time.sleep(rng.uniform(0.0, window))
+        assert driver.process.pid is not None
         os.kill(driver.process.pid, signal.SIGKILL)
         code = driver.wait(timeout=60)
         assert code in (0, -signal.SIGKILL), (code, driver.error)
