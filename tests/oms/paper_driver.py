@@ -2,7 +2,10 @@
 
     python -m tests.oms.paper_driver OMS_DSN VENUE_DSN [--kill KIND NTH before|after] [--steps FILE] [--end DAY]
 
-It prints ``ready`` once built (the parent's random kill clock starts there) and ``done`` at the session's end.
+It reports ``ready`` once built (the parent's random kill clock starts there) and ``done`` at the session's end.
+The tests start it with ``child`` in a forkserver whose preload (``tests.oms.paper_driver_warm``) imported it and
+ran ``warm``, so each driver is a separate process that starts in milliseconds instead of seconds of imports and
+numba cache loads; it builds its own engines.
 ``--kill`` SIGKILLs the process at the NTH durable step of KIND, just before its commit or just after it;
 ``--steps`` appends each durable step's kind to FILE. Both work through SQLAlchemy engine events registered
 here (the product has no test hook). A durable step is a commit that wrote something, or an autocommitted
@@ -16,6 +19,10 @@ import os
 import re
 import signal
 import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -119,7 +126,7 @@ class Injector:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, report: Callable[[str], None] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("oms_dsn")
     parser.add_argument("venue_dsn")
@@ -135,11 +142,43 @@ def main(argv: list[str] | None = None) -> int:
     venue = PaperBroker(venue_engine, SimulatorConfig(), bars(args.end), seed=SEED)
     manager = OrderManager(IntentStore(oms_engine), venue)
     session = PaperSession(ExecutionEngine(manager, ENGINE), venue, cycle_targets)
-    print("ready", flush=True)
+    say = report or (lambda line: print(line, flush=True))
+    say("ready")
     session.start()
     session.run()
-    print("done", flush=True)
+    say("done")
+    oms_engine.dispose()
+    venue_engine.dispose()
     return 0
+
+
+WARM = False  # set by ``warm``: a child forked after it finds every import done and every numba kernel loaded
+
+
+def warm() -> None:
+    """Runs a few bars of the session on throwaway SQLite files (the forkserver's preload; no engine outlives it)."""
+    global WARM
+    from ai_trading.oms.db import upgrade_to_head
+
+    with tempfile.TemporaryDirectory() as root:
+        dsns = [f"sqlite:///{root}/oms.db", f"sqlite:///{root}/venue.db"]
+        for dsn in dsns:
+            engine = make_engine(dsn)
+            upgrade_to_head(engine)
+            engine.dispose()
+        main([*dsns, "--end", "2003-01-10"], report=lambda line: None)
+    WARM = True
+
+
+def child(argv: list[str], conn: Connection) -> None:
+    """A forkserver child's target: ``main`` reporting to ``conn`` (first whether it started warm); a failure is
+    reported with its traceback, then raised (exit code 1)."""
+    conn.send(("warm", WARM))
+    try:
+        main(argv, report=lambda line: conn.send((line, None)))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+        raise
 
 
 if __name__ == "__main__":

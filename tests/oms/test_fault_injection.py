@@ -7,14 +7,16 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
+from collections import Counter
+from multiprocessing import forkserver
+from multiprocessing.context import ForkServerContext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from sqlalchemy import select
@@ -33,23 +35,78 @@ ROOT = Path(__file__).resolve().parents[2]
 STEP_KINDS = ["reconciliation", "intents_batch", "intent_create", "event:SUBMITTED", "venue_accept", "event:ACKED",
               "venue_bar", "event:FILLED"]
 RANDOM_KILLS = 50
-LONG_END = "2003-12-31"  # random kills need a session longer than the kills' total reach
+RANDOM_REACH = 0.7  # the random kills' expected total reach, as a share of the crash-free session's duration
+_CONTEXT: list[ForkServerContext] = []
 
 
-def _command(oms_dsn: str, venue_dsn: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "tests.oms.paper_driver", oms_dsn, venue_dsn, *extra]
+def _context() -> ForkServerContext:
+    """A forkserver preloaded with the warmed driver (started once, with the repository importable)."""
+    if not _CONTEXT:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["tests.oms.paper_driver_warm"])
+        saved = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), saved) if p)
+        try:
+            forkserver.ensure_running()
+        finally:
+            if saved is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = saved
+        _CONTEXT.append(ctx)
+    return _CONTEXT[0]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+class Driver:
+    """One paper-driver process, forked by the forkserver; its reports arrive on a pipe."""
+
+    def __init__(self, oms_dsn: str, venue_dsn: str, *extra: str) -> None:
+        ctx = _context()
+        self.reports, sender = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=paper_driver.child, args=([oms_dsn, venue_dsn, *extra], sender))
+        self.process.start()
+        sender.close()
+        self.seen: list[tuple[str, Any]] = []
+
+    def next_report(self, timeout: float = 120.0) -> str | None:
+        """The next report, or None once the process is gone."""
+        try:
+            if not self.reports.poll(timeout):
+                raise TimeoutError(f"the paper driver reported nothing for {timeout} s")
+            self.seen.append(self.reports.recv())
+        except EOFError:
+            return None
+        return self.seen[-1][0]
+
+    def wait(self, timeout: float = 300.0) -> int:
+        while self.next_report(timeout) is not None:
+            pass
+        self.process.join(timeout)
+        self.reports.close()
+        assert self.process.exitcode is not None
+        return self.process.exitcode
+
+    @property
+    def warm(self) -> bool:
+        return ("warm", True) in self.seen
+
+    @property
+    def done(self) -> bool:
+        return any(kind == "done" for kind, _ in self.seen)
+
+    @property
+    def error(self) -> str:
+        return "".join(str(text) for kind, text in self.seen if kind == "error")[-3000:]
 
 
-def _run(oms_dsn: str, venue_dsn: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_command(oms_dsn, venue_dsn, *extra), cwd=ROOT, env=_env(), capture_output=True,
-                          text=True, timeout=300)
+def _run(oms_dsn: str, venue_dsn: str, *extra: str) -> Driver:
+    driver = Driver(oms_dsn, venue_dsn, *extra)
+    driver.wait()
+    assert driver.warm, "the forkserver did not preload the warmed driver"
+    return driver
 
 
-def _books(oms_dsn: str, venue_dsn: str, end: str = paper_driver.END) -> tuple[Any, ...]:
+def _books(oms_dsn: str, venue_dsn: str) -> tuple[Any, ...]:
     """Checks the books agree and returns them: (cid, state, filled quantity, trade ids) per intent."""
     oms_engine, venue_engine = make_engine(oms_dsn), make_engine(venue_dsn)
     try:
@@ -58,7 +115,7 @@ def _books(oms_dsn: str, venue_dsn: str, end: str = paper_driver.END) -> tuple[A
             cids = list(conn.execute(select(IntentRow.client_order_id).order_by(IntentRow.client_order_id)).scalars())
         records = [store.get(cid) for cid in cids]
         assert all(r.state in (OrderState.FILLED, OrderState.ACKED, OrderState.PARTIAL_FILLED) for r in records)
-        venue = PaperBroker(venue_engine, SimulatorConfig(), paper_driver.bars(end), seed=paper_driver.SEED)
+        venue = PaperBroker(venue_engine, SimulatorConfig(), paper_driver.bars(), seed=paper_driver.SEED)
         assert_books_agree(store, venue, [r.intent for r in records])
         return tuple((r.client_order_id, r.state, r.snapshot.filled_quantity,
                       tuple(f.trade_id for f in store.fills(r.client_order_id))) for r in records)
@@ -89,60 +146,92 @@ def _fresh(dsn: str) -> str:
     return dsn
 
 
+class Reference(NamedTuple):
+    books: tuple[Any, ...]
+    seconds: float  # from ready to done
+    steps: int  # durable steps
+    trading_steps: int  # durable steps other than the reconciliation at its start
+
+
 @pytest.fixture(scope="module")
-def reference_books(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, ...]:
-    """The books of the session run once without a crash (on SQLite)."""
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    """The session run once without a crash (on SQLite)."""
     root = tmp_path_factory.mktemp("reference")
     oms, venue = _fresh(f"sqlite:///{root / 'oms.db'}"), _fresh(f"sqlite:///{root / 'venue.db'}")
-    done = _run(oms, venue)
-    assert done.returncode == 0 and "done" in done.stdout, done.stderr[-3000:]
-    return _books(oms, venue)
+    driver = Driver(oms, venue, "--steps", str(root / "steps"))
+    assert driver.next_report() == "warm" and driver.next_report() == "ready", driver.error
+    started = time.monotonic()
+    code = driver.wait()
+    seconds = time.monotonic() - started
+    assert code == 0 and driver.done and driver.warm, driver.error
+    made = (root / "steps").read_text().splitlines()
+    return Reference(_books(oms, venue), seconds, len(made), sum(kind != "reconciliation" for kind in made))
 
 
 @pytest.mark.slow
 def test_driver_killed_at_each_durable_step_loses_and_doubles_nothing(
-        oms_engine: Any, oms_dsn: str, venue_dsn: str, reference_books: tuple[Any, ...]) -> None:
+        oms_engine: Any, oms_dsn: str, venue_dsn: str, reference: Reference) -> None:
     started = time.monotonic()
     for kind in STEP_KINDS:
         nth = "1" if kind == "reconciliation" else "3"
         for phase in ("before", "after"):
             killed = _run(oms_dsn, venue_dsn, "--kill", kind, nth, phase)
-            assert killed.returncode == -signal.SIGKILL, (kind, phase, killed.returncode, killed.stderr[-3000:])
-            assert "done" not in killed.stdout
+            code = killed.process.exitcode
+            assert code == -signal.SIGKILL, (kind, phase, code, killed.error)
+            assert not killed.done
             _no_duplicate_and_nothing_lost(oms_dsn, venue_dsn)
     finished = _run(oms_dsn, venue_dsn)
-    assert finished.returncode == 0 and "done" in finished.stdout, finished.stderr[-3000:]
-    assert _books(oms_dsn, venue_dsn) == reference_books
+    assert finished.process.exitcode == 0 and finished.done, finished.error
+    assert _books(oms_dsn, venue_dsn) == reference.books
     print(f"\n{len(STEP_KINDS) * 2} step kills + restarts in {time.monotonic() - started:.1f} s")
 
 
 @pytest.mark.slow
 def test_driver_killed_at_random_moments_loses_and_doubles_nothing(
-        oms_engine: Any, oms_dsn: str, venue_dsn: str, tmp_path: Path) -> None:
+        oms_engine: Any, oms_dsn: str, venue_dsn: str, reference: Reference, tmp_path: Path) -> None:
     rng = random.Random(20261201)
+    # each kill lands uniformly within a window, widened or narrowed after each kill so that the kills' reach keeps
+    # pace with RANDOM_REACH of the session (restarts and load make a fixed window miss or overrun the session)
+    window = 2 * RANDOM_REACH * reference.seconds / RANDOM_KILLS
+    windows: list[float] = []
     started = time.monotonic()
     outcomes = {"killed": 0, "finished": 0}
-    for _ in range(RANDOM_KILLS):
-        proc = subprocess.Popen(_command(oms_dsn, venue_dsn, "--end", LONG_END), cwd=ROOT, env=_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.6))
-        proc.send_signal(signal.SIGKILL)
-        code = proc.wait(timeout=60)
-        proc.stdout.close()
-        outcomes["killed" if code == -signal.SIGKILL else "finished"] += 1
-        assert code in (0, -signal.SIGKILL), code
+    last_steps: Counter[str] = Counter()  # the last durable step each killed run made before it died
+    positions: list[int] = []  # durable steps made by the session so far, at each kill
+    steps_so_far = trading_steps = 0  # the second leaves out the restarts' own reconciliations
+    for i in range(RANDOM_KILLS):
+        steps = tmp_path / f"steps{i}"
+        steps.touch()
+        driver = Driver(oms_dsn, venue_dsn, "--steps", str(steps))
+        assert driver.next_report() == "warm" and driver.next_report() == "ready", driver.error
+        windows.append(window)
+        time.sleep(rng.uniform(0.0, window))
+        assert driver.process.pid is not None
+        os.kill(driver.process.pid, signal.SIGKILL)
+        code = driver.wait(timeout=60)
+        assert code in (0, -signal.SIGKILL), (code, driver.error)
+        made = steps.read_text().splitlines()
+        steps_so_far += len(made)
+        trading_steps += sum(kind != "reconciliation" for kind in made)
+        if code == -signal.SIGKILL:
+            outcomes["killed"] += 1
+            last_steps[made[-1] if made else "(none)"] += 1
+            positions.append(steps_so_far)
+        else:
+            outcomes["finished"] += 1
         _no_duplicate_and_nothing_lost(oms_dsn, venue_dsn)
-    finished = _run(oms_dsn, venue_dsn, "--end", LONG_END)
-    assert finished.returncode == 0 and "done" in finished.stdout, finished.stderr[-3000:]
-    # the session got through its market: the venue processed its last bar
-    books = _books(oms_dsn, venue_dsn, LONG_END)
-    reference_root = tmp_path / "reference"
-    reference_root.mkdir()
-    ref_oms = _fresh(f"sqlite:///{reference_root / 'oms.db'}")
-    ref_venue = _fresh(f"sqlite:///{reference_root / 'venue.db'}")
-    assert _run(ref_oms, ref_venue, "--end", LONG_END).returncode == 0
-    assert books == _books(ref_oms, ref_venue, LONG_END)
+        lagging = trading_steps < RANDOM_REACH * reference.trading_steps * (i + 1) / RANDOM_KILLS
+        # capped so that one long-lived run (the load dropping) cannot finish the session
+        window = min(window * (1.25 if lagging else 0.8), reference.seconds / 5)
+    finished = _run(oms_dsn, venue_dsn)
+    assert finished.process.exitcode == 0 and finished.done, finished.error
+    assert _books(oms_dsn, venue_dsn) == reference.books
     assert outcomes["killed"] >= RANDOM_KILLS - 1, outcomes
-    print(f"\n{outcomes} random kills + restarts in {time.monotonic() - started:.1f} s")
+    # the kills landed at varied moments: after various kinds of step, at many points of the session
+    assert len(last_steps) >= 4, last_steps
+    assert len(set(positions)) >= RANDOM_KILLS // 2, positions
+    assert max(positions) >= reference.steps / 3, positions  # and well into the session
+    print(f"\n{outcomes} random kills + restarts in {time.monotonic() - started:.1f} s "
+          f"(windows {min(windows):.2f}-{max(windows):.2f} s); "
+          f"last step before each kill: {dict(last_steps)}; session steps at the kills: {positions} "
+          f"(a crash-free session makes {reference.steps})")

@@ -34,8 +34,12 @@ SEED = 5
 SIZE = 150_000.0  # under 1% of a day's volume: every order fills whole on its next bar
 
 
+BARS_RUN, HALF_LIFE = 40, 25  # as many half-lives as the preset's 50 over 80 bars, in half the bars
+
+
 def _research(state_path: Path | None = None) -> ResearchConfig:
-    overrides = [] if state_path is None else [f"cost_model.state_path={state_path}"]
+    overrides = [f"cost_model.half_life={HALF_LIFE}"]
+    overrides += [] if state_path is None else [f"cost_model.state_path={state_path}"]
     return research_config(compose_config(overrides))
 
 
@@ -106,8 +110,8 @@ def test_paper_session_moves_the_simulators_costs_to_the_venues(store: IntentSto
                              quotes=venue.market, cost_state_path=state)
     session = PaperSession(engine, venue, lambda market, t: {s: SIZE if t % 2 == 0 else 0.0 for s in market.symbols})
     session.start()
-    steps = session.run(bars=80)
-    assert steps == 80
+    steps = session.run(bars=BARS_RUN)
+    assert steps == BARS_RUN
     fills = store.fills_after(0, "alt")
     assert len(fills) == 2 * steps  # one whole fill per symbol and bar
     assert [s.version for s in session.saved] == list(range(1, steps + 1))  # a new version after every bar
@@ -123,7 +127,7 @@ def test_paper_session_moves_the_simulators_costs_to_the_venues(store: IntentSto
     before_bps = _simulated_cost_bps(before, orders)
     after_bps = _simulated_cost_bps(_research(session.saved[-1].path), orders)
     assert venue_bps > 1.5 * before_bps > 0  # the stressed venue costs far more than the default preset says
-    # 80 fill reports per symbol at a half-life of 50 close 1 - 0.5 ** (80 / 50) = 67% of the gap
+    # 40 fill reports per symbol at a half-life of 25 close 1 - 0.5 ** (40 / 25) = 67% of the gap
     assert before_bps < after_bps < venue_bps
     assert abs(after_bps - venue_bps) < 0.5 * abs(before_bps - venue_bps)
 
