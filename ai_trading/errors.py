@@ -241,3 +241,7 @@ class MemoryBudgetExceeded(AiTradingError):
         super().__init__(f"loading this selection needs about {needed_bytes / 1e9:.2f} GB ({detail}), over the "
                          f"memory budget of {budget_bytes / 1e9:.2f} GB: select fewer symbols (data.symbols) or a "
                          "shorter range (data.start / data.end), or raise data.max_memory_gb")
+
+
+class ReconciliationError(AiTradingError):
+    """Startup reconciliation could not make the OMS agree with the broker: trading must not start."""

@@ -29,6 +29,7 @@ from ai_trading.evaluation.slo import SLOConfig
 from ai_trading.evaluation.walkforward import WalkForwardConfig
 from ai_trading.execution import EwmaCostModelConfig, SimulatorConfig
 from ai_trading.features import FeatureSpec
+from ai_trading.oms.config import OmsConfig
 from ai_trading.pipeline import cost_model_hash
 from ai_trading.rl.governance import GovernanceConfig
 from ai_trading.rl_trading import PortfolioEnvConfig
@@ -265,3 +266,11 @@ def signing_config(cfg: DictConfig) -> SigningConfig:
     if not isinstance(config, SigningConfig):
         raise ConfigError(f"signing._target_ must build {SigningConfig.__qualname__}, got {type(config)}")
     return config
+
+
+def oms_config(cfg: DictConfig) -> OmsConfig:
+    """The typed ``oms`` group (store, paper venue, engine, foreign-order policy)."""
+    values = OmegaConf.to_container(cfg.oms, resolve=True)
+    if not isinstance(values, dict):
+        raise ConfigError(f"oms: a mapping, got {type(values).__name__}")
+    return OmsConfig.from_mapping({str(k): v for k, v in values.items()})

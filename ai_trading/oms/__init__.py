@@ -10,5 +10,9 @@ Domain types (``models``, ``idempotency``) import no SQLAlchemy; persistence liv
 - ``intent_store``: ``IntentStore(engine)``, the durable store on PostgreSQL or SQLite (``db.make_engine``);
   refuses a database not at the migrations' head (run ``alembic upgrade head``).
 - ``tables``: the store's rows; ``migrations/versions/*_0001_oms_store.py`` creates them.
+- ``submission``: ``OrderManager(store, broker)``: ``submit`` (create, claim, send under the broker-safe id,
+  commit the answer; an unknown outcome is looked up before any resend), ``sync``, ``cancel``.
+- ``reconcile``: ``reconcile(manager, foreign_orders)`` at startup; ``ReconciliationError`` refuses trading.
+- ``config``: ``OmsConfig`` (``conf/oms/default.yaml``), built by ``ai_trading.wiring.oms_config``.
 - ``python -m ai_trading.oms status``: the operator's view (revision, intents by state, last reconciliation).
 """

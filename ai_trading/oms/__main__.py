@@ -1,5 +1,8 @@
 """Operator commands of the order-management store.
 
+``python -m ai_trading.oms reconcile [--dsn URL] [--venue-dsn URL] [OVERRIDES]`` reconciles the store with the
+configured paper venue (startup reconciliation, ``ai_trading.oms.reconcile``) and prints the report.
+
 ``python -m ai_trading.oms status [--dsn URL]`` prints the database's schema revision against the
 migrations' head, the open intents by state, totals by state and the last reconciliation run. The
 database is ``--dsn``, else ``AI_TRADING_OMS_DSN``, else ``sqlite:///oms.db`` (as ``conf/oms/default.yaml``);
@@ -42,7 +45,49 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--dsn", metavar="URL",
                         help="database URL, e.g. sqlite:///oms.db or postgresql+psycopg://user@host:5432/oms "
                              f"(default: $AI_TRADING_OMS_DSN, else {DEFAULT_DSN})")
+    recon = commands.add_parser(
+        "reconcile", help="reconcile the store with the configured paper venue and print the report",
+        description="Reconcile every open intent with the paper venue (conf/oms/default.yaml: paper_venue.dsn, "
+                    "foreign_orders; the venue's market from the composed data and simulator groups, e.g. "
+                    "`data.symbols=[NVDA,ORCL] simulator=stressed`). Exits 4 when reconciliation fails (trading "
+                    "must not start), 1 when a database is not at head.")
+    recon.add_argument("--dsn", metavar="URL", help="the OMS store (default: oms.dsn)")
+    recon.add_argument("--venue-dsn", metavar="URL", help="the paper venue's database (default: oms.paper_venue.dsn)")
+    recon.add_argument("overrides", nargs="*", help="Hydra overrides of the train config (data, simulator, oms)")
     return parser
+
+
+def reconcile_command(dsn: str | None, venue_dsn: str | None, overrides: list[str], out: TextIO) -> int:
+    """Compose the config, open the store and the paper venue, reconcile, print the report; the exit code."""
+    from hydra import compose, initialize_config_dir
+
+    from ai_trading.data.loader import load
+    from ai_trading.errors import ReconciliationError, SchemaRevisionError
+    from ai_trading.oms.brokers.paper import PaperBroker
+    from ai_trading.oms.reconcile import describe, reconcile
+    from ai_trading.oms.submission import OrderManager
+    from ai_trading.paths import CONF_DIR
+    from ai_trading.wiring import oms_config, research_config
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="train", overrides=overrides)
+    research, oms = research_config(cfg), oms_config(cfg)
+    store_engine = make_engine(dsn or oms.dsn)
+    venue_engine = make_engine(venue_dsn or oms.paper_venue.dsn)
+    try:
+        venue = PaperBroker(venue_engine, research.simulator, load(research.data).frame, seed=oms.paper_venue.seed)
+        report = reconcile(OrderManager(IntentStore(store_engine), venue), oms.foreign_orders)
+    except SchemaRevisionError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    except ReconciliationError as exc:
+        print(f"reconciliation FAILED: {exc}", file=out)
+        return 4
+    finally:
+        store_engine.dispose()
+        venue_engine.dispose()
+    print(describe(report), file=out)
+    return 0
 
 
 def status(dsn: str, out: TextIO) -> int:
@@ -105,6 +150,8 @@ def _report(engine: Engine, shown: str, upgrade: str, out: TextIO) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "reconcile":
+        return reconcile_command(args.dsn, args.venue_dsn, list(args.overrides), sys.stdout)
     dsn = args.dsn or os.environ.get("AI_TRADING_OMS_DSN") or DEFAULT_DSN
     return status(dsn, sys.stdout)
 

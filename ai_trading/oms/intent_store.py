@@ -54,6 +54,8 @@ from ai_trading.oms.models import (
     OrderIntent,
     OrderSnapshot,
     OrderState,
+    OrderType,
+    Side,
     utc_now,
 )
 from ai_trading.oms.tables import QTY, EventRow, FillRow, IntentRow, ReconciliationRow, UtcDateTime
@@ -108,6 +110,19 @@ class ReconciliationRun:
     outcome: str
     counts: Mapping[str, int]
     detail: str | None
+
+
+@dataclass(frozen=True)
+class StoredFill:
+    """A stored fill with its order's symbol and side; ``id`` is the store's running number (a reader's cursor)."""
+
+    id: int
+    client_order_id: str
+    strategy: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    fill: Fill
 
 
 class _Contended(Exception):
@@ -312,6 +327,26 @@ class IntentStore:
                                 .where(_I.c.client_order_id == client_order_id).order_by(_F.c.id)).all()
         return [Fill(trade_id=r.trade_id, quantity=_dec(r.quantity), price=_dec(r.price), fee=_dec(r.fee),
                      timestamp=r.timestamp) for r in rows]
+
+    def fills_after(self, after: int = 0, strategy: str | None = None) -> list[StoredFill]:
+        """Every stored fill with ``id > after`` (of ``strategy``'s intents when given), in the order stored:
+        positions are their signed sum, and a reader keeps the last ``id`` as its cursor."""
+        query = (select(_F.c.id, _F.c.trade_id, _F.c.quantity, _F.c.price, _F.c.fee, _F.c.timestamp,
+                        _I.c.client_order_id, _I.c.strategy, _I.c.symbol, _I.c.side, _I.c.order_type)
+                 .join(_I, _I.c.id == _F.c.intent_id).where(_F.c.id > after).order_by(_F.c.id))
+        if strategy is not None:
+            query = query.where(_I.c.strategy == strategy)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [StoredFill(id=r.id, client_order_id=r.client_order_id, strategy=r.strategy, symbol=r.symbol,
+                           side=Side(r.side), order_type=OrderType(r.order_type),
+                           fill=Fill(trade_id=r.trade_id, quantity=_dec(r.quantity), price=_dec(r.price),
+                                     fee=_dec(r.fee), timestamp=r.timestamp)) for r in rows]
+
+    def latest_fill_time(self) -> datetime | None:
+        """The newest stored fill's timestamp: a venue's fills from then on may not all be stored yet."""
+        with self.engine.connect() as conn:
+            return cast(datetime | None, conn.execute(select(func.max(_F.c.timestamp))).scalar_one())
 
     def replay(self, client_order_id: str) -> OrderSnapshot:
         """The intent's state rebuilt from its event log alone, with ``models.apply``."""

@@ -60,3 +60,36 @@ def make_intent(n: int = 0, quantity: object = 10, **overrides: object) -> Order
                                      created_at=datetime(2024, 1, 2, 14, 30, tzinfo=UTC))
     fields.update(overrides)
     return OrderIntent(**fields)  # type: ignore[arg-type]
+
+
+def new_database_dsn(request: pytest.FixtureRequest, tmp_path: Path, oms_dsn: str, name: str) -> str:
+    """Another empty database on the backend of ``oms_dsn`` (a venue's own), dropped after the test."""
+    if oms_dsn.startswith("sqlite"):
+        return f"sqlite:///{tmp_path / f'{name}.db'}"
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(str(request.getfixturevalue("postgres_server")))
+    database = f"t_{uuid.uuid4().hex[:16]}"
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    request.addfinalizer(drop)
+    return url.set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def venue_dsn(request: pytest.FixtureRequest, tmp_path: Path, oms_dsn: str) -> str:
+    """The paper venue's own database, on the same backend as the OMS store, at head."""
+    dsn = new_database_dsn(request, tmp_path, oms_dsn, "venue")
+    engine = make_engine(dsn)
+    upgrade_to_head(engine)
+    engine.dispose()
+    return dsn

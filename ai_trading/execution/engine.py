@@ -1,0 +1,214 @@
+"""The execution engine: target positions in, order intents through the OMS, fills back into the cost model.
+
+Targets are positions in units (shares, contracts) per symbol; :func:`units_from_weights` converts portfolio
+weights at an equity and prices. For each rebalance the engine
+
+1. takes the current position of each symbol from the OMS (the durable truth): the signed sum of its fills
+   plus the unfilled rest of its open intents (an order in flight counts as done, so a rebalance repeated
+   at the same bar, e.g. after a crash, asks for nothing more);
+2. orders the difference, rounded toward zero to whole lots, skipping orders below the minimum notional;
+3. builds each intent from content that is a function of the rebalance alone (session = the bar's
+   timestamp, horizon, signal hash = hash of the targets, version), so a restarted process re-derives the
+   same client order ids, and the store creates nothing twice;
+4. creates the bar's intents in one transaction, then sends each through the ``OrderManager``.
+
+:meth:`ExecutionEngine.learn_costs` feeds every fill not yet learned from into the cost model
+(``cost_feedback.learn_from_fills``; taker fills only: market orders), saves the learned state as a new
+version and records, next to it, which version covers fills up to which store fill id. A restart loads that
+version and learns from the fills after it: each fill is learned once even across a crash between saving a
+version and recording it (the unrecorded version is left unused).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+
+from ai_trading.errors import ConfigError, OrderValidationError
+from ai_trading.execution.config import SimulatorConfig
+from ai_trading.execution.cost_feedback import SavedCostState, learn_from_fills
+from ai_trading.execution.cost_model import EwmaCostModel, EwmaCostModelConfig
+from ai_trading.execution.market import MarketArrays
+from ai_trading.oms.intent_store import OrderRecord, StoredFill
+from ai_trading.oms.models import OrderIntent, OrderType, Side, to_decimal
+from ai_trading.oms.submission import OrderManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """``strategy``: the intents' strategy name (positions are per strategy); ``horizon``: the intents'
+    horizon tag; ``version``: bump to re-issue an intent with the same content; ``lot_size``: orders are whole
+    multiples of it; ``min_notional``: orders worth less (quantity x price) are not sent. See
+    ``conf/oms/default.yaml`` (``engine``)."""
+
+    strategy: str
+    horizon: str
+    version: int
+    lot_size: float
+    min_notional: float
+
+    def __post_init__(self) -> None:
+        try:
+            to_decimal(self.lot_size, "oms.engine.lot_size")
+            to_decimal(self.min_notional, "oms.engine.min_notional", allow_zero=True)
+        except OrderValidationError as exc:
+            raise ConfigError(str(exc)) from None
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise ConfigError(f"oms.engine.version={self.version!r}: an int >= 1")
+
+
+def units_from_weights(weights: Mapping[str, float], equity: float, prices: Mapping[str, float]) -> dict[str, float]:
+    """Target units of portfolio ``weights`` (fractions of ``equity``) at ``prices``."""
+    out = {}
+    for symbol, weight in weights.items():
+        price = prices.get(symbol)
+        if price is None or not price > 0:
+            raise OrderValidationError(f"units_from_weights: no positive price for {symbol} (got {price!r})")
+        out[symbol] = weight * equity / price
+    return out
+
+
+def session_of(at: datetime) -> str:
+    """The CID's session field of a bar at ``at`` (a UTC timestamp without the separator ``:``)."""
+    if at.tzinfo is None:
+        raise OrderValidationError(f"bar timestamp {at!r} must be tz-aware")
+    return at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def signal_hash(targets: Mapping[str, Decimal]) -> str:
+    text = json.dumps({s: str(q) for s, q in sorted(targets.items())}, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _ObservedFill:
+    """A stored taker fill as the cost feedback reads it (``cost_feedback.VenueFill``)."""
+
+    trade_id: str
+    symbol: str
+    side: str
+    quantity: float
+    price: float
+    timestamp: datetime
+
+
+class ExecutionEngine:
+    """Targets -> intents -> OMS (``manager``) for ``config.strategy``; with ``cost_model``, ``market`` (the
+    research preset's market arrays over the session's bars), ``quotes`` (the venue's, optional) and
+    ``cost_state_path``, :meth:`learn_costs` turns fills into new cost-model versions."""
+
+    def __init__(self, manager: OrderManager, config: EngineConfig, *, cost_model: EwmaCostModel | None = None,
+                 market: MarketArrays | None = None, quotes: MarketArrays | None = None,
+                 cost_state_path: str | Path | None = None) -> None:
+        if (cost_model is None) != (cost_state_path is None) or (cost_model is not None and market is None):
+            raise ConfigError("execution engine: cost learning needs cost_model, market and cost_state_path together")
+        self.manager = manager
+        self.config = config
+        self.market, self.quotes = market, quotes
+        self.cost_state_path = None if cost_state_path is None else Path(cost_state_path)
+        self.cost_model = cost_model
+        self.learned_through = 0  # store fill id up to which the cost model has learned
+        self.last_saved: SavedCostState | None = None
+        if cost_model is not None:
+            self._resume_learning(cost_model.config, cost_model.preset)
+
+    # ---- positions and orders ------------------------------------------------------------------------
+
+    def positions(self) -> dict[str, Decimal]:
+        """Filled position per symbol: the signed sum of the strategy's stored fills."""
+        out: dict[str, Decimal] = {}
+        for stored in self.manager.store.fills_after(0, self.config.strategy):
+            sign = 1 if stored.side is Side.BUY else -1
+            out[stored.symbol] = out.get(stored.symbol, Decimal(0)) + sign * stored.fill.quantity
+        return out
+
+    def working_positions(self) -> dict[str, Decimal]:
+        """Filled position plus the unfilled rest of every open intent: where the book goes if all fill."""
+        out = self.positions()
+        for record in self.manager.store.open_orders():
+            if record.intent.strategy != self.config.strategy:
+                continue
+            sign = 1 if record.intent.side is Side.BUY else -1
+            out[record.intent.symbol] = out.get(record.intent.symbol, Decimal(0)) + sign * record.snapshot.remaining
+        return out
+
+    def plan(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime) -> list[OrderIntent]:
+        """The intents that move the working positions to ``targets`` (units) at the bar ``at``."""
+        cfg = self.config
+        lot = to_decimal(cfg.lot_size, "lot_size")
+        wanted = {s: to_decimal(round(float(q), 8), f"target of {s}", positive=False) for s, q in targets.items()}
+        current = self.working_positions()
+        session, digest = session_of(at), signal_hash(wanted)
+        intents = []
+        for symbol in sorted(set(wanted) | {s for s, q in current.items() if q != 0}):
+            diff = wanted.get(symbol, Decimal(0)) - current.get(symbol, Decimal(0))
+            quantity = (abs(diff) / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+            if quantity == 0:
+                continue
+            price = prices.get(symbol)
+            if price is None or not price > 0:
+                raise OrderValidationError(f"rebalance at {at}: no positive price for {symbol} (got {price!r})")
+            if quantity * to_decimal(round(float(price), 8), f"price of {symbol}") < to_decimal(
+                    cfg.min_notional, "min_notional", allow_zero=True):
+                continue
+            intents.append(OrderIntent(strategy=cfg.strategy, symbol=symbol, side=Side.BUY if diff > 0 else Side.SELL,
+                                       quantity=quantity, session=session, horizon=cfg.horizon, signal_hash=digest,
+                                       version=cfg.version, order_type=OrderType.MARKET, created_at=at))
+        return intents
+
+    def rebalance(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime) -> list[OrderRecord]:
+        """Plan, create the bar's intents in one transaction, and send each; returns their records."""
+        intents = self.manager.store.create_many(self.plan(targets, prices, at))
+        records = [self.manager.submit(intent) for intent in intents]
+        if records:
+            log.info("rebalance at=%s intents=%d %s", at, len(records),
+                     " ".join(f"{r.intent.side.value}:{r.intent.symbol}:{r.intent.quantity}" for r in records))
+        return records
+
+    # ---- the cost model's feedback -------------------------------------------------------------------
+
+    @property
+    def _cursor_path(self) -> Path:
+        assert self.cost_state_path is not None
+        return self.cost_state_path.with_name(f"{self.cost_state_path.stem}.learned.json")
+
+    def _resume_learning(self, config: EwmaCostModelConfig, preset: SimulatorConfig) -> None:
+        if not self._cursor_path.exists():
+            return
+        try:
+            cursor = json.loads(self._cursor_path.read_text(encoding="utf-8"))
+            path, digest, through = Path(cursor["path"]), cursor["sha256"], int(cursor["fill_id"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"cost learning cursor {self._cursor_path}: unreadable ({exc})") from exc
+        self.cost_model = EwmaCostModel.load(path, config, preset, expected_sha256=digest)
+        self.learned_through = through
+        self.last_saved = SavedCostState(path, digest, int(cursor["version"]))
+
+    def learn_costs(self) -> SavedCostState | None:
+        """Learn from the taker fills stored since the last call; returns the new version (None: no new fill)."""
+        if self.cost_model is None or self.cost_state_path is None or self.market is None:
+            raise ConfigError("execution engine built without a cost model: nothing to learn into")
+        new: list[StoredFill] = self.manager.store.fills_after(self.learned_through, self.config.strategy)
+        taker = [_ObservedFill(s.fill.trade_id, s.symbol, s.side.value, float(s.fill.quantity), float(s.fill.price),
+                               s.fill.timestamp) for s in new if s.order_type is OrderType.MARKET]
+        if not taker:
+            return None
+        saved = learn_from_fills(self.cost_model, taker, self.market, self.cost_state_path, self.quotes)
+        through = new[-1].id
+        scratch = self._cursor_path.with_name(f".{self._cursor_path.name}.tmp{os.getpid()}")
+        scratch.write_text(json.dumps({"path": str(saved.path), "sha256": saved.sha256, "version": saved.version,
+                                       "fill_id": through}), encoding="utf-8")
+        os.replace(scratch, self._cursor_path)
+        self.learned_through, self.last_saved = through, saved
+        log.info("cost model learned fills=%d through_fill=%d path=%s sha256=%s", len(taker), through, saved.path,
+                 saved.sha256[:12])
+        return saved
