@@ -29,6 +29,7 @@ from ai_trading.evaluation.slo import SLOConfig
 from ai_trading.evaluation.walkforward import WalkForwardConfig
 from ai_trading.execution import EwmaCostModelConfig, SimulatorConfig
 from ai_trading.features import FeatureSpec
+from ai_trading.monitoring.config import AlertsConfig, alerts_config_from_mapping
 from ai_trading.oms.config import OmsConfig
 from ai_trading.pipeline import cost_model_hash
 from ai_trading.rl.governance import GovernanceConfig
@@ -274,3 +275,14 @@ def oms_config(cfg: DictConfig) -> OmsConfig:
     if not isinstance(values, dict):
         raise ConfigError(f"oms: a mapping, got {type(values).__name__}")
     return OmsConfig.from_mapping({str(k): v for k, v in values.items()})
+
+
+def alerts_config(cfg: DictConfig) -> AlertsConfig:
+    """Routing, sinks, rules and the kill-switch hook of a composed config's ``alerts`` group (no ``_target_``: a
+    sink's shape depends on its ``type``, so the mapping is parsed by :func:`alerts_config_from_mapping`)."""
+    if "alerts" not in cfg:
+        raise ConfigError("alerts: the config has no alerts group (add `- alerts: default` to its defaults)")
+    data = OmegaConf.to_container(cfg.alerts, resolve=True)
+    if not isinstance(data, dict):
+        raise ConfigError(f"alerts: must be a mapping, got {type(data).__name__}")
+    return alerts_config_from_mapping({str(k): v for k, v in data.items()})

@@ -12,6 +12,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection, Engine
 
+import ai_trading.monitoring.tables  # the alert outbox and kill switch tables
 import ai_trading.oms.stores  # noqa: F401  (registers every table on Base.metadata)
 from ai_trading.oms.db import Base, make_engine
 
