@@ -168,7 +168,7 @@ class LiveLoop:
         feed = pd.DatetimeIndex(venue.market.timestamps)
         self._row_start = stamps.searchsorted(feed, side="left")
         self._row_end = stamps.searchsorted(feed, side="right")
-        self._window = self.builder.spec.warmup + 1
+        self.window = self.builder.spec.warmup + 1
         self._positions: dict[str, Decimal] = {}
         self._cash, self._fill_cursor = float(config.live.equity), 0
 
@@ -191,7 +191,9 @@ class LiveLoop:
     # ---- one bar -----------------------------------------------------------------------------------------
     def features_at(self, t: int) -> pd.DataFrame | None:
         """Feature rows (one per symbol) at bar ``t`` from the trailing window; None while warming up."""
-        first = max(0, t - self._window + 1)
+        if t + 1 < self.window:
+            return None
+        first = t - self.window + 1
         window = self.bars.frame.iloc[int(self._row_start[first]):int(self._row_end[t])]
         built = self.builder.build(window)
         if built.schema_hash != self.policy.manifest.feature_schema_hash:
@@ -289,10 +291,12 @@ class LiveLoop:
                                         "version": done.version, "trigger": alert.name}))
 
     def run(self, stop: StopFlag | None = None) -> LiveStats:
-        """Step until the feed ends, ``live.bars`` bars, or a stop signal (the bar in hand is finished)."""
+        """Step until the feed ends, ``live.bars`` more bars, or a stop signal (the bar in hand is finished);
+        the stats count over the loop's life."""
         stop = StopFlag() if stop is None else stop
-        every, limit = self.config.live.progress_every, self.config.live.bars
-        while (limit is None or self.stats.bars < limit) and self.step():
+        every, limit, done = self.config.live.progress_every, self.config.live.bars, 0
+        while (limit is None or done < limit) and self.step():
+            done += 1
             if every and self.stats.bars % every == 0:
                 log.info("live progress %s venue_bar=%d", self.stats.line(), self.venue.cursor)
             stop.check(f"the live loop after bar {self.venue.cursor - 1}")
@@ -339,6 +343,9 @@ def open_loop(config: LiveConfig) -> LiveLoop:
     if not report.ok:
         raise ReconciliationError(f"reconciliation found critical mismatches {report.counts()}: not trading")
     loop = LiveLoop(config, bars, venue, engine, router, policy, expected)
+    if config.live.start < loop.window - 1:
+        raise ConfigError(f"live.start={config.live.start}: the features need {loop.window - 1} bars of warm-up "
+                          "before the first traded bar")
     if venue.cursor < config.live.start:
         venue.advance(config.live.start - venue.cursor)  # the bars before the start only warm the features up
     log.info("live ready model=%s version=%s venue_bar=%d of %d reconciliation=%s", config.model,
