@@ -190,11 +190,12 @@ def test_kill_switch_engaged_means_no_new_orders_through_the_loop(sqlite_overrid
 
 
 @pytest.mark.slow
-def test_live_loop_survives_sigkill_mid_replay_without_duplicate_orders(sqlite_overrides: list[str],
-                                                                        tmp_path: Path) -> None:
-    cfg = live_cfg(sqlite_overrides)
+def test_live_loop_survives_sigkill_mid_replay_without_duplicate_orders(tmp_path: Path, mlflow_uri: str) -> None:
+    overrides = live_overrides(tmp_path, mlflow_uri, end="2003-10-31")
+    migrate(f"sqlite:///{tmp_path}/oms.db", f"sqlite:///{tmp_path}/venue.db")
+    cfg = live_cfg(overrides)
     register(cfg, fit_strategy(cfg))
-    args = [sys.executable, "-m", "ai_trading.live", *sqlite_overrides, f"hydra.run.dir={tmp_path}/out"]
+    args = [sys.executable, "-m", "ai_trading.live", *overrides, f"hydra.run.dir={tmp_path}/out"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
