@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,7 @@ class LiveStats:
     policy_s: list[float] = field(default_factory=list)
     commit_s: list[float] = field(default_factory=list)
     decide_s: list[float] = field(default_factory=list)  # bar arrival to orders committed (venue excluded)
+    send_s: list[float] = field(default_factory=list)  # the committed orders sent to the venue
 
     def line(self) -> str:
         return (f"bars={self.bars} orders={self.orders} fills={self.fills} pnl={self.pnl:,.2f} "
@@ -195,7 +196,9 @@ class LiveLoop:
             return None
         first = t - self.window + 1
         window = self.bars.frame.iloc[int(self._row_start[first]):int(self._row_end[t])]
-        built = self.builder.build(window)
+        # A slice of the feed validated once at load: validating it again per bar would cost more than the
+        # features (the FeatureSet's dataset fingerprint is the feed's).
+        built = self.builder.build(replace(self.bars, frame=window))
         if built.schema_hash != self.policy.manifest.feature_schema_hash:
             raise FeatureSchemaMismatch("feature_schema_hash", self.policy.manifest.feature_schema_hash,
                                         built.schema_hash)
@@ -232,11 +235,12 @@ class LiveLoop:
             decided = time.perf_counter()
             self.stats.policy_s.append(decided - built)
             targets = units_from_weights({s: float(weights.get(s, 0.0)) for s in self.symbols}, equity, prices)
-            records = self.engine.rebalance(targets, prices, ts.to_pydatetime())
+            intents = self.engine.commit(targets, prices, ts.to_pydatetime())
             committed = time.perf_counter()
             self.stats.commit_s.append(committed - decided)
             self.stats.decide_s.append(committed - arrived)
-            self.stats.orders += len(records)
+            self.stats.orders += len(self.engine.send(intents, ts.to_pydatetime()))
+            self.stats.send_s.append(time.perf_counter() - committed)
         self.venue.advance(1)
         self.engine.manager.sync()
         if self.engine.cost_model is not None:

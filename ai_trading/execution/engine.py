@@ -192,7 +192,15 @@ class ExecutionEngine:
 
     def rebalance(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime) -> list[OrderRecord]:
         """Plan, create the bar's intents in one transaction, and send each; returns their records."""
-        intents = self.manager.store.create_many(self._allowed(self.plan(targets, prices, at)))
+        return self.send(self.commit(targets, prices, at), at)
+
+    def commit(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime) -> list[OrderIntent]:
+        """The first half of :meth:`rebalance`: plan, hold back what the kill switch forbids, and create the bar's
+        intents in one transaction (durable on return, nothing sent yet)."""
+        return self.manager.store.create_many(self._allowed(self.plan(targets, prices, at)))
+
+    def send(self, intents: list[OrderIntent], at: datetime) -> list[OrderRecord]:
+        """The second half of :meth:`rebalance`: send each committed intent through the OrderManager."""
         records = [self.manager.submit(intent) for intent in intents]
         if records:
             log.info("rebalance at=%s intents=%d %s", at, len(records),
