@@ -190,20 +190,29 @@ def test_kill_switch_engaged_means_no_new_orders_through_the_loop(sqlite_overrid
 
 
 @pytest.mark.slow
-def test_live_loop_survives_sigkill_mid_replay_without_duplicate_orders(tmp_path: Path, mlflow_uri: str) -> None:
+def test_live_loop_stops_on_sigterm_and_survives_sigkill_without_duplicate_orders(tmp_path: Path,
+                                                                                  mlflow_uri: str) -> None:
     overrides = live_overrides(tmp_path, mlflow_uri, end="2003-10-31")
     migrate(f"sqlite:///{tmp_path}/oms.db", f"sqlite:///{tmp_path}/venue.db")
     cfg = live_cfg(overrides)
     register(cfg, fit_strategy(cfg))
     args = [sys.executable, "-m", "ai_trading.live", *overrides, f"hydra.run.dir={tmp_path}/out"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if len(_intents(cfg.oms.dsn)) >= 20:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
+
+    def start_and_wait(orders: int) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and len(_intents(cfg.oms.dsn)) < orders:
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+        return proc
+
+    proc = start_and_wait(10)  # SIGTERM: the bar in hand is finished, then one line and 143
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.decode().strip().splitlines()[-1].startswith("interrupted: ")
+    proc = start_and_wait(len(_intents(cfg.oms.dsn)) + 10)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = len(_intents(cfg.oms.dsn))
