@@ -50,7 +50,7 @@ from ai_trading.interrupts import StopFlag, graceful_interrupts
 from ai_trading.monitoring.alerts import Router
 from ai_trading.monitoring.config import AlertsConfig
 from ai_trading.monitoring.killswitch import KillSwitch
-from ai_trading.monitoring.model import Alert, Severity
+from ai_trading.monitoring.model import Alert, AlertState, Severity
 from ai_trading.monitoring.rules import DrawdownRule, ReconciliationFinding, alert_from_reconciliation
 from ai_trading.oms.brokers.paper import PaperBroker
 from ai_trading.oms.config import OmsConfig
@@ -114,6 +114,9 @@ def live_config(cfg: DictConfig) -> LiveConfig:
     """``conf/live.yaml`` composed -> :class:`LiveConfig` (through the wiring layer's group builders)."""
     from ai_trading.wiring import _group, alerts_config, oms_config, signing_config
 
+    if OmegaConf.is_missing(cfg, "model"):
+        raise ConfigError("model is required: model=models:/<name>@champion (or models:/<name>/<version>, "
+                          "runs:/<run_id>/model, a model directory)")
     model = cfg.get("model")
     if not isinstance(model, str) or not model:
         raise ConfigError(f"model={model!r}: models:/<name>@champion, models:/<name>/<version>, runs:/<id>/model "
@@ -261,7 +264,7 @@ class LiveLoop:
         alert = self.drawdown.check(self.equity_curve, at=at)
         if alert is not None:
             self.raise_alert(alert)
-            if alert.severity is Severity.CRITICAL and alert.state.value == "fired":
+            if alert.severity is Severity.CRITICAL and alert.state is AlertState.FIRED:
                 self.on_critical_model_alert(alert)
         self.router.dispatch()
 

@@ -192,7 +192,7 @@ def test_kill_switch_engaged_means_no_new_orders_through_the_loop(sqlite_overrid
 @pytest.mark.slow
 def test_live_loop_stops_on_sigterm_and_survives_sigkill_without_duplicate_orders(tmp_path: Path,
                                                                                   mlflow_uri: str) -> None:
-    overrides = live_overrides(tmp_path, mlflow_uri, end="2003-10-31")
+    overrides = live_overrides(tmp_path, mlflow_uri, end="2003-07-31")
     migrate(f"sqlite:///{tmp_path}/oms.db", f"sqlite:///{tmp_path}/venue.db")
     cfg = live_cfg(overrides)
     register(cfg, fit_strategy(cfg))
@@ -260,3 +260,15 @@ def test_drawdown_breach_rolls_the_champion_back_and_the_loop_reloads(tmp_path: 
     assert client.get_model_version(MODEL, "3").run_id == client.get_model_version(MODEL, "1").run_id
     names = [row["rule"] for row in AlertOutbox(make_engine(cfg.oms.dsn)).rows()]
     assert "live.drawdown_breach" in names and "live.model_rolled_back" in names
+
+
+def test_live_config_names_a_missing_model_and_bad_live_keys(tmp_path: Path, mlflow_uri: str) -> None:
+    from ai_trading.errors import ConfigError
+
+    overrides = [o for o in live_overrides(tmp_path, mlflow_uri) if not o.startswith("model=")]
+    with pytest.raises(ConfigError, match="model is required"):
+        live_cfg(overrides)
+    with pytest.raises(ConfigError, match=r"live\.bars"):
+        live_cfg([*live_overrides(tmp_path, mlflow_uri), "live.bars=0"])
+    with pytest.raises(ConfigError, match="live"):
+        live_cfg([*live_overrides(tmp_path, mlflow_uri), "+live.unknown=1"])
