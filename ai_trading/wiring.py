@@ -269,6 +269,14 @@ def signing_config(cfg: DictConfig) -> SigningConfig:
     return config
 
 
+def oms_config(cfg: DictConfig) -> OmsConfig:
+    """The typed ``oms`` group (store, paper venue, engine, foreign-order policy)."""
+    values = OmegaConf.to_container(cfg.oms, resolve=True)
+    if not isinstance(values, dict):
+        raise ConfigError(f"oms: a mapping, got {type(values).__name__}")
+    return OmsConfig.from_mapping({str(k): v for k, v in values.items()})
+
+
 def alerts_config(cfg: DictConfig) -> AlertsConfig:
     """Routing, sinks, rules and the kill-switch hook of a composed config's ``alerts`` group (no ``_target_``: a
     sink's shape depends on its ``type``, so the mapping is parsed by :func:`alerts_config_from_mapping`)."""
@@ -278,9 +286,3 @@ def alerts_config(cfg: DictConfig) -> AlertsConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"alerts: must be a mapping, got {type(data).__name__}")
     return alerts_config_from_mapping({str(k): v for k, v in data.items()})
-def oms_config(cfg: DictConfig) -> OmsConfig:
-    """The typed ``oms`` group (store, paper venue, engine, foreign-order policy)."""
-    values = OmegaConf.to_container(cfg.oms, resolve=True)
-    if not isinstance(values, dict):
-        raise ConfigError(f"oms: a mapping, got {type(values).__name__}")
-    return OmsConfig.from_mapping({str(k): v for k, v in values.items()})

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
+from typing import Any, Protocol
 
 from ai_trading.errors import ConfigError, OrderValidationError
 from ai_trading.execution.config import SimulatorConfig
@@ -89,6 +90,25 @@ def signal_hash(targets: Mapping[str, Decimal]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class SwitchState(Protocol):
+    @property
+    def engaged(self) -> bool: ...
+
+    @property
+    def mode(self) -> Any: ...
+
+    @property
+    def last(self) -> Any: ...
+
+    def allows(self, *, reduces_position: bool) -> bool: ...
+
+
+class OrderGate(Protocol):
+    """What the engine asks before new orders (``ai_trading.monitoring.killswitch.KillSwitch``): its state now."""
+
+    def state(self) -> SwitchState: ...
+
+
 @dataclass(frozen=True)
 class _ObservedFill:
     """A stored taker fill as the cost feedback reads it (``cost_feedback.VenueFill``)."""
@@ -104,11 +124,14 @@ class _ObservedFill:
 class ExecutionEngine:
     """Targets -> intents -> OMS (``manager``) for ``config.strategy``; with ``cost_model``, ``market`` (the
     research preset's market arrays over the session's bars), ``quotes`` (the venue's, optional) and
-    ``cost_state_path``, :meth:`learn_costs` turns fills into new cost-model versions."""
+    ``cost_state_path``, :meth:`learn_costs` turns fills into new cost-model versions. With ``kill_switch`` the
+    switch is read once per rebalance, before any intent is created: while engaged no new order goes out (in
+    reduce-only mode only orders that move a position toward zero without crossing it); cancels are not
+    orders here and are never held back."""
 
     def __init__(self, manager: OrderManager, config: EngineConfig, *, cost_model: EwmaCostModel | None = None,
                  market: MarketArrays | None = None, quotes: MarketArrays | None = None,
-                 cost_state_path: str | Path | None = None) -> None:
+                 cost_state_path: str | Path | None = None, kill_switch: OrderGate | None = None) -> None:
         if (cost_model is None) != (cost_state_path is None) or (cost_model is not None and market is None):
             raise ConfigError("execution engine: cost learning needs cost_model, market and cost_state_path together")
         self.manager = manager
@@ -116,6 +139,8 @@ class ExecutionEngine:
         self.market, self.quotes = market, quotes
         self.cost_state_path = None if cost_state_path is None else Path(cost_state_path)
         self.cost_model = cost_model
+        self.kill_switch = kill_switch
+        self.blocked = 0  # intents the kill switch held back, over this engine's life
         self.learned_through = 0  # store fill id up to which the cost model has learned
         self.last_saved: SavedCostState | None = None
         if cost_model is not None:
@@ -167,12 +192,41 @@ class ExecutionEngine:
 
     def rebalance(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime) -> list[OrderRecord]:
         """Plan, create the bar's intents in one transaction, and send each; returns their records."""
-        intents = self.manager.store.create_many(self.plan(targets, prices, at))
+        return self.send(self.commit(targets, prices, at), at)
+
+    def commit(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime) -> list[OrderIntent]:
+        """The first half of :meth:`rebalance`: plan, hold back what the kill switch forbids, and create the bar's
+        intents in one transaction (durable on return, nothing sent yet)."""
+        return self.manager.store.create_many(self._allowed(self.plan(targets, prices, at)))
+
+    def send(self, intents: list[OrderIntent], at: datetime) -> list[OrderRecord]:
+        """The second half of :meth:`rebalance`: send each committed intent through the OrderManager."""
         records = [self.manager.submit(intent) for intent in intents]
         if records:
             log.info("rebalance at=%s intents=%d %s", at, len(records),
                      " ".join(f"{r.intent.side.value}:{r.intent.symbol}:{r.intent.quantity}" for r in records))
         return records
+
+    def _allowed(self, intents: list[OrderIntent]) -> list[OrderIntent]:
+        if self.kill_switch is None or not intents:
+            return intents
+        state = self.kill_switch.state()
+        if not state.engaged:
+            return intents
+        current = self.working_positions()
+        kept = []
+        for intent in intents:
+            held = current.get(intent.symbol, Decimal(0))
+            signed = intent.quantity if intent.side is Side.BUY else -intent.quantity
+            # Reduces: toward zero and not past it (a flip would open a new position the other way).
+            reduces = held != 0 and abs(held + signed) < abs(held) and (held + signed) * held >= 0
+            if state.allows(reduces_position=reduces):
+                kept.append(intent)
+            else:
+                self.blocked += 1
+                log.warning("kill switch engaged mode=%s: order held back %s:%s:%s reason=%s", state.mode,
+                            intent.side.value, intent.symbol, intent.quantity, state.last and state.last.reason)
+        return kept
 
     # ---- the cost model's feedback -------------------------------------------------------------------
 
