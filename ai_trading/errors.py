@@ -241,3 +241,12 @@ class MemoryBudgetExceeded(AiTradingError):
         super().__init__(f"loading this selection needs about {needed_bytes / 1e9:.2f} GB ({detail}), over the "
                          f"memory budget of {budget_bytes / 1e9:.2f} GB: select fewer symbols (data.symbols) or a "
                          "shorter range (data.start / data.end), or raise data.max_memory_gb")
+
+
+class MissingExtraError(ConfigError):
+    """A configured option needs an optional extra of the package that is not installed."""
+
+    def __init__(self, module: str, option: str, install: str) -> None:
+        self.module = module
+        self.option = option
+        super().__init__(f"{option} needs the {module!r} package, which is not installed: {install}")
