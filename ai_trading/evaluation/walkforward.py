@@ -173,13 +173,15 @@ def run_walkforward(
     oos_start, oos_stop = folds[0].test_start, folds[-1].test_stop
     weights = np.zeros((oos_stop + 1 - oos_start, N))
     fits = fit_folds(strategy, inputs, folds, config)
+    seeds = {fold.index: fold_seed(config, fold) for fold in folds}
     for fit in fits:
         weights[fit.fold.test_start - oos_start:fit.fold.test_stop - oos_start] = fit.targets
     info_rows = [{"fold": fit.fold.index, "train_start": market.timestamps[fit.fold.train_start],
                   "train_stop": market.timestamps[fit.fold.train_stop - 1],
                   "test_start": market.timestamps[fit.fold.test_start],
                   "test_stop": market.timestamps[fit.fold.test_stop],
-                  "fit_seconds": fit.fit_seconds, **fit.fitted.describe()} for fit in fits]
+                  "seed": seeds[fit.fold.index], "fit_seconds": fit.fit_seconds, **fit.fitted.describe()}
+                 for fit in fits]
     fitted = fits[-1].fitted
     window = slice_market(market, oos_start, oos_stop + 1)
     results: dict[str, BacktestResult] = {}
