@@ -15,9 +15,9 @@ from typing import Any
 from ai_trading.artifacts.build import Provenance, config_hash, sign_directory
 from ai_trading.artifacts.manifest import Manifest
 from ai_trading.artifacts.signing import Signer
+from ai_trading.evaluation.walkforward import WalkForwardResult
 from ai_trading.pipeline import Dataset, Execution
 from ai_trading.secrets import mask_override, mask_text
-from ai_trading.evaluation.walkforward import WalkForwardResult
 from ai_trading.tracking import TrackedRun, git_state, start_run
 from ai_trading.tracking.registry import save_pyfunc
 from ai_trading.wiring import ResearchConfig
@@ -78,21 +78,24 @@ def log_fold_runs(parent: TrackedRun, config: ResearchConfig, wf: WalkForwardRes
     info = wf.fold_info.set_index("fold")
     ids = []
     for fold in wf.folds:
-        row = info.loc[fold.index]
+        row = {str(k): v for k, v in info.loc[fold.index].to_dict().items()}
         layout = {"index": fold.index, "train_start": fold.train_start, "train_stop": fold.train_stop,
-                  "test_start": fold.test_start, "test_stop": fold.test_stop,
-                  "seed": int(row["seed"]),
+                  "test_start": fold.test_start, "test_stop": fold.test_stop, "seed": int(row["seed"]),
                   "backend": wf.backend, "train_first": str(row["train_start"]), "train_last": str(row["train_stop"]),
                   "test_first": str(row["test_start"]), "test_last": str(row["test_stop"])}
         with start_run(config.tracking, run_name=f"{run_name}__fold{fold.index}", resolved_config={"fold": layout},
                        tags={**(tags or {}), "fold": fold.index, "role": "fold"}, parent_run_id=parent.run_id) as run:
-            metrics = {f"fold/{k}": float(v) for k, v in row.items()
-                       if k != "seed" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))}
+            metrics = {f"fold/{k}": float(v) for k, v in row.items() if k != "seed" and _finite(v)}
             for name, table in fold_rows.items():
-                for column, value in table.loc[fold.index].items():
+                results = table.loc[fold.index].to_dict()
+                for column, value in results.items():
                     side, _, metric = str(column).partition("_")
-                    if side in ("net", "gross") and isinstance(value, int | float) and math.isfinite(float(value)):
+                    if side in ("net", "gross") and _finite(value):
                         metrics[f"{prefix}/{name}/{side}/{metric}"] = float(value)
             run.log_metrics(metrics)
             ids.append(run.run_id)
     return ids
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))
