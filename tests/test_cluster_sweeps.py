@@ -7,9 +7,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +29,7 @@ TINY = ["data.symbols=[SP500,NVDA]", "data.start=2005-01-01", "data.end=2012-12-
         "algo.eval_every=0", "algo.n_envs=8", "algo.total_timesteps=1024", "algo.hyperparams.n_steps=64",
         "algo.hyperparams.batch_size=256", "torch_threads=1"]
 BIN = Path(sys.executable).parent
+RAY_TOKEN = secrets.token_hex(32)
 HAS_RAY_LAUNCHER = importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None and \
     importlib.util.find_spec("ray") is not None
 
@@ -63,13 +67,26 @@ def _sweep_runs(uri: str) -> tuple[object, list]:  # type: ignore[type-arg]
 
 
 @pytest.fixture
-def ray_head(tmp_path: Path) -> Iterator[str]:
+def ray_temp() -> Iterator[Path]:
+    """Ray's session folder: short, since its sockets' paths must fit AF_UNIX's 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _ray_env() -> dict[str, str]:
+    """Ray's token authentication, as a real cluster runs it: the head and every driver share the token."""
+    return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": RAY_TOKEN}
+
+
+@pytest.fixture
+def ray_head(ray_temp: Path) -> Iterator[str]:
     """A Ray head on 127.0.0.1 with two CPUs, stopped afterwards."""
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, **_ray_env()}
     started = subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                               "--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats",
-                              f"--temp-dir={tmp_path / 'ray'}"],
+                              f"--temp-dir={ray_temp}"],
                              env=env, capture_output=True, text=True, timeout=180)
     assert started.returncode == 0, (started.stdout + started.stderr)[-3000:]
     try:
@@ -81,13 +98,14 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_RAY_LAUNCHER, reason="needs the optional [ray] extra (hydra-ray-launcher and ray): "
                     "pip install -e '.[ray]'")
-def test_ray_cluster_launcher_runs_both_seeds_on_ray_workers(tmp_path: Path, ray_head: str) -> None:
+def test_ray_cluster_launcher_runs_both_seeds_on_ray_workers(tmp_path: Path, ray_head: str,
+                                                              ray_temp: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     _sweep(tmp_path, uri, "hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_head}",
-           "hydra.launcher.ray.remote.num_cpus=1", env={"RAY_ADDRESS": ray_head})
+           "hydra.launcher.ray.remote.num_cpus=1", env={"RAY_ADDRESS": ray_head, **_ray_env()})
     _, seeds = _sweep_runs(uri)
     # Each seed ran in a Ray worker process, not in the sweep's own process: its job recorded the worker.
-    ray_logs = list((tmp_path / "ray").rglob("worker-*.out"))
+    ray_logs = list(ray_temp.rglob("worker-*.out"))
     assert ray_logs, "no Ray worker ran"
     worker_output = "".join(p.read_text(errors="replace") for p in ray_logs)
     for run in seeds:
