@@ -139,9 +139,9 @@ def mlflow_server(tmp_path: Path, postgres_database: str) -> Iterator[tuple[str,
         deadline = time.monotonic() + 180
         while True:
             try:
-                if requests.get(f"{uri}/health", timeout=2).status_code == 200:
+                if requests.get(f"{uri}/health", timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy starting
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"mlflow server did not come up:\n{(tmp_path / 'mlflow_server.log').read_text()}")
@@ -182,3 +182,27 @@ def test_sweep_logs_through_an_mlflow_server_on_postgres_and_models_read_back(
     # The sweep's end read every seed's equity back through the server for its plots.
     summary = {a.path for folder in ("summary", "plots") for a in client.list_artifacts(parent.info.run_id, folder)}
     assert {"summary/table.csv", "plots/equity_seeds.png", "plots/sharpe_seeds.png"} <= summary
+
+
+AT_EXIT = """
+import atexit, sys
+from mlflow.tracking import MlflowClient
+from ai_trading.tracking import TrackingConfig
+from ai_trading.tracking.runs import read_artifact_text
+
+uri = sys.argv[1]
+client = MlflowClient(tracking_uri=uri)
+run = client.create_run(client.create_experiment("exit"))
+client.log_text(run.info.run_id, "timestamp,rl/net\\n2020-01-01,1.0\\n", "eval/equity.csv")
+config = TrackingConfig(uri, "exit")
+atexit.register(lambda: print("read at exit:", read_artifact_text(config, run.info.run_id, "eval/equity.csv").split()))
+"""
+
+
+@pytest.mark.postgres
+def test_artifact_reads_through_the_server_work_at_interpreter_exit(mlflow_server: tuple[str, Path]) -> None:
+    """A failed sweep's summary runs at the process's exit and reads the seeds' equity through the server then."""
+    uri, _ = mlflow_server
+    result = subprocess.run([sys.executable, "-c", AT_EXIT, uri], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "read at exit: ['timestamp,rl/net', '2020-01-01,1.0']" in result.stdout
