@@ -199,6 +199,7 @@ atexit.register(lambda: print("read at exit:", read_artifact_text(config, run.in
 """
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_artifact_reads_through_the_server_work_at_interpreter_exit(mlflow_server: tuple[str, Path]) -> None:
     """A failed sweep's summary runs at the process's exit and reads the seeds' equity through the server then."""
