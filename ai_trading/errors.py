@@ -252,3 +252,12 @@ class MemoryBudgetExceeded(AiTradingError):
 
 class ReconciliationError(AiTradingError):
     """Startup reconciliation could not make the OMS agree with the broker: trading must not start."""
+
+
+class MissingExtraError(ConfigError):
+    """A configured option needs an optional extra of the package that is not installed."""
+
+    def __init__(self, module: str, option: str, install: str) -> None:
+        self.module = module
+        self.option = option
+        super().__init__(f"{option} needs the {module!r} package, which is not installed: {install}")

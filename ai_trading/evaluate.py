@@ -37,7 +37,7 @@ from ai_trading.evaluation.strategies import (
 )
 from ai_trading.evaluation.walkforward import evaluation_window, metrics_table, run_walkforward
 from ai_trading.interrupts import StopFlag, graceful_interrupts
-from ai_trading.jobs import log_signed_model, start_job_run
+from ai_trading.jobs import log_fold_runs, log_signed_model, start_job_run
 from ai_trading.pipeline import build_costs, build_dataset
 from ai_trading.seeding import seed_everything
 from ai_trading.wiring import EvaluateConfig, evaluate_config
@@ -82,6 +82,7 @@ def evaluate(config: EvaluateConfig, overrides: Sequence[str] = (), stop: StopFl
         stop.check("the walk-forward")
         metrics = log_backtests(run, wf.results, prefix=prefix)
         run.log_text(wf.fold_info.to_csv(index=False), f"{prefix}/fold_models.csv")
+        log_fold_runs(run, research, wf, run_name=run_name, prefix=prefix, tags=tags)
         if isinstance(wf.last_fitted, FittedMLStrategy) and signer is not None:
             fitted = wf.last_fitted
 

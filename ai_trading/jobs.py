@@ -15,6 +15,7 @@ from typing import Any
 from ai_trading.artifacts.build import Provenance, config_hash, sign_directory
 from ai_trading.artifacts.manifest import Manifest
 from ai_trading.artifacts.signing import Signer
+from ai_trading.evaluation.walkforward import WalkForwardResult
 from ai_trading.pipeline import Dataset, Execution
 from ai_trading.secrets import mask_override, mask_text
 from ai_trading.tracking import TrackedRun, git_state, start_run
@@ -65,3 +66,36 @@ def log_signed_model(run: TrackedRun, config: ResearchConfig, dataset: Dataset, 
         run.log_artifact(root, folder)
     run.set_tags({"manifest_key_id": manifest.key_id, "manifest_algorithm": manifest.algorithm})
     return manifest
+
+
+def log_fold_runs(parent: TrackedRun, config: ResearchConfig, wf: WalkForwardResult, *, run_name: str, prefix: str,
+                  tags: Mapping[str, Any] | None = None) -> list[str]:
+    """One child run per walk-forward fold, nested under the job's run: the fold's layout as params (rows,
+    dates, the seed its fit ran under), its model's fit information as ``fold/`` metrics and every result's
+    (strategy and baselines) metrics on the fold's test block as ``{prefix}/{name}/{net|gross}/{metric}``.
+    Returns the child run ids in fold order."""
+    fold_rows = {name: r.folds.set_index("fold") for name, r in wf.results.items() if r.folds is not None}
+    info = wf.fold_info.set_index("fold")
+    ids = []
+    for fold in wf.folds:
+        row = {str(k): v for k, v in info.loc[fold.index].to_dict().items()}
+        layout = {"index": fold.index, "train_start": fold.train_start, "train_stop": fold.train_stop,
+                  "test_start": fold.test_start, "test_stop": fold.test_stop, "seed": int(row["seed"]),
+                  "backend": wf.backend, "train_first": str(row["train_start"]), "train_last": str(row["train_stop"]),
+                  "test_first": str(row["test_start"]), "test_last": str(row["test_stop"])}
+        with start_run(config.tracking, run_name=f"{run_name}__fold{fold.index}", resolved_config={"fold": layout},
+                       tags={**(tags or {}), "fold": fold.index, "role": "fold"}, parent_run_id=parent.run_id) as run:
+            metrics = {f"fold/{k}": float(v) for k, v in row.items() if k != "seed" and _finite(v)}
+            for name, table in fold_rows.items():
+                results = table.loc[fold.index].to_dict()
+                for column, value in results.items():
+                    side, _, metric = str(column).partition("_")
+                    if side in ("net", "gross") and _finite(value):
+                        metrics[f"{prefix}/{name}/{side}/{metric}"] = float(value)
+            run.log_metrics(metrics)
+            ids.append(run.run_id)
+    return ids
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))

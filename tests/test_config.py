@@ -153,6 +153,7 @@ def _launcher_plugin(name: str) -> bool:
     [
         ("local_parallel", "hydra_joblib_launcher", "JoblibLauncher"),
         ("slurm", "hydra_submitit_launcher", "SlurmLauncher"),
+        ("slurm_local", "hydra_submitit_launcher", "LocalLauncher"),
         pytest.param("ray_cluster", "hydra_ray_launcher", "RayLauncher", marks=pytest.mark.skipif(
             not _launcher_plugin("hydra_ray_launcher"),
             reason="hydra-ray-launcher is the optional [ray] extra (it pulls ray); not installed here")),

@@ -12,6 +12,10 @@ boundaries, as they would live). Per-fold metrics are the segments of that run; 
 whole run. Baselines have nothing to fit and run over the same span. Equity comes only from simulated
 fills.
 
+Folds fit independently, so their fits run serially, in joblib worker processes or as Ray tasks
+(``backend``); each fold's fit runs under the same seed (``seed + fold index``) whatever the backend, so
+every backend gives the serial result to the bit. The stitched simulation stays one serial run.
+
 Entry point: ``python -m ai_trading.evaluate strategy=ml data.symbols=[SP500]`` (config
 ``conf/evaluate.yaml``).
 """
@@ -20,8 +24,10 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,7 +35,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ai_trading.errors import ConfigError, EvaluationError
+from ai_trading.errors import ConfigError, EvaluationError, MissingExtraError
 from ai_trading.evaluation.backtest import BacktestResult, backtest, segment_metrics
 from ai_trading.evaluation.strategies import (
     FittedStrategy,
@@ -43,6 +49,7 @@ from ai_trading.features import FeatureSet
 
 log = logging.getLogger(__name__)
 
+BACKENDS = ("serial", "joblib", "ray")
 FOLD_METRICS = ("total_return", "annualized_return", "sharpe", "max_drawdown", "turnover", "cost_total",
                 "traded_notional", "exposure")
 
@@ -60,6 +67,9 @@ class WalkForwardConfig:
     seed: int = 0
     baselines: Sequence[str] = ("buy_and_hold", "cash", "trend")
     show_progress: bool = True
+    backend: Literal["serial", "joblib", "ray"] = "serial"
+    n_jobs: int = 1
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "baselines", tuple(self.baselines))
@@ -73,6 +83,13 @@ class WalkForwardConfig:
             raise ConfigError(f"walkforward.test_bars={self.test_bars}: must be >= 2")
         if not (math.isfinite(self.initial_cash) and self.initial_cash > 0):
             raise ConfigError(f"walkforward.initial_cash={self.initial_cash}: must be > 0")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"walkforward.backend={self.backend!r}: expected one of {', '.join(BACKENDS)}")
+        if self.n_jobs < 1:
+            raise ConfigError(f"walkforward.n_jobs={self.n_jobs}: must be >= 1")
+        if self.ray_address is not None and self.backend != "ray":
+            raise ConfigError(f"walkforward.ray_address={self.ray_address!r} is set but walkforward.backend="
+                              f"{self.backend!r}: it only applies to backend=ray")
 
 
 @dataclass(frozen=True)
@@ -123,6 +140,7 @@ class WalkForwardResult:
     elapsed_seconds: float
     last_fitted: FittedStrategy | None = None  # the last fold's model: the one to deploy or re-evaluate
     extra: dict[str, Any] = field(default_factory=dict)
+    backend: str = "serial"
 
 
 def _fold_table(result: BacktestResult, folds: Sequence[Fold], offset: int) -> pd.DataFrame:
@@ -154,22 +172,17 @@ def run_walkforward(
     folds = make_folds(first_feature_row(market, features), T, config)
     oos_start, oos_stop = folds[0].test_start, folds[-1].test_stop
     weights = np.zeros((oos_stop + 1 - oos_start, N))
-    info_rows = []
-    fitted: FittedStrategy | None = None
-    progress = tqdm(folds, desc=f"walk-forward {strategy.name}", unit="fold", disable=not config.show_progress)
-    for fold in progress:
-        fit_start = time.perf_counter()
-        fitted = strategy.fit(inputs, fold.train_start, fold.train_stop)
-        weights[fold.test_start - oos_start:fold.test_stop - oos_start] = fitted.targets(inputs, fold.test_start,
-                                                                                         fold.test_stop)
-        info_rows.append({"fold": fold.index, "train_start": market.timestamps[fold.train_start],
-                          "train_stop": market.timestamps[fold.train_stop - 1],
-                          "test_start": market.timestamps[fold.test_start],
-                          "test_stop": market.timestamps[fold.test_stop],
-                          "fit_seconds": time.perf_counter() - fit_start,
-                          **fitted.describe()})
-        log.info("fold done fold=%d train=[%d,%d) test=[%d,%d)", fold.index, fold.train_start, fold.train_stop,
-                 fold.test_start, fold.test_stop)
+    fits = fit_folds(strategy, inputs, folds, config)
+    seeds = {fold.index: fold_seed(config, fold) for fold in folds}
+    for fit in fits:
+        weights[fit.fold.test_start - oos_start:fit.fold.test_stop - oos_start] = fit.targets
+    info_rows = [{"fold": fit.fold.index, "train_start": market.timestamps[fit.fold.train_start],
+                  "train_stop": market.timestamps[fit.fold.train_stop - 1],
+                  "test_start": market.timestamps[fit.fold.test_start],
+                  "test_stop": market.timestamps[fit.fold.test_stop],
+                  "seed": seeds[fit.fold.index], "fit_seconds": fit.fit_seconds, **fit.fitted.describe()}
+                 for fit in fits]
+    fitted = fits[-1].fitted
     window = slice_market(market, oos_start, oos_stop + 1)
     results: dict[str, BacktestResult] = {}
     result = backtest(window, params, weights, initial_cash=config.initial_cash, rng=config.seed,
@@ -187,7 +200,98 @@ def run_walkforward(
     elapsed = time.perf_counter() - started
     log.info("walk-forward done strategy=%s folds=%d oos_bars=%d seconds=%.2f", strategy.name, len(folds),
              oos_stop - oos_start, elapsed)
-    return WalkForwardResult(strategy.name, results, folds, pd.DataFrame(info_rows), elapsed, last_fitted=fitted)
+    return WalkForwardResult(strategy.name, results, folds, pd.DataFrame(info_rows), elapsed, last_fitted=fitted,
+                             backend=config.backend)
+
+
+@dataclass(frozen=True)
+class FoldFit:
+    """One fold's fit: the fitted strategy, the target weights of its test rows and the fit's wall time."""
+
+    fold: Fold
+    fitted: FittedStrategy
+    targets: np.ndarray
+    fit_seconds: float
+
+
+def fold_seed(config: WalkForwardConfig, fold: Fold) -> int:
+    """The seed a fold's fit runs under, the same on every backend."""
+    return config.seed + fold.index
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Python's and numpy's global generators seeded for one fit, and restored after it: a fit that draws from
+    them draws the same numbers in a worker as in the caller's process."""
+    # The legacy global generator on purpose: it is what a third-party fit may draw from.
+    py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)  # noqa: NPY002
+
+
+def fit_fold(strategy: Strategy, inputs: StrategyInputs, fold: Fold, seed: int) -> FoldFit:
+    """Fit ``strategy`` on the fold's training rows and decide its test rows: the unit of work of every
+    backend."""
+    started = time.perf_counter()
+    with _seeded(seed):
+        fitted = strategy.fit(inputs, fold.train_start, fold.train_stop)
+        targets = fitted.targets(inputs, fold.test_start, fold.test_stop)
+    log.info("fold done fold=%d train=[%d,%d) test=[%d,%d)", fold.index, fold.train_start, fold.train_stop,
+             fold.test_start, fold.test_stop)
+    return FoldFit(fold, fitted, targets, time.perf_counter() - started)
+
+
+def fit_folds(strategy: Strategy, inputs: StrategyInputs, folds: Sequence[Fold],
+              config: WalkForwardConfig) -> list[FoldFit]:
+    """Every fold's fit on the configured backend, in fold order."""
+    if config.backend == "joblib":
+        return _fit_joblib(strategy, inputs, folds, config)
+    if config.backend == "ray":
+        return _fit_ray(strategy, inputs, folds, config)
+    progress = tqdm(folds, desc=f"walk-forward {strategy.name}", unit="fold", disable=not config.show_progress)
+    return [fit_fold(strategy, inputs, fold, fold_seed(config, fold)) for fold in progress]
+
+
+def _fit_joblib(strategy: Strategy, inputs: StrategyInputs, folds: Sequence[Fold],
+                config: WalkForwardConfig) -> list[FoldFit]:
+    from joblib import Parallel, delayed
+
+    # Worker processes (loky): the fits are numpy/scikit-learn work that holds the GIL in places; the large
+    # input arrays reach the workers memory-mapped, not copied per fold.
+    parallel = Parallel(n_jobs=config.n_jobs, backend="loky", prefer="processes")
+    fits = parallel(delayed(fit_fold)(strategy, inputs, fold, fold_seed(config, fold)) for fold in folds)
+    return list(fits)
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingExtraError("ray", "walkforward.backend=ray", "pip install -e '.[ray]'") from exc
+    return ray
+
+
+def _fit_ray(strategy: Strategy, inputs: StrategyInputs, folds: Sequence[Fold],
+             config: WalkForwardConfig) -> list[FoldFit]:
+    ray = _ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        # address None starts a local Ray on this machine (or joins RAY_ADDRESS when it is set).
+        ray.init(address=config.ray_address, num_cpus=config.n_jobs if config.ray_address is None else None,
+                 include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=1)(fit_fold)
+        shared = ray.put(inputs)  # once in the object store, not once per fold
+        refs = [remote.remote(strategy, shared, fold, fold_seed(config, fold)) for fold in folds]
+        return list(ray.get(refs))
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def metrics_table(results: Mapping[str, BacktestResult]) -> pd.DataFrame:

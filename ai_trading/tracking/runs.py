@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from ai_trading.errors import ConfigError, Interrupted
@@ -277,12 +279,16 @@ def open_run(config: TrackingConfig, run_id: str) -> TrackedRun:
 
 
 def read_artifact_text(config: TrackingConfig, run_id: str, path: str) -> str:
-    """The text of one artifact of a run (e.g. a seed's ``eval/equity.csv``). Read through the artifact's URI: a
-    local artifact store hands back the file itself, without the download thread pool that is closed once the
+    """The text of one artifact of a run (e.g. a seed's ``eval/equity.csv``), from any artifact store (a local
+    folder, or a tracking server's ``mlflow-artifacts:`` root over HTTP). The one file is fetched by the
+    store's own single-file download, not ``download_artifacts``, whose thread pool is closed once the
     interpreter exits (when a failed sweep's summary runs)."""
     uri = MlflowClient(tracking_uri=config.tracking_uri).get_run(run_id).info.artifact_uri
-    local = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/{path}", tracking_uri=config.tracking_uri)
-    return Path(local).read_text()
+    repository = get_artifact_repository(uri, tracking_uri=config.tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="ai_trading_artifact_") as scratch:
+        local = Path(scratch) / Path(path).name
+        repository._download_file(path, str(local))  # every artifact repository implements this one-file fetch
+        return local.read_text()
 
 
 def end_run(config: TrackingConfig, run_id: str, status: str) -> None:

@@ -26,6 +26,11 @@ def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
     return out
 
 
+def _job_runs(client: MlflowClient, experiment_id: str) -> list:  # type: ignore[type-arg]
+    """The jobs' runs, without the child run each walk-forward fold nests under its job's run."""
+    return [r for r in client.search_runs([experiment_id]) if r.data.tags.get("role") != "fold"]
+
+
 def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     dates = ["data.start=2008-01-01", "data.end=2012-12-31"]
@@ -41,7 +46,7 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("evaluate")
     assert experiment is not None
-    (run,) = client.search_runs([experiment.experiment_id])
+    (run,) = _job_runs(client, experiment.experiment_id)
     assert run.info.status == "FINISHED"
     metrics = run.data.metrics
     for name in ("ml", "buy_and_hold", "cash", "trend"):
@@ -83,7 +88,7 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
     assert "WARNING" in logged and "in-sample evaluation model=ml" in logged
     exp = client.get_experiment_by_name("in_sample")
     assert exp is not None
-    (labelled,) = client.search_runs([exp.experiment_id])
+    (labelled,) = _job_runs(client, exp.experiment_id)
     assert labelled.data.tags["in_sample"] == "true"
     evaluated = [k for k in labelled.data.metrics if not k.startswith("data/")]  # data/: the input's quality
     assert evaluated and all(k.startswith("in_sample/") for k in evaluated)
@@ -95,7 +100,7 @@ def test_evaluate_entrypoint_logs_strategy_baselines_provenance_and_plots(tmp_pa
     assert clean.returncode == 0, clean.stderr[-3000:]
     exp = client.get_experiment_by_name("pretrained")
     assert exp is not None
-    (oos,) = client.search_runs([exp.experiment_id])
+    (oos,) = _job_runs(client, exp.experiment_id)
     assert oos.data.tags["in_sample"] == "false" and "eval/ml/net/sharpe" in oos.data.metrics
     # ... and fails fast, before any run is opened, on features of another schema or another cost model.
     other = evaluate(f"model_path={model}", *later, "features.features.0.horizon=2", "experiment_name=mismatch")
