@@ -98,6 +98,7 @@ def ray_head(ray_temp: Path) -> Iterator[str]:
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_RAY_LAUNCHER, reason="needs the optional [ray] extra (hydra-ray-launcher and ray): "
                     "pip install -e '.[ray]'")
+@pytest.mark.xdist_group("ray")  # its teardown (`ray stop --force`) stops every Ray process on the machine
 def test_ray_cluster_launcher_runs_both_seeds_on_ray_workers(tmp_path: Path, ray_head: str,
                                                               ray_temp: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -76,6 +76,7 @@ def test_walkforward_joblib_backend_equals_serial_to_the_bit(serial: WalkForward
 
 @pytest.mark.skipif(not HAS_RAY, reason="ray is the optional [ray] extra (pip install -e '.[ray]'); not installed")
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # on the worker of the Ray sweep test, whose teardown stops every Ray process
 def test_walkforward_ray_backend_equals_serial_to_the_bit(serial: WalkForwardResult) -> None:
     parallel = _run(WalkForwardConfig(n_folds=3, train_bars=400, show_progress=False, seed=7, backend="ray",
                                       n_jobs=2))
