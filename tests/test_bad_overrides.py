@@ -1,13 +1,11 @@
 """Every config mistake fails through the real entrypoint before data loads and before a run opens: exit status
-2, one line ``error: [rule] message`` naming the key, no traceback, within a few seconds of composing the
-config, and no MLflow store created.
+2, one line ``error: [rule] message`` naming the key, no traceback, no data loading started and no MLflow store
+created. (Wall time is not asserted: under a loaded machine it says nothing; ``loaded`` is the exact check.)
 
 The table runs in one subprocess per entrypoint that calls the entrypoint's ``main`` (the ``@hydra.main``
 function ``python -m`` runs) once per case with that case's command line, so the interpreter and imports are
-paid once and each case's time is its own; ``build_dataset`` is wrapped there to record whether data loading
-ever started. Two more tests run ``python -m`` itself: the exit status, the clean line, and the traceback
-``HYDRA_FULL_ERROR=1`` brings back (their time is mostly interpreter start, which a shared machine makes vary by
-more than the whole check, so the table measures the time).
+paid once; ``build_dataset`` is wrapped there to record whether data loading ever started. Two more tests run
+``python -m`` itself: the exit status, the clean line, and the traceback ``HYDRA_FULL_ERROR=1`` brings back.
 """
 
 from __future__ import annotations
@@ -105,12 +103,6 @@ for i, argv in enumerate(cases):
 Path(results_file).write_text(json.dumps(results))
 """
 
-# A failing case costs Hydra's run setup and the checks on top of composing (the baseline); loading the data
-# and building the env cost many seconds more. The bound leaves room for a loaded 2-core machine; `loaded`
-# above is the exact check that no data was read.
-SLACK_SECONDS = 4.0
-
-
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", **extra}
 
@@ -127,7 +119,7 @@ def _table(tmp_path: Path, module: str, cases: list[tuple[list[str], str, str]])
     return outcome
 
 
-def _assert_clean_failure(result: dict[str, Any], rule: str, fragment: str, baseline: float, tmp: Path) -> None:
+def _assert_clean_failure(result: dict[str, Any], rule: str, fragment: str, tmp: Path) -> None:
     stderr = result["stderr"]
     assert result["code"] == 2, stderr[-2000:]
     lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
@@ -137,7 +129,6 @@ def _assert_clean_failure(result: dict[str, Any], rule: str, fragment: str, base
     assert "Traceback" not in stderr, stderr[-2000:]
     assert not result["loaded"], "data loading started before the mistake was caught"
     assert not result["store"], "an MLflow store was created"
-    assert result["seconds"] < baseline + SLACK_SECONDS, (result["seconds"], baseline)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +148,7 @@ def test_train_bad_override_fails_fast_with_one_line_and_no_run(
     train_table: tuple[dict[str, Any], Path], index: int, case: tuple[list[str], str, str]
 ) -> None:
     outcome, tmp = train_table
-    _assert_clean_failure(outcome["cases"][index], case[1], case[2], outcome["baseline"]["seconds"], tmp)
+    _assert_clean_failure(outcome["cases"][index], case[1], case[2], tmp)
 
 
 @pytest.mark.parametrize(("index", "case"), list(enumerate(EVALUATE_CASES)),
@@ -166,7 +157,7 @@ def test_evaluate_bad_override_fails_fast_with_one_line_and_no_run(
     evaluate_table: tuple[dict[str, Any], Path], index: int, case: tuple[list[str], str, str]
 ) -> None:
     outcome, tmp = evaluate_table
-    _assert_clean_failure(outcome["cases"][index], case[1], case[2], outcome["baseline"]["seconds"], tmp)
+    _assert_clean_failure(outcome["cases"][index], case[1], case[2], tmp)
 
 
 def _run(tmp_path: Path, module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
