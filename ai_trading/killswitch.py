@@ -15,22 +15,14 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
-from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 
-from ai_trading.errors import ConfigError, SchemaRevisionError
 from ai_trading.monitoring.killswitch import KillSwitch, KillSwitchMode, KillSwitchState
 from ai_trading.monitoring.outbox import AlertOutbox
-from ai_trading.oms.db import make_engine
-
-DEFAULT_DSN = "sqlite:///oms.db"
-_DSN_HELP = ("database URL, e.g. sqlite:///oms.db or postgresql+psycopg://user@host:5432/oms "
-             f"(default: $AI_TRADING_OMS_DSN, else {DEFAULT_DSN})")
+from ai_trading.oms.operator import DSN_HELP, operate, resolve_dsn
 
 
 def _count(text: str) -> int:
@@ -61,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--reason", required=True, help="why (recorded in the switch's history)")
         sub.add_argument("--who", default=None, help="who (default: the login name)")
     for sub in (status, engage, release):
-        sub.add_argument("--dsn", metavar="URL", help=_DSN_HELP)
+        sub.add_argument("--dsn", metavar="URL", help=DSN_HELP)
     return parser
 
 
@@ -78,23 +70,8 @@ def _show(state: KillSwitchState, out: TextIO) -> None:
 
 def run(args: argparse.Namespace, dsn: str, out: TextIO) -> int:
     """Run one parsed command against ``dsn``; returns the exit code (see the module docstring)."""
-    try:
-        url = make_url(dsn)
-    except Exception:  # SQLAlchemy's ArgumentError; the DSN may hold a password, so it is not echoed
-        print("error: the DSN is not a database URL (sqlite:///path or postgresql+psycopg://...)", file=out)
-        return 2
-    shown = url.render_as_string(hide_password=True)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-            and not Path(url.database).exists():
-        print(f"database: {shown}\nerror: no database file at {url.database}: run "
-              f"`AI_TRADING_OMS_DSN='{shown}' alembic upgrade head` from the checkout to create it", file=out)
-        return 1
-    try:
-        engine = make_engine(dsn)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=out)
-        return 2
-    try:
+
+    def command(engine: Engine, shown: str, _upgrade: str) -> int:
         switch = KillSwitch(engine)
         print(f"database: {shown}", file=out)
         if args.command == "status":
@@ -112,23 +89,13 @@ def run(args: argparse.Namespace, dsn: str, out: TextIO) -> int:
         else:
             _show(switch.release(args.reason, who=who), out)
         return 0
-    except SchemaRevisionError as exc:
-        print(f"error: {exc}", file=out)
-        return 1
-    except ConfigError as exc:
-        print(f"error: {exc}", file=out)
-        return 2
-    except OperationalError as exc:
-        print(f"database: {shown}\nerror: cannot reach the database: {str(exc.orig).strip()}", file=out)
-        return 3
-    finally:
-        engine.dispose()
+
+    return operate(dsn, out, command)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    dsn = args.dsn or os.environ.get("AI_TRADING_OMS_DSN") or DEFAULT_DSN
-    return run(args, dsn, sys.stdout)
+    return run(args, resolve_dsn(args.dsn), sys.stdout)
 
 
 if __name__ == "__main__":

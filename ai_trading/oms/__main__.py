@@ -15,21 +15,15 @@ message says to run ``alembic upgrade head``); 2 a bad DSN; 3 the database canno
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 from typing import TextIO
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
-from ai_trading.errors import ConfigError
 from ai_trading.oms.db import current_revision, head_revision, make_engine
 from ai_trading.oms.intent_store import IntentStore
 from ai_trading.oms.models import OPEN_STATES, OrderState
-
-DEFAULT_DSN = "sqlite:///oms.db"
+from ai_trading.oms.operator import DSN_HELP, operate, resolve_dsn
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,9 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Show the OMS store's schema revision (current vs head), open intents by state, totals "
                     "by state and the last reconciliation run. Exits 1 when the database is missing or not at "
                     "head (run `alembic upgrade head`), 2 on a bad DSN, 3 when the database cannot be reached.")
-    status.add_argument("--dsn", metavar="URL",
-                        help="database URL, e.g. sqlite:///oms.db or postgresql+psycopg://user@host:5432/oms "
-                             f"(default: $AI_TRADING_OMS_DSN, else {DEFAULT_DSN})")
+    status.add_argument("--dsn", metavar="URL", help=DSN_HELP)
     recon = commands.add_parser(
         "reconcile", help="reconcile the store with the configured paper venue and print the report",
         description="Reconcile every open intent with the paper venue (conf/oms/default.yaml: paper_venue.dsn, "
@@ -92,29 +84,7 @@ def reconcile_command(dsn: str | None, venue_dsn: str | None, overrides: list[st
 
 def status(dsn: str, out: TextIO) -> int:
     """Print the store's status to ``out``; returns the exit code (see the module docstring)."""
-    try:
-        url = make_url(dsn)
-    except Exception:  # SQLAlchemy's ArgumentError; the DSN itself may hold a password, so it is not echoed
-        print("error: the DSN is not a database URL (sqlite:///path or postgresql+psycopg://...)", file=out)
-        return 2
-    shown = url.render_as_string(hide_password=True)
-    upgrade = f"run `AI_TRADING_OMS_DSN='{shown}' alembic upgrade head` from the checkout"
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-            and not Path(url.database).exists():
-        print(f"database: {shown}\nerror: no database file at {url.database}: {upgrade} to create it", file=out)
-        return 1
-    try:
-        engine = make_engine(dsn)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=out)
-        return 2
-    try:
-        return _report(engine, shown, upgrade, out)
-    except OperationalError as exc:
-        print(f"database: {shown}\nerror: cannot reach the database: {str(exc.orig).strip()}", file=out)
-        return 3
-    finally:
-        engine.dispose()
+    return operate(dsn, out, lambda engine, shown, upgrade: _report(engine, shown, upgrade, out))
 
 
 def _report(engine: Engine, shown: str, upgrade: str, out: TextIO) -> int:
@@ -152,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "reconcile":
         return reconcile_command(args.dsn, args.venue_dsn, list(args.overrides), sys.stdout)
-    dsn = args.dsn or os.environ.get("AI_TRADING_OMS_DSN") or DEFAULT_DSN
-    return status(dsn, sys.stdout)
+    return status(resolve_dsn(args.dsn), sys.stdout)
 
 
 if __name__ == "__main__":
