@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase
 
@@ -57,6 +58,12 @@ def make_engine(dsn: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     raise ConfigError(f"oms dsn backend {backend!r}: use sqlite:///path or postgresql+psycopg://...")
+
+
+def upsert_insert(engine: Engine) -> Any:
+    """The dialect's ``insert`` construct, whose ``on_conflict_do_nothing`` lets concurrent creators of one
+    row both succeed (the stores run on PostgreSQL and SQLite only)."""
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -39,13 +39,12 @@ from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Engine, Row, Table, bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ai_trading.errors import IllegalTransition, IntentConflict, OrderValidationError, UnknownIntent
 from ai_trading.oms import models
-from ai_trading.oms.db import require_head
+from ai_trading.oms.db import require_head, upsert_insert
 from ai_trading.oms.models import (
     OPEN_STATES,
     EventKind,
@@ -136,7 +135,7 @@ class IntentStore:
         self.revision = require_head(engine, "oms store")
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = upsert_insert(engine)
 
     # ---- intents -------------------------------------------------------------------------------------
 

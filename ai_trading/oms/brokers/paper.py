@@ -47,7 +47,7 @@ from ai_trading.oms.brokers.base import (
     UnknownOrder,
 )
 from ai_trading.oms.brokers.paper_tables import PaperFillRow, PaperOrderRow, PaperVenueRow
-from ai_trading.oms.db import require_head
+from ai_trading.oms.db import require_head, upsert_insert
 from ai_trading.oms.models import OrderType, Side
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,12 @@ class PaperBroker:
         self._stamps: list[pd.Timestamp] = list(self._sim.market.timestamps)
         fingerprint = market_fingerprint(config, bars, seed)
         with self._sessions.begin() as session:
-            venue = session.get(PaperVenueRow, _VENUE_ID)
-            if venue is None:
-                session.add(PaperVenueRow(id=_VENUE_ID, market_fingerprint=fingerprint, cursor=0,
-                                          cursor_at=self._stamps[0].to_pydatetime()))
-                cursor = 0
-            elif venue.market_fingerprint != fingerprint:
+            # Several processes may open a fresh venue at once: the first insert pins it, the others read it.
+            session.execute(upsert_insert(engine)(PaperVenueRow).values(
+                id=_VENUE_ID, market_fingerprint=fingerprint, cursor=0, cursor_at=self._stamps[0].to_pydatetime(),
+            ).on_conflict_do_nothing(index_elements=["id"]))
+            venue = session.get_one(PaperVenueRow, _VENUE_ID)
+            if venue.market_fingerprint != fingerprint:
                 raise ConfigError(f"paper venue database {engine.url.render_as_string(hide_password=True)} runs "
                                   f"on market {venue.market_fingerprint[:12]} (bars, simulator preset, seed); "
                                   f"given {fingerprint[:12]}: use that venue's inputs or another database")
