@@ -55,6 +55,25 @@ def credentials_from_env(key_id_env: str, secret_key_env: str, what: str) -> Cre
     return Credentials(key_id_env, secret_key_env, os.environ[key_id_env], os.environ[secret_key_env])
 
 
+def check_rest_settings(settings: Any, prefix: str, urls: tuple[str, ...]) -> None:
+    """:class:`ConfigError` naming ``prefix.<field>`` for a bad connection setting of ``settings``: the ``urls``
+    fields, the key variables' names, the timeouts and waits, and ``max_retries``."""
+    for name in urls:
+        url = getattr(settings, name)
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise ConfigError(f"{prefix}.{name}={url!r}: must be an http(s) URL")
+    for name in ("key_id_env", "secret_key_env"):
+        if not isinstance(getattr(settings, name), str) or not getattr(settings, name):
+            raise ConfigError(f"{prefix}.{name}={getattr(settings, name)!r}: must name an environment variable")
+    for name in ("connect_timeout", "read_timeout", "backoff_seconds", "max_wait_seconds"):
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{prefix}.{name}={value!r}: must be a number of seconds > 0")
+    retries = settings.max_retries
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"{prefix}.max_retries={retries!r}: must be an integer >= 0")
+
+
 class RestError(AiTradingError):
     """The server answered a request with an error: ``status`` (0 when no answer came), Alpaca's ``code``
     (when its body carried one) and ``message``."""

@@ -22,7 +22,6 @@ always safe.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import tempfile
@@ -34,7 +33,7 @@ import pandas as pd
 
 from ai_trading.data.loader import DataConfig, RemoteDataConfig
 from ai_trading.errors import ConfigError, DataValidationError
-from ai_trading.rest import RestClient, RestError, credentials_from_env
+from ai_trading.rest import RestClient, RestError, check_rest_settings, credentials_from_env
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +109,7 @@ class AlpacaDataConfig(RemoteDataConfig):
             raise ConfigError(f"data.feed={self.feed!r}: must be sip or iex")
         if self.adjustment not in ("raw", "split", "dividend", "all"):
             raise ConfigError(f"data.adjustment={self.adjustment!r}: must be raw, split, dividend or all")
-        if not isinstance(self.data_url, str) or not self.data_url.startswith(("https://", "http://")):
-            raise ConfigError(f"data.data_url={self.data_url!r}: must be an http(s) URL")
-        for name in ("connect_timeout", "read_timeout", "backoff_seconds", "max_wait_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                    math.isfinite(value) and value > 0):
-                raise ConfigError(f"data.{name}={value!r}: must be a number of seconds > 0")
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ConfigError(f"data.max_retries={self.max_retries!r}: must be an integer >= 0")
+        check_rest_settings(self, "data", ("data_url",))
 
     @classmethod
     def of(cls, config: DataConfig) -> AlpacaDataConfig:

@@ -170,6 +170,8 @@ def test_a_symbol_with_no_bars_is_an_empty_selection_and_is_not_cached(fake: Fak
     ({"end": "2999-01-01"}, "must be before today"), ({"timeframe": "1Fortnight"}, "data.timeframe"),
     ({"feed": "nasdaq"}, "data.feed"), ({"adjustment": "none"}, "data.adjustment"),
     ({"source": "/data/bars"}, "data=directory"), ({"max_retries": -1}, "data.max_retries"),
+    ({"data_url": "ftp://x"}, "data.data_url"), ({"read_timeout": 0}, "data.read_timeout"),
+    ({"secret_key_env": ""}, "data.secret_key_env"),
 ])
 def test_bad_alpaca_settings_are_config_errors_naming_the_key(tmp_path: Path, change: dict[str, Any],
                                                               match: str) -> None:

@@ -75,7 +75,14 @@ from ai_trading.oms.brokers.base import (
 )
 from ai_trading.oms.idempotency import canonical_quantity
 from ai_trading.oms.models import OrderType, Side
-from ai_trading.rest import Credentials, RestClient, RestError, RestUnavailable, credentials_from_env
+from ai_trading.rest import (
+    Credentials,
+    RestClient,
+    RestError,
+    RestUnavailable,
+    check_rest_settings,
+    credentials_from_env,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,20 +119,7 @@ class AlpacaConfig:
     time_in_force: Literal["day", "gtc"] = "day"
 
     def __post_init__(self) -> None:
-        for name in ("base_url", "data_url"):
-            url = getattr(self, name)
-            if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-                raise ConfigError(f"broker.{name}={url!r}: must be an http(s) URL")
-        for name in ("key_id_env", "secret_key_env"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ConfigError(f"broker.{name}={getattr(self, name)!r}: must name an environment variable")
-        for name in ("connect_timeout", "read_timeout", "backoff_seconds", "max_wait_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                    math.isfinite(value) and value > 0):
-                raise ConfigError(f"broker.{name}={value!r}: must be a number of seconds > 0")
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ConfigError(f"broker.max_retries={self.max_retries!r}: must be an integer >= 0")
+        check_rest_settings(self, "broker", ("base_url", "data_url"))
         if self.time_in_force not in ("day", "gtc"):
             raise ConfigError(f"broker.time_in_force={self.time_in_force!r}: must be day or gtc")
 
