@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,36 +22,42 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int
+    at: float = 0.0  # time.monotonic() when the request arrived
 
 
 @dataclass
 class WebhookReceiver:
-    """Answers each POST with the next scripted status (200 once the script is used up) and records it."""
+    """Answers each POST with the next scripted status (200 once the script is used up) and records it; a script
+    entry is a status or (status, response headers)."""
 
-    script: list[int] = field(default_factory=list)
+    script: list[int | tuple[int, dict[str, str]]] = field(default_factory=list)
     requests: list[Received] = field(default_factory=list)
     delays: list[float] = field(default_factory=list)  # seconds to wait before answering, per request
     url: str = ""
 
-    def next_status(self) -> int:
-        return self.script.pop(0) if self.script else 200
+    def next_answer(self) -> tuple[int, dict[str, str]]:
+        entry = self.script.pop(0) if self.script else 200
+        return (entry, {}) if isinstance(entry, int) else entry
 
 
 @contextmanager
-def webhook_receiver(script: list[int] | None = None) -> Iterator[WebhookReceiver]:
+def webhook_receiver(script: list[int | tuple[int, dict[str, str]]] | None = None) -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver(script=list(script or []))
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            arrived = time.monotonic()
             with lock:
-                status = receiver.next_status()
-                receiver.requests.append(Received(self.path, dict(self.headers.items()), body, status))
+                status, headers = receiver.next_answer()
+                receiver.requests.append(Received(self.path, dict(self.headers.items()), body, status, arrived))
                 delay = receiver.delays.pop(0) if receiver.delays else 0.0
             if delay:
                 threading.Event().wait(delay)
             self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
