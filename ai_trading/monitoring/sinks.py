@@ -192,6 +192,7 @@ class EmailSink:
         self.name, self._config = name, config
         self._username, self._password = username, password
         self._sleep = sleep
+        self._tls = None if config.security == "none" else tls_context(config, f"alerts.sinks.{name}")
 
     def send(self, message: Mapping[str, Any]) -> None:
         email = _email(self._config, message)
@@ -205,13 +206,13 @@ class EmailSink:
         try:
             smtp: smtplib.SMTP
             if c.security == "ssl":
-                smtp = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout_seconds,
-                                        context=ssl.create_default_context())
+                smtp = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout_seconds, context=self._tls)
             else:
                 smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout_seconds)
             with smtp:
                 if c.security == "starttls":
-                    smtp.starttls(context=ssl.create_default_context())
+                    # a server not offering STARTTLS raises here (SMTPNotSupportedError): never a clear-text login
+                    smtp.starttls(context=self._tls)
                 if self._username is not None and self._password is not None:
                     smtp.login(self._username, self._password)
                 smtp.send_message(email)
@@ -226,8 +227,24 @@ class EmailSink:
             raise _Transient(f"SMTP server {c.host}:{c.port} disconnected") from None
         except smtplib.SMTPException as exc:  # before OSError: smtplib's errors are OSErrors too
             raise _Permanent(f"SMTP error from {c.host}: {type(exc).__name__}") from None
+        except ssl.SSLCertVerificationError as exc:  # a wrong or untrusted certificate: no retry changes it
+            raise _Permanent(f"TLS certificate of {c.host}:{c.port} not verified: {exc.verify_message}") from None
         except OSError as exc:  # refused, unreachable, timed out, TLS handshake
             raise _Transient(f"SMTP connection to {c.host}:{c.port} failed: {type(exc).__name__}") from None
+
+
+def tls_context(config: EmailConfig, where: str) -> ssl.SSLContext:
+    """A client TLS context verifying the server's certificate chain and host name, trusting the system's CAs or
+    only those in ``config.ca_file``."""
+    if config.ca_file is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=config.ca_file)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}.ca_file={config.ca_file!r}: no such file") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"{where}.ca_file={config.ca_file!r}: not a PEM file of CA certificates "
+                          f"({type(exc).__name__}: {exc})") from None
 
 
 def _email(config: EmailConfig, message: Mapping[str, Any]) -> EmailMessage:
