@@ -74,9 +74,9 @@ def live_dsns(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
     """(OMS, venue) DSNs at head: SQLite files, or PostgreSQL databases owned by roles whose passwords are the
     markers (the DSNs carry them)."""
     if request.param == "sqlite":
-        dsns = (f"sqlite:///{tmp_path}/oms.db", f"sqlite:///{tmp_path}/venue.db")
-        migrate(*dsns)
-        yield dsns
+        oms, venue = f"sqlite:///{tmp_path}/oms.db", f"sqlite:///{tmp_path}/venue.db"
+        migrate(oms, venue)
+        yield oms, venue
         return
     server = str(request.getfixturevalue("postgres_server"))
     admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -87,9 +87,9 @@ def live_dsns(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
             conn.execute(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'")
             conn.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
     try:
-        dsns = tuple(_pg_url(server, name, password, name) for name, password in made)
-        migrate(*dsns)
-        yield dsns[0], dsns[1]
+        oms, venue = (_pg_url(server, name, password, name) for name, password in made)
+        migrate(oms, venue)
+        yield oms, venue
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             for name, _ in made:
@@ -110,7 +110,7 @@ def _scan_common(scan: SecretScan, done: subprocess.CompletedProcess[str], tmp_p
     scan.text("stderr", done.stderr)
     assert scan.tree(tmp_path) > 0
     assert list((tmp_path / "outputs").glob("*/*.log")), "the job's log file is among what was scanned"
-    assert scan.tree(Path(os.environ["AI_TRADING_HOME"])) >= 0
+    scan.tree(Path(os.environ["AI_TRADING_HOME"]))  # keyring, accepted versions
     assert scan.mlflow(mlflow_uri) > 0
 
 

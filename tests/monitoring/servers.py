@@ -186,8 +186,9 @@ def tls_smtp_server(user: str, password: str, certs: TlsFiles,
     box = Mailbox()
 
     def authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
-        box.auth_over_tls.append(server.transport.get_extra_info("ssl_object") is not None
-                                 or session.ssl is not None)
+        transport = server.transport
+        box.auth_over_tls.append(session.ssl is not None
+                                 or (transport is not None and transport.get_extra_info("ssl_object") is not None))
         ok = isinstance(data, LoginPassword) and data.login == user.encode() and data.password == password.encode()
         if ok:
             box.logins.append(user)
