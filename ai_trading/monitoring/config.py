@@ -67,7 +67,9 @@ class WebhookConfig:
 
 @dataclass(frozen=True)
 class EmailConfig:
-    """Sends each message by SMTP: ``starttls`` or ``ssl``; ``none`` (plain) only to a loopback host."""
+    """Sends each message by SMTP: ``starttls`` or ``ssl``; ``none`` (plain) only to a loopback host. The server's
+    certificate and host name are always verified, against the system's CAs or the PEM bundle ``ca_file``; the
+    credentials are sent only over the verified TLS connection."""
 
     host: str
     port: int
@@ -77,6 +79,7 @@ class EmailConfig:
     username_env: str | None = "AI_TRADING_SMTP_USER"
     password_env: str | None = "AI_TRADING_SMTP_PASSWORD"
     timeout_seconds: float = 10.0
+    ca_file: str | None = None
     retry: RetryConfig = field(default_factory=RetryConfig)
     type: Literal["email"] = "email"
 
@@ -91,6 +94,10 @@ class EmailConfig:
         if self.security == "none" and self.host not in LOOPBACK_HOSTS:
             raise ConfigError(f"{where}.security=none sends in clear text: only allowed to a loopback host "
                               f"({', '.join(sorted(LOOPBACK_HOSTS))}), got {self.host!r}")
+        if self.ca_file is not None and (not isinstance(self.ca_file, str) or not self.ca_file):
+            raise ConfigError(f"{where}.ca_file={self.ca_file!r}: a PEM file of CA certificates, or null")
+        if self.ca_file is not None and self.security == "none":
+            raise ConfigError(f"{where}.ca_file is set but security=none verifies no certificate")
         if (self.username_env is None) != (self.password_env is None):
             raise ConfigError(f"{where}: username_env and password_env are set together or not at all")
         _positive(f"{where}.timeout_seconds", self.timeout_seconds)

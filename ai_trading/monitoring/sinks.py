@@ -2,8 +2,9 @@
 
 A sink's ``send(message)`` either delivers or raises :class:`DeliveryFailed` saying whether a later attempt may
 succeed (``retryable``). Inside one ``send`` a sink retries transient failures itself (exponential backoff with
-jitter); the outbox retries a retryable failure later again. Error texts never hold a secret: the webhook URL is
-shown by host only and the sink's secrets are scrubbed from every message it raises.
+jitter; after a webhook's 429 or 503 it waits at least the answer's ``Retry-After``, never beyond the retry's
+``backoff_max_seconds``); the outbox retries a retryable failure later again. Error texts never hold a secret:
+the webhook URL is shown by host only and the sink's secrets are scrubbed from every message it raises.
 
 Webhook authentication: headers ``X-AI-Trading-Timestamp`` (Unix seconds) and ``X-AI-Trading-Signature``
 (``sha256=`` + hex HMAC-SHA256 with the shared secret over ``timestamp + "." + body``). A receiver recomputes the
@@ -22,7 +23,9 @@ import smtplib
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -55,7 +58,11 @@ class Sink(Protocol):
 
 
 class _Transient(Exception):
-    """One attempt failed in a way a retry may fix."""
+    """One attempt failed in a way a retry may fix; ``retry_after`` is the wait the server asked for (seconds)."""
+
+    def __init__(self, text: str, retry_after: float | None = None) -> None:
+        super().__init__(text)
+        self.retry_after = retry_after
 
 
 class _Permanent(Exception):
@@ -89,8 +96,27 @@ def _with_retries(name: str, retry: RetryConfig, attempt_once: Callable[[], None
             if attempt == retry.max_attempts:
                 raise DeliveryFailed(name, reason, retryable=True, attempts=attempt) from None
             delay = backoff_delay(retry, attempt)
+            if exc.retry_after is not None:  # the server's wait, never beyond the configured cap
+                delay = min(retry.backoff_max_seconds, max(delay, exc.retry_after))
             log.warning("alert sink=%s attempt=%d failed (%s); retrying in %.3f s", name, attempt, reason, delay)
             sleep(delay)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date; a past date is 0), or None
+    when the header is absent or malformed."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def sign_webhook(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -145,7 +171,15 @@ class WebhookSink:
         status = response.status_code
         if 200 <= status < 300:
             return
-        if status == 429 or status >= 500:
+        if status in (429, 503):
+            header = response.headers.get("Retry-After")
+            wait = parse_retry_after(header)
+            if header is not None and wait is None:
+                log.warning("alert sink=%s: %s sent a malformed Retry-After header %r; using the backoff",
+                            self.name, self._where, header[:64])
+            raise _Transient(f"{self._where} answered HTTP {status}"
+                             + (f" (Retry-After {wait:.0f} s)" if wait is not None else ""), retry_after=wait)
+        if status >= 500:
             raise _Transient(f"{self._where} answered HTTP {status}")
         raise _Permanent(f"{self._where} answered HTTP {status}")
 
@@ -158,6 +192,7 @@ class EmailSink:
         self.name, self._config = name, config
         self._username, self._password = username, password
         self._sleep = sleep
+        self._tls = None if config.security == "none" else tls_context(config, f"alerts.sinks.{name}")
 
     def send(self, message: Mapping[str, Any]) -> None:
         email = _email(self._config, message)
@@ -171,13 +206,13 @@ class EmailSink:
         try:
             smtp: smtplib.SMTP
             if c.security == "ssl":
-                smtp = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout_seconds,
-                                        context=ssl.create_default_context())
+                smtp = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout_seconds, context=self._tls)
             else:
                 smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout_seconds)
             with smtp:
                 if c.security == "starttls":
-                    smtp.starttls(context=ssl.create_default_context())
+                    # a server not offering STARTTLS raises here (SMTPNotSupportedError): never a clear-text login
+                    smtp.starttls(context=self._tls)
                 if self._username is not None and self._password is not None:
                     smtp.login(self._username, self._password)
                 smtp.send_message(email)
@@ -192,8 +227,24 @@ class EmailSink:
             raise _Transient(f"SMTP server {c.host}:{c.port} disconnected") from None
         except smtplib.SMTPException as exc:  # before OSError: smtplib's errors are OSErrors too
             raise _Permanent(f"SMTP error from {c.host}: {type(exc).__name__}") from None
+        except ssl.SSLCertVerificationError as exc:  # a wrong or untrusted certificate: no retry changes it
+            raise _Permanent(f"TLS certificate of {c.host}:{c.port} not verified: {exc.verify_message}") from None
         except OSError as exc:  # refused, unreachable, timed out, TLS handshake
             raise _Transient(f"SMTP connection to {c.host}:{c.port} failed: {type(exc).__name__}") from None
+
+
+def tls_context(config: EmailConfig, where: str) -> ssl.SSLContext:
+    """A client TLS context verifying the server's certificate chain and host name, trusting the system's CAs or
+    only those in ``config.ca_file``."""
+    if config.ca_file is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=config.ca_file)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}.ca_file={config.ca_file!r}: no such file") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"{where}.ca_file={config.ca_file!r}: not a PEM file of CA certificates "
+                          f"({type(exc).__name__}: {exc})") from None
 
 
 def _email(config: EmailConfig, message: Mapping[str, Any]) -> EmailMessage:

@@ -14,21 +14,20 @@ from ai_trading.monitoring.config import EmailConfig, RetryConfig
 from ai_trading.monitoring.sinks import DeliveryFailed, EmailSink, WebhookSink
 from tests.monitoring.servers import smtp_server, webhook_receiver
 from tests.monitoring.test_delivery import config, webhook
+from tests.secret_markers import OMS_DB_PASSWORD, SMTP_PASSWORD, WEBHOOK_SECRET, SecretScan
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 
-SMTP_MARKER = "SMTP-PASSWORD-MARKER-7c1f"
-HOOK_MARKER = "WEBHOOK-SECRET-MARKER-9a2e"
-DSN_MARKER = "DSN-PASSWORD-MARKER-3b4d"
+SMTP_MARKER, HOOK_MARKER, DSN_MARKER = SMTP_PASSWORD, WEBHOOK_SECRET, OMS_DB_PASSWORD
 ENV = {"AI_TRADING_WEBHOOK_SECRET": HOOK_MARKER, "AI_TRADING_SMTP_USER": "alerts",
        "AI_TRADING_SMTP_PASSWORD": SMTP_MARKER}
 FAST = RetryConfig(max_attempts=2, backoff_initial_seconds=0.001, backoff_max_seconds=0.002, jitter=0.0)
-MARKERS = (SMTP_MARKER, HOOK_MARKER, DSN_MARKER)
 
 
 def _clean(text: str) -> None:
-    for marker in MARKERS:
-        assert marker not in text
+    scan = SecretScan()
+    scan.text("text", text)
+    scan.assert_clean()
 
 
 def test_sink_secrets_never_leak_into_logs_payloads_outbox_or_errors(db_engine: Engine,
