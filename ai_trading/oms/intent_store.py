@@ -15,14 +15,15 @@ Usage::
 Guarantees:
 
 - Every durable step is one transaction: the current state (on the intent's row), the event log entry and
-  the fill are written together or not at all. Each event is validated by ``models.apply`` before
+  the fill are written together or not at all. On PostgreSQL it is one statement in autocommit (one round
+  trip); on SQLite a transaction of its statements. Each event is validated by ``models.apply`` before
   anything is written, so an illegal event raises and writes nothing.
 - ``create`` is idempotent on the CID: a second create (in any process, even concurrently) returns the
   stored intent; the unique constraint decides the race and the loser reads the winner's row back.
 - ``claim_for_submit`` is a compare-and-set (``UPDATE ... WHERE state = 'CREATED'``), so of any number of
-  threads or processes racing on one intent exactly one gets True. Other transitions lock the row
-  (``SELECT ... FOR UPDATE`` on PostgreSQL) and write under a compare-and-set on the row's event count,
-  retrying on SQLite when another writer got there first.
+  threads or processes racing on one intent exactly one gets True. Other transitions read the row, validate,
+  and write under a compare-and-set on the row's event count: a writer that lost the race to another
+  reads again and validates again.
 - A fill is stored once per broker trade id (unique constraint); ``replay`` folds the event log with the
   same ``apply`` and must equal the stored state.
 """
@@ -38,7 +39,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Table, bindparam, func, insert, select, update
+from sqlalchemy import JSON, Engine, Integer, Row, String, Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -66,14 +67,14 @@ _E = cast(Table, EventRow.__table__)
 _F = cast(Table, FillRow.__table__)
 _R = cast(Table, ReconciliationRow.__table__)
 # Built once: a durable step then costs no statement construction, only the cached compiled form.
+_CREATE = insert(_I)
 _CLAIM = (update(_I).where(_I.c.client_order_id == bindparam("cid"), _I.c.state == bindparam("from_state"))
           .values(state=bindparam("to_state"), last_sequence=_I.c.last_sequence + 1,
                   updated_at=bindparam("now", type_=UtcDateTime()))
           .returning(_I.c.id, _I.c.last_sequence))
-# the intent (locked on PostgreSQL) with its trade ids, one row per fill, in one round trip
-_READ_FOR_UPDATE = (select(_I, _F.c.trade_id.label("fill_trade_id"))
-                    .select_from(_I.outerjoin(_F, _F.c.intent_id == _I.c.id))
-                    .where(_I.c.client_order_id == bindparam("cid")).with_for_update(of=_I))
+# the intent with its trade ids, one row per fill, in one round trip
+_READ = (select(_I, _F.c.trade_id.label("fill_trade_id")).select_from(_I.outerjoin(_F, _F.c.intent_id == _I.c.id))
+         .where(_I.c.client_order_id == bindparam("cid")))
 # compare-and-set on the event count: only the writer that read the latest state moves the row
 _MOVE = (update(_I).where(_I.c.id == bindparam("row_id"), _I.c.last_sequence == bindparam("seen"))
          .values(state=bindparam("to_state"), filled_quantity=bindparam("to_filled", type_=QTY),
@@ -81,6 +82,32 @@ _MOVE = (update(_I).where(_I.c.id == bindparam("row_id"), _I.c.last_sequence == 
                  last_sequence=bindparam("to_sequence"), updated_at=bindparam("now", type_=UtcDateTime())))
 _LOG = insert(_E)
 _FILL = insert(_F)
+_EVENT_COLUMNS = ("intent_id", "sequence", "kind", "payload", "recorded_at")
+_FILL_COLUMNS = ("intent_id", "trade_id", "quantity", "price", "fee", "timestamp")
+
+
+def _logged(moved: Any, sequence: Any) -> Any:
+    """INSERT of the event row for the intent ``moved`` returns (nothing when it returns no row)."""
+    return insert(_E).from_select(_EVENT_COLUMNS, select(
+        moved.c.id, sequence, bindparam("kind", type_=String()), bindparam("payload", type_=JSON()),
+        bindparam("now", type_=UtcDateTime())))
+
+
+# PostgreSQL runs each durable step as one statement in autocommit (one round trip, its own transaction):
+# the compare-and-set UPDATE and the inserts that depend on it share a WITH, so they commit together or
+# not at all, and an UPDATE that matched no row inserts nothing. SQLite has no data-modifying WITH and runs
+# the same statements one by one in a transaction.
+_CLAIMED = _CLAIM.cte("claimed")
+_CLAIM_ONE = _logged(_CLAIMED, _CLAIMED.c.last_sequence).returning(_E.c.intent_id)
+_MOVED = _MOVE.returning(_I.c.id).cte("moved")
+_MOVE_ONE = _logged(_MOVED, bindparam("to_sequence", type_=Integer())).returning(_E.c.intent_id)
+# (the fill's parameters are prefixed: an UPDATE sets every column named by an execution parameter)
+_MOVE_FILL_ONE = (insert(_F).from_select(_FILL_COLUMNS, select(
+    _MOVED.c.id, bindparam("fill_trade_id", type_=String()), bindparam("fill_quantity", type_=QTY),
+    bindparam("fill_price", type_=QTY), bindparam("fill_fee", type_=QTY),
+    bindparam("fill_timestamp", type_=UtcDateTime())))
+    .add_cte(_logged(_MOVED, bindparam("to_sequence", type_=Integer())).cte("logged"))
+    .returning(_F.c.intent_id))
 _RETRIES = 20  # compare-and-set misses in a row before giving up (only under heavy write contention)
 
 
@@ -136,6 +163,7 @@ class IntentStore:
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._insert = upsert_insert(engine)
+        self._one_statement = engine.dialect.name == "postgresql"  # data-modifying WITH (see _CLAIM_ONE)
 
     # ---- intents -------------------------------------------------------------------------------------
 
@@ -148,7 +176,7 @@ class IntentStore:
         try:
             # one INSERT is its own transaction: autocommit spares the BEGIN and COMMIT round trips
             with self._autocommit.connect() as conn:
-                conn.execute(insert(_I), _intent_values(intent, utc_now()))
+                conn.execute(_CREATE, _intent_values(intent, utc_now()))
             return intent
         except IntegrityError:
             stored = self._read_back([intent])
@@ -239,16 +267,23 @@ class IntentStore:
         (threads or processes), who must then send the order. False when the intent is past CREATED."""
         target = models.TRANSITIONS[(OrderState.CREATED, EventKind.SUBMITTED)]
         now = utc_now()
-        with self.engine.begin() as conn:
-            claimed = conn.execute(_CLAIM, {"cid": client_order_id, "from_state": OrderState.CREATED.value,
-                                            "to_state": target.value, "now": now}).one_or_none()
-            if claimed is None:
-                if conn.execute(select(_I.c.id).where(_I.c.client_order_id == client_order_id)).first() is None:
-                    raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
-                return False
-            conn.execute(_LOG, {"intent_id": claimed.id, "sequence": claimed.last_sequence,
-                                      "kind": EventKind.SUBMITTED.value, "payload": {}, "recorded_at": now})
-        return True
+        move = {"cid": client_order_id, "from_state": OrderState.CREATED.value, "to_state": target.value, "now": now}
+        log = {"kind": EventKind.SUBMITTED.value, "payload": {}, "recorded_at": now}
+        if self._one_statement:
+            with self._autocommit.connect() as conn:
+                claimed = conn.execute(_CLAIM_ONE, {**move, **log}).first() is not None
+        else:
+            with self.engine.begin() as conn:
+                row = conn.execute(_CLAIM, move).one_or_none()
+                if row is not None:
+                    conn.execute(_LOG, {**log, "intent_id": row.id, "sequence": row.last_sequence})
+                claimed = row is not None
+        if claimed:
+            return True
+        with self._autocommit.connect() as conn:
+            if conn.execute(select(_I.c.id).where(_I.c.client_order_id == client_order_id)).first() is None:
+                raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
+        return False
 
     def record(self, client_order_id: str, event: OrderEvent) -> OrderSnapshot:
         """Apply ``event`` (validated by ``models.apply``) and store it in one transaction; returns the new
@@ -284,9 +319,11 @@ class IntentStore:
                                 f"{_RETRIES} times in a row to other writers")
 
     def _record_once(self, client_order_id: str, event: OrderEvent) -> OrderSnapshot:
-        fill = event.fill if event.kind is EventKind.FILLED else None
-        with self.engine.begin() as conn:
-            rows = conn.execute(_READ_FOR_UPDATE, {"cid": client_order_id}).all()
+        # Read, validate with models.apply, then write under a compare-and-set on the row's event count: a
+        # writer that got there in between makes the write match no row (nothing written) and the caller
+        # reads again. No lock is held across the validation, so the read is one autocommit round trip.
+        with self._autocommit.connect() as conn:
+            rows = conn.execute(_READ, {"cid": client_order_id}).all()
             if not rows:
                 raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
             row = rows[0]
@@ -296,17 +333,26 @@ class IntentStore:
             if after is before:
                 return before
             now = utc_now()
-            changed = conn.execute(_MOVE, {"row_id": row.id, "seen": row.last_sequence, "to_state": after.state.value,
-                                           "to_filled": after.filled_quantity, "to_fees": after.fees,
-                                           "to_broker": after.broker_order_id, "to_sequence": after.sequence,
-                                           "now": now})
-            if changed.rowcount != 1:
-                raise _Contended
-            conn.execute(_LOG, {"intent_id": row.id, "sequence": after.sequence, "kind": event.kind.value,
-                                      "payload": dict(event.payload), "recorded_at": now})
-            if fill is not None:
-                conn.execute(_FILL, {"intent_id": row.id, "trade_id": fill.trade_id, "quantity": fill.quantity,
-                                          "price": fill.price, "fee": fill.fee, "timestamp": fill.timestamp})
+            move = {"row_id": row.id, "seen": row.last_sequence, "to_state": after.state.value,
+                    "to_filled": after.filled_quantity, "to_fees": after.fees, "to_broker": after.broker_order_id,
+                    "to_sequence": after.sequence, "now": now}
+            log = {"kind": event.kind.value, "payload": dict(event.payload), "recorded_at": now}
+            fill = event.fill if event.kind is EventKind.FILLED else None
+            stored = {} if fill is None else {"trade_id": fill.trade_id, "quantity": fill.quantity,
+                                               "price": fill.price, "fee": fill.fee, "timestamp": fill.timestamp}
+            if self._one_statement:
+                prefixed = {f"fill_{key}": value for key, value in stored.items()}
+                moved = conn.execute(_MOVE_ONE if fill is None else _MOVE_FILL_ONE,
+                                     {**move, **log, **prefixed}).first() is not None
+        if not self._one_statement:
+            with self.engine.begin() as tx:
+                moved = tx.execute(_MOVE, move).rowcount == 1
+                if moved:
+                    tx.execute(_LOG, {**log, "intent_id": row.id, "sequence": after.sequence})
+                    if fill is not None:
+                        tx.execute(_FILL, {**stored, "intent_id": row.id})
+        if not moved:
+            raise _Contended
         return after
 
     # ---- history -------------------------------------------------------------------------------------

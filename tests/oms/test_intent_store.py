@@ -234,3 +234,42 @@ def test_restart_reads_the_same_state(oms_engine: Engine, oms_dsn: str) -> None:
         assert again == store.get(cid)
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_pooled_connection_closed_by_the_server_is_replaced_at_checkout(postgres_database: str) -> None:
+    # no pre-ping round trip guards a checkout: a connection the server closed while it sat in the pool
+    # (a restart, an idle timeout) must still not reach a durable step
+    import time
+
+    import psycopg
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from ai_trading.oms.db import make_engine, upgrade_to_head
+
+    engine = make_engine(postgres_database)
+    try:
+        upgrade_to_head(engine)
+        store = IntentStore(engine)
+        cid = store.create(make_intent(40)).client_order_id
+        with engine.connect() as conn:
+            pids = {conn.execute(text("SELECT pg_backend_pid()")).scalar_one()}
+        admin = make_url(postgres_database).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True) as killer:
+            own = killer.execute("SELECT pg_backend_pid()").fetchone()
+            pids = {pid for (pid,) in killer.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s",
+                (own[0] if own else 0,))} | pids
+            for pid in pids:
+                killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + 10
+            while killer.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                 (list(pids),)).fetchone() != (0,):
+                assert time.monotonic() < deadline, "the terminated backends did not exit"
+                time.sleep(0.05)
+        assert store.claim_for_submit(cid) is True
+        assert store.record(cid, OrderEvent.acked("B-40")).state is OrderState.ACKED
+        assert [e.kind.value for e in store.events(cid)] == ["SUBMITTED", "ACKED"]
+    finally:
+        engine.dispose()
