@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, insert, text
 from sqlalchemy.engine import make_url
@@ -54,6 +55,7 @@ GOAL_C_CLIENT_SHARE = 0.5  # ... which is about this share of a C client's one-r
 GOAL_STEP_P50_MS = 1.0  # p50 latency of one durable step
 GOAL_BATCHED_PER_S = 10_000.0  # reached only through explicit micro-batching
 
+T = TypeVar("T")
 _ids = itertools.count()
 _RUN = uuid.uuid4().int % 10**9
 
@@ -66,6 +68,7 @@ class Measure:
     p50: float = float("nan")
     p99: float = float("nan")
     ratio: float = float("nan")
+    cpu: float = float("nan")  # this process's CPU ms per item
 
 
 def _intent() -> OrderIntent:
@@ -73,18 +76,23 @@ def _intent() -> OrderIntent:
                        horizon="1d", signal_hash=f"{_RUN:08x}{next(_ids):08x}")
 
 
-def _timed(seconds: float, step: Callable[[], int]) -> tuple[float, list[float]]:
-    """Run ``step`` (returning how many items it made durable) for ``seconds``; items/s and per-call latencies."""
+def _timed(seconds: float, step: Callable[[T], int], prepare: Callable[[], T] = lambda: None  # type: ignore[assignment,return-value]
+           ) -> tuple[float, list[float], float]:
+    """Run ``step`` (returning how many items it made durable) on what ``prepare`` builds, for ``seconds``
+    of ``step`` time: items per second of ``step`` time, per-call latencies, and this process's CPU
+    milliseconds per item (robust to other load on the machine, which stretches the wall-clock figures)."""
     for _ in range(5):  # warm the pool, the statement caches and (PostgreSQL) the prepared statements
-        step()
+        step(prepare())
     latencies: list[float] = []
     items = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        items += step()
+    cpu = 0.0
+    while sum(latencies) < seconds:
+        made = prepare()
+        c0, t0 = time.process_time(), time.perf_counter()
+        items += step(made)
         latencies.append(time.perf_counter() - t0)
-    return items / (time.perf_counter() - start), latencies
+        cpu += time.process_time() - c0
+    return items / sum(latencies), latencies, cpu * 1e3 / items
 
 
 def _pct(latencies: list[float], q: int) -> float:
@@ -97,12 +105,12 @@ def _psycopg_dsn(engine: Engine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _raw_psycopg(engine: Engine, table: str, seconds: float) -> tuple[float, list[float]]:
+def _raw_psycopg(engine: Engine, table: str, seconds: float) -> tuple[float, list[float], float]:
     """One-row INSERTs in autocommit through psycopg alone: one round trip and one commit each."""
     import psycopg
 
     with psycopg.connect(_psycopg_dsn(engine), autocommit=True) as conn:
-        def step() -> int:
+        def step(_: None) -> int:
             conn.execute(f"INSERT INTO {table} (v) VALUES (%s)", (1,))
             return 1
         return _timed(seconds, step)
@@ -145,33 +153,37 @@ def bench(engine: Engine, name: str, seconds: float, batch: int) -> list[Measure
     fill_time = datetime(2024, 1, 2, 15, tzinfo=UTC)
     postgres = engine.dialect.name == "postgresql"
 
-    def raw_commit() -> int:
+    def raw_commit(_: None) -> int:
         with engine.begin() as conn:
             conn.execute(insert(raw), {"v": 1})
         return 1
 
-    def create() -> int:
-        store.create(_intent())
+    def create(intent: OrderIntent) -> int:
+        store.create(intent)
         return 1
 
     step_latencies: dict[str, list[float]] = {"create": [], "claim": [], "ack": [], "fill": []}
+    step_cpu: dict[str, float] = dict.fromkeys(step_latencies, 0.0)
 
-    def lifecycle() -> int:
+    def lifecycle_steps() -> tuple[tuple[str, Callable[[], object]], ...]:
         intent = _intent()
         cid = intent.client_order_id
-        steps = (("create", lambda: store.create(intent)), ("claim", lambda: store.claim_for_submit(cid)),
-                 ("ack", lambda: store.record(cid, OrderEvent.acked("B" + cid[-12:]))),
-                 ("fill", lambda: store.record(cid, OrderEvent.filled(Fill(f"T-{cid}", 10, "100.5", "0.01",
-                                                                           fill_time)))))
+        ack = OrderEvent.acked("B" + cid[-12:])
+        fill = OrderEvent.filled(Fill(f"T-{cid}", 10, "100.5", "0.01", fill_time))
+        return (("create", lambda: store.create(intent)), ("claim", lambda: store.claim_for_submit(cid)),
+                ("ack", lambda: store.record(cid, ack)), ("fill", lambda: store.record(cid, fill)))
+
+    def lifecycle(steps: tuple[tuple[str, Callable[[], object]], ...]) -> int:
         for kind, do in steps:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             do()
             step_latencies[kind].append(time.perf_counter() - t0)
+            step_cpu[kind] += time.process_time() - c0
         return 1
 
-    def batched() -> int:
-        store.create_many([_intent() for _ in range(batch)])
-        return batch
+    def batched(intents: list[OrderIntent]) -> int:
+        store.create_many(intents)
+        return len(intents)
 
     rows = []
     reference = float("nan")
@@ -183,21 +195,24 @@ def bench(engine: Engine, name: str, seconds: float, batch: int) -> list[Measure
             print("pgbench not found: no C-client figure", file=sys.stderr)
         else:
             rows.append(Measure(name, "pgbench one-row INSERT (C)", pgbench[0], p50=pgbench[1]))
-        reference, lat = _raw_psycopg(engine, raw.name, seconds)
-        rows.append(Measure(name, "psycopg one-row INSERT", reference, _pct(lat, 50), _pct(lat, 99), 1.0))
-    rate, lat = _timed(seconds, raw_commit)
+        reference, lat, cpu = _raw_psycopg(engine, raw.name, seconds)
+        rows.append(Measure(name, "psycopg one-row INSERT", reference, _pct(lat, 50), _pct(lat, 99), 1.0, cpu))
+    rate, lat, cpu = _timed(seconds, raw_commit)
     if not postgres:
         reference = rate
-    rows.append(Measure(name, "SQLAlchemy one-row commit", rate, _pct(lat, 50), _pct(lat, 99), rate / reference))
-    rate, lat = _timed(seconds, create)
-    rows.append(Measure(name, "durable intents (create)", rate, _pct(lat, 50), _pct(lat, 99), rate / reference))
-    rate, _ = _timed(seconds, lifecycle)
+    rows.append(Measure(name, "SQLAlchemy one-row commit", rate, _pct(lat, 50), _pct(lat, 99), rate / reference, cpu))
+    rate, lat, cpu = _timed(seconds, create, _intent)
+    rows.append(Measure(name, "durable intents (create)", rate, _pct(lat, 50), _pct(lat, 99), rate / reference, cpu))
+    rate, lat, cpu = _timed(seconds, lifecycle, lifecycle_steps)
     every = [t for kind in step_latencies.values() for t in kind[5:]]  # without the warm-up lifecycles
-    rows.append(Measure(name, "full lifecycles (4 steps)", rate, _pct(every, 50), _pct(every, 99), rate / reference))
+    rows.append(Measure(name, "full lifecycles (4 steps)", rate, _pct(every, 50), _pct(every, 99), rate / reference,
+                        cpu))
     for kind, lat in step_latencies.items():
-        rows.append(Measure(name, f"  step: {kind}", float("nan"), _pct(lat[5:], 50), _pct(lat[5:], 99)))
-    rate, lat = _timed(seconds, batched)
-    rows.append(Measure(name, f"intents, create_many x{batch}", rate, _pct(lat, 50), _pct(lat, 99), rate / reference))
+        rows.append(Measure(name, f"  step: {kind}", float("nan"), _pct(lat[5:], 50), _pct(lat[5:], 99),
+                            cpu=step_cpu[kind] * 1e3 / len(lat)))
+    rate, lat, cpu = _timed(seconds, batched, lambda: [_intent() for _ in range(batch)])
+    rows.append(Measure(name, f"intents, create_many x{batch}", rate, _pct(lat, 50), _pct(lat, 99), rate / reference,
+                        cpu))
     if postgres:
         rows.append(Measure(name, f"(server fsync={fsync})", float("nan")))
     return rows
@@ -271,9 +286,11 @@ def main(argv: list[str] | None = None) -> int:
                 engine.dispose()
     else:
         print("AI_TRADING_OMS_DSN names no PostgreSQL server: SQLite only", file=sys.stderr)
-    print(f"{'database':<11} {'measure':<28} {'per s':>10} {'x raw':>7} {'p50 ms/step':>12} {'p99 ms/step':>12}")
+    print(f"{'database':<11} {'measure':<28} {'per s':>10} {'x raw':>7} {'p50 ms/step':>12} {'p99 ms/step':>12} "
+          f"{'cpu ms/item':>12}")
     for m in rows:
-        print(f"{m.database:<11} {m.what:<28} {m.rate:>10.0f} {m.ratio:>7.2f} {m.p50:>12.3f} {m.p99:>12.3f}")
+        print(f"{m.database:<11} {m.what:<28} {m.rate:>10.0f} {m.ratio:>7.2f} {m.p50:>12.3f} {m.p99:>12.3f} "
+              f"{m.cpu:>12.3f}")
     print()
     print("\n".join(goals(rows)))
     return 0

@@ -31,7 +31,8 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,10 +69,12 @@ _F = cast(Table, FillRow.__table__)
 _R = cast(Table, ReconciliationRow.__table__)
 # Built once: a durable step then costs no statement construction, only the cached compiled form.
 _CREATE = insert(_I)
+# (returns what the claimed intent's snapshot needs: a CREATED intent has no fills, so no trade ids)
 _CLAIM = (update(_I).where(_I.c.client_order_id == bindparam("cid"), _I.c.state == bindparam("from_state"))
           .values(state=bindparam("to_state"), last_sequence=_I.c.last_sequence + 1,
                   updated_at=bindparam("now", type_=UtcDateTime()))
-          .returning(_I.c.id, _I.c.last_sequence))
+          .returning(_I.c.id, _I.c.client_order_id, _I.c.quantity, _I.c.state, _I.c.filled_quantity, _I.c.fees,
+                     _I.c.broker_order_id, _I.c.last_sequence))
 # the intent with its trade ids, one row per fill, in one round trip
 _READ = (select(_I, _F.c.trade_id.label("fill_trade_id")).select_from(_I.outerjoin(_F, _F.c.intent_id == _I.c.id))
          .where(_I.c.client_order_id == bindparam("cid")))
@@ -98,17 +101,17 @@ def _logged(moved: Any, sequence: Any) -> Any:
 # not at all, and an UPDATE that matched no row inserts nothing. SQLite has no data-modifying WITH and runs
 # the same statements one by one in a transaction.
 _CLAIMED = _CLAIM.cte("claimed")
-_CLAIM_ONE = _logged(_CLAIMED, _CLAIMED.c.last_sequence).returning(_E.c.intent_id)
+_CLAIM_ONE = (select(_CLAIMED).add_cte(_logged(_CLAIMED, _CLAIMED.c.last_sequence).cte("claim_logged")))
 _MOVED = _MOVE.returning(_I.c.id).cte("moved")
-_MOVE_ONE = _logged(_MOVED, bindparam("to_sequence", type_=Integer())).returning(_E.c.intent_id)
 # (the fill's parameters are prefixed: an UPDATE sets every column named by an execution parameter)
-_MOVE_FILL_ONE = (insert(_F).from_select(_FILL_COLUMNS, select(
+_FILLED = insert(_F).from_select(_FILL_COLUMNS, select(
     _MOVED.c.id, bindparam("fill_trade_id", type_=String()), bindparam("fill_quantity", type_=QTY),
     bindparam("fill_price", type_=QTY), bindparam("fill_fee", type_=QTY),
     bindparam("fill_timestamp", type_=UtcDateTime())))
-    .add_cte(_logged(_MOVED, bindparam("to_sequence", type_=Integer())).cte("logged"))
-    .returning(_F.c.intent_id))
+_MOVE_ONE = select(_MOVED.c.id).add_cte(_logged(_MOVED, bindparam("to_sequence", type_=Integer())).cte("logged"))
+_MOVE_FILL_ONE = _MOVE_ONE.add_cte(_FILLED.cte("filled"))
 _RETRIES = 20  # compare-and-set misses in a row before giving up (only under heavy write contention)
+_KNOWN = 4096  # snapshots of the open intents this store last wrote, kept to validate their next event
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,10 @@ class IntentStore:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._insert = upsert_insert(engine)
         self._one_statement = engine.dialect.name == "postgresql"  # data-modifying WITH (see _CLAIM_ONE)
+        # cid -> (row id, snapshot) as this store last wrote it: the next event is validated against it
+        # without a read, and the write's compare-and-set on the event count proves it is still current
+        self._known: OrderedDict[str, tuple[int, OrderSnapshot]] = OrderedDict()
+        self._known_lock = threading.Lock()
 
     # ---- intents -------------------------------------------------------------------------------------
 
@@ -271,14 +278,14 @@ class IntentStore:
         log = {"kind": EventKind.SUBMITTED.value, "payload": {}, "recorded_at": now}
         if self._one_statement:
             with self._autocommit.connect() as conn:
-                claimed = conn.execute(_CLAIM_ONE, {**move, **log}).first() is not None
+                claimed = conn.execute(_CLAIM_ONE, {**move, **log}).one_or_none()
         else:
             with self.engine.begin() as conn:
-                row = conn.execute(_CLAIM, move).one_or_none()
-                if row is not None:
-                    conn.execute(_LOG, {**log, "intent_id": row.id, "sequence": row.last_sequence})
-                claimed = row is not None
-        if claimed:
+                claimed = conn.execute(_CLAIM, move).one_or_none()
+                if claimed is not None:
+                    conn.execute(_LOG, {**log, "intent_id": claimed.id, "sequence": claimed.last_sequence})
+        if claimed is not None:
+            self._remember(claimed.id, _snapshot_from_row(claimed, frozenset()))
             return True
         with self._autocommit.connect() as conn:
             if conn.execute(select(_I.c.id).where(_I.c.client_order_id == client_order_id)).first() is None:
@@ -292,9 +299,9 @@ class IntentStore:
         if event.sequence is not None:
             raise OrderValidationError(f"order {client_order_id}: event {event.kind} given sequence "
                                        f"{event.sequence}; the store numbers events")
-        for _ in range(_RETRIES):
+        for attempt in range(_RETRIES):
             try:
-                return self._record_once(client_order_id, event)
+                return self._record_once(client_order_id, event, recall=attempt == 0)
             except _Contended:
                 continue
             except IntegrityError:
@@ -318,10 +325,22 @@ class IntentStore:
         raise IllegalTransition(f"order {client_order_id}: event {event.kind} lost the compare-and-set "
                                 f"{_RETRIES} times in a row to other writers")
 
-    def _record_once(self, client_order_id: str, event: OrderEvent) -> OrderSnapshot:
-        # Read, validate with models.apply, then write under a compare-and-set on the row's event count: a
-        # writer that got there in between makes the write match no row (nothing written) and the caller
-        # reads again. No lock is held across the validation, so the read is one autocommit round trip.
+    def _record_once(self, client_order_id: str, event: OrderEvent, *, recall: bool) -> OrderSnapshot:
+        # Validate with models.apply, then write under a compare-and-set on the row's event count: a writer
+        # that got there in between makes the write match no row (nothing written) and the caller reads
+        # again. No lock is held across the validation. The snapshot this store last wrote spares the read;
+        # only a write decides on it, so a no-op or a refusal is decided on a fresh read.
+        known = self._recall(client_order_id) if recall else None
+        if known is not None:
+            row_id, before = known
+            try:
+                after = models.apply(before, event)
+            except IllegalTransition:
+                after = before
+            if after is not before:
+                with self._autocommit.connect() as conn:
+                    if self._write(conn, row_id, before.sequence, after, event):
+                        return after
         with self._autocommit.connect() as conn:
             rows = conn.execute(_READ, {"cid": client_order_id}).all()
             if not rows:
@@ -332,28 +351,54 @@ class IntentStore:
             after = models.apply(before, event)
             if after is before:
                 return before
-            now = utc_now()
-            move = {"row_id": row.id, "seen": row.last_sequence, "to_state": after.state.value,
-                    "to_filled": after.filled_quantity, "to_fees": after.fees, "to_broker": after.broker_order_id,
-                    "to_sequence": after.sequence, "now": now}
-            log = {"kind": event.kind.value, "payload": dict(event.payload), "recorded_at": now}
-            fill = event.fill if event.kind is EventKind.FILLED else None
-            stored = {} if fill is None else {"trade_id": fill.trade_id, "quantity": fill.quantity,
-                                               "price": fill.price, "fee": fill.fee, "timestamp": fill.timestamp}
-            if self._one_statement:
-                prefixed = {f"fill_{key}": value for key, value in stored.items()}
-                moved = conn.execute(_MOVE_ONE if fill is None else _MOVE_FILL_ONE,
-                                     {**move, **log, **prefixed}).first() is not None
-        if not self._one_statement:
+            if not self._write(conn, row.id, before.sequence, after, event):
+                raise _Contended
+        return after
+
+    def _write(self, conn: Connection, row_id: int, seen: int, after: OrderSnapshot, event: OrderEvent) -> bool:
+        """Move the row from event count ``seen`` to ``after`` with ``event``'s log entry (and fill); False,
+        writing nothing, when the row is no longer at ``seen``. ``conn`` is in autocommit."""
+        now = utc_now()
+        move = {"row_id": row_id, "seen": seen, "to_state": after.state.value, "to_filled": after.filled_quantity,
+                "to_fees": after.fees, "to_broker": after.broker_order_id, "to_sequence": after.sequence, "now": now}
+        log = {"kind": event.kind.value, "payload": dict(event.payload), "recorded_at": now}
+        fill = event.fill if event.kind is EventKind.FILLED else None
+        stored = {} if fill is None else {"trade_id": fill.trade_id, "quantity": fill.quantity, "price": fill.price,
+                                          "fee": fill.fee, "timestamp": fill.timestamp}
+        if self._one_statement:
+            prefixed = {f"fill_{key}": value for key, value in stored.items()}
+            moved = conn.execute(_MOVE_ONE if fill is None else _MOVE_FILL_ONE,
+                                 {**move, **log, **prefixed}).first() is not None
+        else:
             with self.engine.begin() as tx:
                 moved = tx.execute(_MOVE, move).rowcount == 1
                 if moved:
-                    tx.execute(_LOG, {**log, "intent_id": row.id, "sequence": after.sequence})
+                    tx.execute(_LOG, {**log, "intent_id": row_id, "sequence": after.sequence})
                     if fill is not None:
-                        tx.execute(_FILL, {**stored, "intent_id": row.id})
-        if not moved:
-            raise _Contended
-        return after
+                        tx.execute(_FILL, {**stored, "intent_id": row_id})
+        if moved:
+            self._remember(row_id, after)
+        else:
+            self._forget(after.client_order_id)
+        return moved
+
+    def _remember(self, row_id: int, snapshot: OrderSnapshot) -> None:
+        with self._known_lock:
+            if snapshot.is_terminal:  # no event moves it again
+                self._known.pop(snapshot.client_order_id, None)
+                return
+            self._known[snapshot.client_order_id] = (row_id, snapshot)
+            self._known.move_to_end(snapshot.client_order_id)
+            if len(self._known) > _KNOWN:
+                self._known.popitem(last=False)
+
+    def _recall(self, client_order_id: str) -> tuple[int, OrderSnapshot] | None:
+        with self._known_lock:
+            return self._known.get(client_order_id)
+
+    def _forget(self, client_order_id: str) -> None:
+        with self._known_lock:
+            self._known.pop(client_order_id, None)
 
     # ---- history -------------------------------------------------------------------------------------
 
