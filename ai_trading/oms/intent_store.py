@@ -40,7 +40,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import JSON, Engine, Integer, Row, String, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    Engine,
+    Integer,
+    Numeric,
+    Row,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -111,6 +126,25 @@ _FILLED = insert(_F).from_select(_FILL_COLUMNS, select(
 _MOVE_ONE = select(_MOVED.c.id).add_cte(_logged(_MOVED, bindparam("to_sequence", type_=Integer())).cte("logged"))
 _MOVE_FILL_ONE = _MOVE_ONE.add_cte(_FILLED.cte("filled"))
 _RETRIES = 20  # compare-and-set misses in a row before giving up (only under heavy write contention)
+# PostgreSQL's micro-batch: one short statement whose parameters are one array per column (unnest turns them
+# into rows), where a multi-row VALUES is a statement as long as the batch that the driver parses again
+# for every batch (most of a batch's client time)
+_CREATED_COLUMNS = tuple(column for column in _I.c if column.name != "id")
+
+
+def _unbounded(column: Any) -> Any:
+    # An explicit cast to varchar(n) truncates and to numeric(p, s) rounds, silently: the arrays carry the
+    # bare types, so storing into the columns checks length and scale as a single-row INSERT does.
+    kind = column.type
+    return String() if isinstance(kind, String) else Numeric() if isinstance(kind, Numeric) else kind
+
+
+_CREATE_MANY_ROWS = func.unnest(*(bindparam(f"each_{column.name}", type_=ARRAY(_unbounded(column)))
+                                  for column in _CREATED_COLUMNS)).table_valued(
+    *(column.name for column in _CREATED_COLUMNS)).render_derived(name="batch")
+_CREATE_MANY = (postgresql.insert(_I)
+                .from_select([column.name for column in _CREATED_COLUMNS], select(*_CREATE_MANY_ROWS.c))
+                .on_conflict_do_nothing(index_elements=["client_order_id"]).returning(_I.c.client_order_id))
 _KNOWN = 4096  # snapshots of the open intents this store last wrote, kept to validate their next event
 
 
@@ -198,15 +232,23 @@ class IntentStore:
             if intent.broker_order_id is not None:
                 raise OrderValidationError(f"intent {intent.client_order_id}: created with a broker_order_id")
         now = utc_now()
-        stmt = (self._insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
-                .returning(_I.c.client_order_id))
+        rows = [_intent_values(intent, now) for intent in intents]
+        # a transaction, not autocommit: a batch that conflicts with a stored intent leaves nothing stored
         with self.engine.begin() as conn:
-            inserted = set(conn.execute(stmt, [_intent_values(intent, now) for intent in intents]).scalars())
-            # only the intents stored before (or twice in this batch) are read back and compared
-            times = Counter(intent.client_order_id for intent in intents)
-            existing = [intent for intent in intents
-                        if intent.client_order_id not in inserted or times[intent.client_order_id] > 1]
-            stored = {i.client_order_id: i for i in self._read_back(existing, conn)} if existing else {}
+            if self._one_statement:
+                inserted = set(conn.execute(_CREATE_MANY, {f"each_{column.name}": [row[column.name] for row in rows]
+                                                           for column in _CREATED_COLUMNS}).scalars())
+            else:
+                inserted = set(conn.execute(self._insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
+                                            .returning(_I.c.client_order_id), rows).scalars())
+            return self._stored(intents, inserted, conn)
+
+    def _stored(self, intents: Sequence[OrderIntent], inserted: set[str], conn: Connection) -> list[OrderIntent]:
+        # only the intents stored before (or twice in this batch) are read back and compared
+        times = Counter(intent.client_order_id for intent in intents)
+        existing = [intent for intent in intents
+                    if intent.client_order_id not in inserted or times[intent.client_order_id] > 1]
+        stored = {i.client_order_id: i for i in self._read_back(existing, conn)} if existing else {}
         return [stored.get(intent.client_order_id, intent) for intent in intents]
 
     def _read_back(self, intents: Sequence[OrderIntent], conn: Connection | None = None) -> list[OrderIntent]:

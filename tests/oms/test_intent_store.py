@@ -273,3 +273,23 @@ def test_pooled_connection_closed_by_the_server_is_replaced_at_checkout(postgres
         assert [e.kind.value for e in store.events(cid)] == ["SUBMITTED", "ACKED"]
     finally:
         engine.dispose()
+
+
+def test_snapshot_this_store_wrote_never_decides_once_another_writer_moved_the_order(oms_engine: Engine) -> None:
+    mine, other = IntentStore(oms_engine), IntentStore(oms_engine)  # two processes' stores, own memories
+    cid = mine.create(make_intent(50, quantity=4)).client_order_id
+    assert mine.claim_for_submit(cid)
+    other.record(cid, OrderEvent.acked("B-50"))
+    other.record(cid, OrderEvent.filled(_fill("T50-1", 1)))
+    # `mine` last saw SUBMITTED: the fill must land on the stored PARTIAL_FILLED, not on what it remembers
+    snap = mine.record(cid, OrderEvent.filled(_fill("T50-2", 1)))
+    assert (snap.state, snap.filled_quantity, snap.sequence, snap.trade_ids) == (
+        OrderState.PARTIAL_FILLED, 2, 4, frozenset({"T50-1", "T50-2"}))
+    other.record(cid, OrderEvent.canceled("withdrawn"))
+    with pytest.raises(IllegalTransition, match="CANCELED"):  # legal on what `mine` remembers, not on the store
+        mine.record(cid, OrderEvent.filled(_fill("T50-3", 1)))
+    assert mine.record(cid, OrderEvent.filled(_fill("T50-2", 1))) == mine.get(cid).snapshot  # a known trade: no-op
+    assert [e.kind.value for e in mine.events(cid)] == ["SUBMITTED", "ACKED", "FILLED", "FILLED", "CANCELED"]
+    assert mine.replay(cid) == mine.get(cid).snapshot
+    assert _count(oms_engine, FillRow) == 2
+
