@@ -23,7 +23,9 @@ Guarantees:
 - ``claim_for_submit`` is a compare-and-set (``UPDATE ... WHERE state = 'CREATED'``), so of any number of
   threads or processes racing on one intent exactly one gets True. Other transitions read the row, validate,
   and write under a compare-and-set on the row's event count: a writer that lost the race to another
-  reads again and validates again.
+  reads again and validates again. The snapshot a store last wrote of an open intent stands in for the
+  read of its next event; the compare-and-set proves it current, and only a write is decided on it (a
+  no-op or a refusal is decided on a fresh read).
 - A fill is stored once per broker trade id (unique constraint); ``replay`` folds the event log with the
   same ``apply`` and must equal the stored state.
 """
@@ -116,7 +118,7 @@ def _logged(moved: Any, sequence: Any) -> Any:
 # not at all, and an UPDATE that matched no row inserts nothing. SQLite has no data-modifying WITH and runs
 # the same statements one by one in a transaction.
 _CLAIMED = _CLAIM.cte("claimed")
-_CLAIM_ONE = (select(_CLAIMED).add_cte(_logged(_CLAIMED, _CLAIMED.c.last_sequence).cte("claim_logged")))
+_CLAIM_ONE = select(_CLAIMED).add_cte(_logged(_CLAIMED, _CLAIMED.c.last_sequence).cte("claim_logged"))
 _MOVED = _MOVE.returning(_I.c.id).cte("moved")
 # (the fill's parameters are prefixed: an UPDATE sets every column named by an execution parameter)
 _FILLED = insert(_F).from_select(_FILL_COLUMNS, select(
@@ -399,7 +401,8 @@ class IntentStore:
 
     def _write(self, conn: Connection, row_id: int, seen: int, after: OrderSnapshot, event: OrderEvent) -> bool:
         """Move the row from event count ``seen`` to ``after`` with ``event``'s log entry (and fill); False,
-        writing nothing, when the row is no longer at ``seen``. ``conn`` is in autocommit."""
+        writing nothing, when the row is no longer at ``seen``. ``conn`` is in autocommit (PostgreSQL's one
+        statement runs on it; SQLite's statements run in a transaction of their own)."""
         now = utc_now()
         move = {"row_id": row_id, "seen": seen, "to_state": after.state.value, "to_filled": after.filled_quantity,
                 "to_fees": after.fees, "to_broker": after.broker_order_id, "to_sequence": after.sequence, "now": now}
