@@ -8,12 +8,14 @@ application refuses a database that is not at the migrations' head instead of cr
 from __future__ import annotations
 
 import functools
+import select
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 
 from ai_trading.errors import ConfigError, SchemaRevisionError
@@ -40,7 +42,9 @@ class Base(DeclarativeBase):
 def make_engine(dsn: str, **kwargs: Any) -> Engine:
     """An engine for ``dsn``: PostgreSQL through psycopg 3, or SQLite in WAL mode with a busy timeout.
 
-    A bare ``postgresql://`` URL is pinned to psycopg 3 so no other driver is picked silently.
+    A bare ``postgresql://`` URL is pinned to psycopg 3 so no other driver is picked silently. A pooled
+    PostgreSQL connection the server has closed (a restart, an idle timeout, ``pg_terminate_backend``) is
+    replaced at checkout without a round trip (see ``_drop_if_closed``).
     """
     try:
         url = make_url(dsn)
@@ -52,7 +56,9 @@ def make_engine(dsn: str, **kwargs: Any) -> Engine:
             url = url.set(drivername="postgresql+psycopg")
         elif url.drivername != "postgresql+psycopg":
             raise ConfigError(f"oms dsn driver {url.drivername!r}: only postgresql+psycopg (psycopg 3) is supported")
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "checkout", _drop_if_closed)
+        return engine
     if backend == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -64,6 +70,19 @@ def upsert_insert(engine: Engine) -> Any:
     """The dialect's ``insert`` construct, whose ``on_conflict_do_nothing`` lets concurrent creators of one
     row both succeed (the stores run on PostgreSQL and SQLite only)."""
     return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+
+def _drop_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    # An idle connection has nothing to read unless the server closed it: a closing server sends its FATAL
+    # message and end-of-file, so the socket turns readable. Polling it costs a system call where a pre-ping
+    # costs a round trip on every checkout, which is most of a one-statement durable step. The pool
+    # replaces a connection refused here; a connection lost during a statement raises from that statement.
+    if dbapi_connection.closed:
+        raise DisconnectionError("PostgreSQL connection closed")
+    poller = select.poll()  # not select.select, which fails on descriptors past 1023
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):  # readable, hung up or in error: each means the server has closed it
+        raise DisconnectionError("PostgreSQL closed the pooled connection while it was idle")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -15,14 +15,17 @@ Usage::
 Guarantees:
 
 - Every durable step is one transaction: the current state (on the intent's row), the event log entry and
-  the fill are written together or not at all. Each event is validated by ``models.apply`` before
+  the fill are written together or not at all. On PostgreSQL it is one statement in autocommit (one round
+  trip); on SQLite a transaction of its statements. Each event is validated by ``models.apply`` before
   anything is written, so an illegal event raises and writes nothing.
 - ``create`` is idempotent on the CID: a second create (in any process, even concurrently) returns the
   stored intent; the unique constraint decides the race and the loser reads the winner's row back.
 - ``claim_for_submit`` is a compare-and-set (``UPDATE ... WHERE state = 'CREATED'``), so of any number of
-  threads or processes racing on one intent exactly one gets True. Other transitions lock the row
-  (``SELECT ... FOR UPDATE`` on PostgreSQL) and write under a compare-and-set on the row's event count,
-  retrying on SQLite when another writer got there first.
+  threads or processes racing on one intent exactly one gets True. Other transitions read the row, validate,
+  and write under a compare-and-set on the row's event count: a writer that lost the race to another
+  reads again and validates again. The snapshot a store last wrote of an open intent stands in for the
+  read of its next event; the compare-and-set proves it current, and only a write is decided on it (a
+  no-op or a refusal is decided on a fresh read).
 - A fill is stored once per broker trade id (unique constraint); ``replay`` folds the event log with the
   same ``apply`` and must equal the stored state.
 """
@@ -30,7 +33,8 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +42,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    Engine,
+    Integer,
+    Numeric,
+    Row,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -66,14 +85,16 @@ _E = cast(Table, EventRow.__table__)
 _F = cast(Table, FillRow.__table__)
 _R = cast(Table, ReconciliationRow.__table__)
 # Built once: a durable step then costs no statement construction, only the cached compiled form.
+_CREATE = insert(_I)
+# (returns what the claimed intent's snapshot needs: a CREATED intent has no fills, so no trade ids)
 _CLAIM = (update(_I).where(_I.c.client_order_id == bindparam("cid"), _I.c.state == bindparam("from_state"))
           .values(state=bindparam("to_state"), last_sequence=_I.c.last_sequence + 1,
                   updated_at=bindparam("now", type_=UtcDateTime()))
-          .returning(_I.c.id, _I.c.last_sequence))
-# the intent (locked on PostgreSQL) with its trade ids, one row per fill, in one round trip
-_READ_FOR_UPDATE = (select(_I, _F.c.trade_id.label("fill_trade_id"))
-                    .select_from(_I.outerjoin(_F, _F.c.intent_id == _I.c.id))
-                    .where(_I.c.client_order_id == bindparam("cid")).with_for_update(of=_I))
+          .returning(_I.c.id, _I.c.client_order_id, _I.c.quantity, _I.c.state, _I.c.filled_quantity, _I.c.fees,
+                     _I.c.broker_order_id, _I.c.last_sequence))
+# the intent with its trade ids, one row per fill, in one round trip
+_READ = (select(_I, _F.c.trade_id.label("fill_trade_id")).select_from(_I.outerjoin(_F, _F.c.intent_id == _I.c.id))
+         .where(_I.c.client_order_id == bindparam("cid")))
 # compare-and-set on the event count: only the writer that read the latest state moves the row
 _MOVE = (update(_I).where(_I.c.id == bindparam("row_id"), _I.c.last_sequence == bindparam("seen"))
          .values(state=bindparam("to_state"), filled_quantity=bindparam("to_filled", type_=QTY),
@@ -81,7 +102,52 @@ _MOVE = (update(_I).where(_I.c.id == bindparam("row_id"), _I.c.last_sequence == 
                  last_sequence=bindparam("to_sequence"), updated_at=bindparam("now", type_=UtcDateTime())))
 _LOG = insert(_E)
 _FILL = insert(_F)
+_EVENT_COLUMNS = ("intent_id", "sequence", "kind", "payload", "recorded_at")
+_FILL_COLUMNS = ("intent_id", "trade_id", "quantity", "price", "fee", "timestamp")
+
+
+def _logged(moved: Any, sequence: Any) -> Any:
+    """INSERT of the event row for the intent ``moved`` returns (nothing when it returns no row)."""
+    return insert(_E).from_select(_EVENT_COLUMNS, select(
+        moved.c.id, sequence, bindparam("kind", type_=String()), bindparam("payload", type_=JSON()),
+        bindparam("now", type_=UtcDateTime())))
+
+
+# PostgreSQL runs each durable step as one statement in autocommit (one round trip, its own transaction):
+# the compare-and-set UPDATE and the inserts that depend on it share a WITH, so they commit together or
+# not at all, and an UPDATE that matched no row inserts nothing. SQLite has no data-modifying WITH and runs
+# the same statements one by one in a transaction.
+_CLAIMED = _CLAIM.cte("claimed")
+_CLAIM_ONE = select(_CLAIMED).add_cte(_logged(_CLAIMED, _CLAIMED.c.last_sequence).cte("claim_logged"))
+_MOVED = _MOVE.returning(_I.c.id).cte("moved")
+# (the fill's parameters are prefixed: an UPDATE sets every column named by an execution parameter)
+_FILLED = insert(_F).from_select(_FILL_COLUMNS, select(
+    _MOVED.c.id, bindparam("fill_trade_id", type_=String()), bindparam("fill_quantity", type_=QTY),
+    bindparam("fill_price", type_=QTY), bindparam("fill_fee", type_=QTY),
+    bindparam("fill_timestamp", type_=UtcDateTime())))
+_MOVE_ONE = select(_MOVED.c.id).add_cte(_logged(_MOVED, bindparam("to_sequence", type_=Integer())).cte("logged"))
+_MOVE_FILL_ONE = _MOVE_ONE.add_cte(_FILLED.cte("filled"))
 _RETRIES = 20  # compare-and-set misses in a row before giving up (only under heavy write contention)
+# PostgreSQL's micro-batch: one short statement whose parameters are one array per column (unnest turns them
+# into rows), where a multi-row VALUES is a statement as long as the batch that the driver parses again
+# for every batch (most of a batch's client time)
+_CREATED_COLUMNS = tuple(column for column in _I.c if column.name != "id")
+
+
+def _unbounded(column: Any) -> Any:
+    # An explicit cast to varchar(n) truncates and to numeric(p, s) rounds, silently: the arrays carry the
+    # bare types, so storing into the columns checks length and scale as a single-row INSERT does.
+    kind = column.type
+    return String() if isinstance(kind, String) else Numeric() if isinstance(kind, Numeric) else kind
+
+
+_CREATE_MANY_ROWS = func.unnest(*(bindparam(f"each_{column.name}", type_=ARRAY(_unbounded(column)))
+                                  for column in _CREATED_COLUMNS)).table_valued(
+    *(column.name for column in _CREATED_COLUMNS)).render_derived(name="batch")
+_CREATE_MANY = (postgresql.insert(_I)
+                .from_select([column.name for column in _CREATED_COLUMNS], select(*_CREATE_MANY_ROWS.c))
+                .on_conflict_do_nothing(index_elements=["client_order_id"]).returning(_I.c.client_order_id))
+_KNOWN = 4096  # snapshots of the open intents this store last wrote, kept to validate their next event
 
 
 @dataclass(frozen=True)
@@ -136,6 +202,11 @@ class IntentStore:
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._insert = upsert_insert(engine)
+        self._one_statement = engine.dialect.name == "postgresql"  # data-modifying WITH (see _CLAIM_ONE)
+        # cid -> (row id, snapshot) as this store last wrote it: the next event is validated against it
+        # without a read, and the write's compare-and-set on the event count proves it is still current
+        self._known: OrderedDict[str, tuple[int, OrderSnapshot]] = OrderedDict()
+        self._known_lock = threading.Lock()
 
     # ---- intents -------------------------------------------------------------------------------------
 
@@ -148,7 +219,7 @@ class IntentStore:
         try:
             # one INSERT is its own transaction: autocommit spares the BEGIN and COMMIT round trips
             with self._autocommit.connect() as conn:
-                conn.execute(insert(_I), _intent_values(intent, utc_now()))
+                conn.execute(_CREATE, _intent_values(intent, utc_now()))
             return intent
         except IntegrityError:
             stored = self._read_back([intent])
@@ -163,15 +234,23 @@ class IntentStore:
             if intent.broker_order_id is not None:
                 raise OrderValidationError(f"intent {intent.client_order_id}: created with a broker_order_id")
         now = utc_now()
-        stmt = (self._insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
-                .returning(_I.c.client_order_id))
+        rows = [_intent_values(intent, now) for intent in intents]
+        # a transaction, not autocommit: a batch that conflicts with a stored intent leaves nothing stored
         with self.engine.begin() as conn:
-            inserted = set(conn.execute(stmt, [_intent_values(intent, now) for intent in intents]).scalars())
-            # only the intents stored before (or twice in this batch) are read back and compared
-            times = Counter(intent.client_order_id for intent in intents)
-            existing = [intent for intent in intents
-                        if intent.client_order_id not in inserted or times[intent.client_order_id] > 1]
-            stored = {i.client_order_id: i for i in self._read_back(existing, conn)} if existing else {}
+            if self._one_statement:
+                inserted = set(conn.execute(_CREATE_MANY, {f"each_{column.name}": [row[column.name] for row in rows]
+                                                           for column in _CREATED_COLUMNS}).scalars())
+            else:
+                inserted = set(conn.execute(self._insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
+                                            .returning(_I.c.client_order_id), rows).scalars())
+            return self._stored(intents, inserted, conn)
+
+    def _stored(self, intents: Sequence[OrderIntent], inserted: set[str], conn: Connection) -> list[OrderIntent]:
+        # only the intents stored before (or twice in this batch) are read back and compared
+        times = Counter(intent.client_order_id for intent in intents)
+        existing = [intent for intent in intents
+                    if intent.client_order_id not in inserted or times[intent.client_order_id] > 1]
+        stored = {i.client_order_id: i for i in self._read_back(existing, conn)} if existing else {}
         return [stored.get(intent.client_order_id, intent) for intent in intents]
 
     def _read_back(self, intents: Sequence[OrderIntent], conn: Connection | None = None) -> list[OrderIntent]:
@@ -239,16 +318,23 @@ class IntentStore:
         (threads or processes), who must then send the order. False when the intent is past CREATED."""
         target = models.TRANSITIONS[(OrderState.CREATED, EventKind.SUBMITTED)]
         now = utc_now()
-        with self.engine.begin() as conn:
-            claimed = conn.execute(_CLAIM, {"cid": client_order_id, "from_state": OrderState.CREATED.value,
-                                            "to_state": target.value, "now": now}).one_or_none()
-            if claimed is None:
-                if conn.execute(select(_I.c.id).where(_I.c.client_order_id == client_order_id)).first() is None:
-                    raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
-                return False
-            conn.execute(_LOG, {"intent_id": claimed.id, "sequence": claimed.last_sequence,
-                                      "kind": EventKind.SUBMITTED.value, "payload": {}, "recorded_at": now})
-        return True
+        move = {"cid": client_order_id, "from_state": OrderState.CREATED.value, "to_state": target.value, "now": now}
+        log = {"kind": EventKind.SUBMITTED.value, "payload": {}, "recorded_at": now}
+        if self._one_statement:
+            with self._autocommit.connect() as conn:
+                claimed = conn.execute(_CLAIM_ONE, {**move, **log}).one_or_none()
+        else:
+            with self.engine.begin() as conn:
+                claimed = conn.execute(_CLAIM, move).one_or_none()
+                if claimed is not None:
+                    conn.execute(_LOG, {**log, "intent_id": claimed.id, "sequence": claimed.last_sequence})
+        if claimed is not None:
+            self._remember(claimed.id, _snapshot_from_row(claimed, frozenset()))
+            return True
+        with self._autocommit.connect() as conn:
+            if conn.execute(select(_I.c.id).where(_I.c.client_order_id == client_order_id)).first() is None:
+                raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
+        return False
 
     def record(self, client_order_id: str, event: OrderEvent) -> OrderSnapshot:
         """Apply ``event`` (validated by ``models.apply``) and store it in one transaction; returns the new
@@ -257,9 +343,9 @@ class IntentStore:
         if event.sequence is not None:
             raise OrderValidationError(f"order {client_order_id}: event {event.kind} given sequence "
                                        f"{event.sequence}; the store numbers events")
-        for _ in range(_RETRIES):
+        for attempt in range(_RETRIES):
             try:
-                return self._record_once(client_order_id, event)
+                return self._record_once(client_order_id, event, recall=attempt == 0)
             except _Contended:
                 continue
             except IntegrityError:
@@ -283,10 +369,24 @@ class IntentStore:
         raise IllegalTransition(f"order {client_order_id}: event {event.kind} lost the compare-and-set "
                                 f"{_RETRIES} times in a row to other writers")
 
-    def _record_once(self, client_order_id: str, event: OrderEvent) -> OrderSnapshot:
-        fill = event.fill if event.kind is EventKind.FILLED else None
-        with self.engine.begin() as conn:
-            rows = conn.execute(_READ_FOR_UPDATE, {"cid": client_order_id}).all()
+    def _record_once(self, client_order_id: str, event: OrderEvent, *, recall: bool) -> OrderSnapshot:
+        # Validate with models.apply, then write under a compare-and-set on the row's event count: a writer
+        # that got there in between makes the write match no row (nothing written) and the caller reads
+        # again. No lock is held across the validation. The snapshot this store last wrote spares the read;
+        # only a write decides on it, so a no-op or a refusal is decided on a fresh read.
+        known = self._recall(client_order_id) if recall else None
+        if known is not None:
+            row_id, before = known
+            try:
+                after = models.apply(before, event)
+            except IllegalTransition:
+                after = before
+            if after is not before:
+                with self._autocommit.connect() as conn:
+                    if self._write(conn, row_id, before.sequence, after, event):
+                        return after
+        with self._autocommit.connect() as conn:
+            rows = conn.execute(_READ, {"cid": client_order_id}).all()
             if not rows:
                 raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
             row = rows[0]
@@ -295,19 +395,55 @@ class IntentStore:
             after = models.apply(before, event)
             if after is before:
                 return before
-            now = utc_now()
-            changed = conn.execute(_MOVE, {"row_id": row.id, "seen": row.last_sequence, "to_state": after.state.value,
-                                           "to_filled": after.filled_quantity, "to_fees": after.fees,
-                                           "to_broker": after.broker_order_id, "to_sequence": after.sequence,
-                                           "now": now})
-            if changed.rowcount != 1:
+            if not self._write(conn, row.id, before.sequence, after, event):
                 raise _Contended
-            conn.execute(_LOG, {"intent_id": row.id, "sequence": after.sequence, "kind": event.kind.value,
-                                      "payload": dict(event.payload), "recorded_at": now})
-            if fill is not None:
-                conn.execute(_FILL, {"intent_id": row.id, "trade_id": fill.trade_id, "quantity": fill.quantity,
-                                          "price": fill.price, "fee": fill.fee, "timestamp": fill.timestamp})
         return after
+
+    def _write(self, conn: Connection, row_id: int, seen: int, after: OrderSnapshot, event: OrderEvent) -> bool:
+        """Move the row from event count ``seen`` to ``after`` with ``event``'s log entry (and fill); False,
+        writing nothing, when the row is no longer at ``seen``. ``conn`` is in autocommit (PostgreSQL's one
+        statement runs on it; SQLite's statements run in a transaction of their own)."""
+        now = utc_now()
+        move = {"row_id": row_id, "seen": seen, "to_state": after.state.value, "to_filled": after.filled_quantity,
+                "to_fees": after.fees, "to_broker": after.broker_order_id, "to_sequence": after.sequence, "now": now}
+        log = {"kind": event.kind.value, "payload": dict(event.payload), "recorded_at": now}
+        fill = event.fill if event.kind is EventKind.FILLED else None
+        stored = {} if fill is None else {"trade_id": fill.trade_id, "quantity": fill.quantity, "price": fill.price,
+                                          "fee": fill.fee, "timestamp": fill.timestamp}
+        if self._one_statement:
+            prefixed = {f"fill_{key}": value for key, value in stored.items()}
+            moved = conn.execute(_MOVE_ONE if fill is None else _MOVE_FILL_ONE,
+                                 {**move, **log, **prefixed}).first() is not None
+        else:
+            with self.engine.begin() as tx:
+                moved = tx.execute(_MOVE, move).rowcount == 1
+                if moved:
+                    tx.execute(_LOG, {**log, "intent_id": row_id, "sequence": after.sequence})
+                    if fill is not None:
+                        tx.execute(_FILL, {**stored, "intent_id": row_id})
+        if moved:
+            self._remember(row_id, after)
+        else:
+            self._forget(after.client_order_id)
+        return moved
+
+    def _remember(self, row_id: int, snapshot: OrderSnapshot) -> None:
+        with self._known_lock:
+            if snapshot.is_terminal:  # no event moves it again
+                self._known.pop(snapshot.client_order_id, None)
+                return
+            self._known[snapshot.client_order_id] = (row_id, snapshot)
+            self._known.move_to_end(snapshot.client_order_id)
+            if len(self._known) > _KNOWN:
+                self._known.popitem(last=False)
+
+    def _recall(self, client_order_id: str) -> tuple[int, OrderSnapshot] | None:
+        with self._known_lock:
+            return self._known.get(client_order_id)
+
+    def _forget(self, client_order_id: str) -> None:
+        with self._known_lock:
+            self._known.pop(client_order_id, None)
 
     # ---- history -------------------------------------------------------------------------------------
 

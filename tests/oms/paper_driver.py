@@ -9,7 +9,7 @@ numba cache loads; it builds its own engines.
 ``--kill`` SIGKILLs the process at the NTH durable step of KIND, just before its commit or just after it;
 ``--steps`` appends each durable step's kind to FILE. Both work through SQLAlchemy engine events registered
 here (the product has no test hook). A durable step is a commit that wrote something, or an autocommitted
-write; its kind comes from what it wrote (see ``_kind``).
+write (one statement, its writes possibly in a WITH); its kind comes from what it wrote (see ``_kind``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ START, END = "2003-01-01", "2003-03-31"  # 61 daily bars
 SEED = 7
 ENGINE = EngineConfig(strategy="cycle", horizon="1bar", version=1, lot_size=1.0, min_notional=100.0)
 _WRITE = re.compile(r"^\s*(INSERT INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
+# one statement whose WITH holds the writes (the store's durable steps on PostgreSQL): each write it makes
+_WITH_WRITES = re.compile(r"\b(INSERT INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
 
 
 def bars(end: str = END) -> Any:
@@ -84,10 +86,19 @@ class Injector:
         return bool(conn._execution_options.get("isolation_level") == "AUTOCOMMIT")
 
     def _before(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        compiled = getattr(context, "compiled_parameters", None) or [{}]
         match = _WRITE.match(statement)
         if match is None:
+            if not re.match(r"^\s*WITH\b", statement, re.IGNORECASE):
+                return
+            writes = [(verb.upper(), table, compiled[0]) for verb, table in _WITH_WRITES.findall(statement)]
+            if not writes:
+                return
+            if self._autocommit(conn):
+                conn.info["autocommit_kind"] = self._step(_kind(writes), "before")
+            else:
+                conn.info.setdefault("writes", []).extend(writes)
             return
-        compiled = getattr(context, "compiled_parameters", None) or [{}]
         write = (match.group(1).upper(), match.group(2), compiled[0])
         if self._autocommit(conn):
             kind = "intent_create" if write[1] == "oms_intents" else "other_autocommit"

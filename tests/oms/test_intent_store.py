@@ -234,3 +234,62 @@ def test_restart_reads_the_same_state(oms_engine: Engine, oms_dsn: str) -> None:
         assert again == store.get(cid)
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_pooled_connection_closed_by_the_server_is_replaced_at_checkout(postgres_database: str) -> None:
+    # no pre-ping round trip guards a checkout: a connection the server closed while it sat in the pool
+    # (a restart, an idle timeout) must still not reach a durable step
+    import time
+
+    import psycopg
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from ai_trading.oms.db import make_engine, upgrade_to_head
+
+    engine = make_engine(postgres_database)
+    try:
+        upgrade_to_head(engine)
+        store = IntentStore(engine)
+        cid = store.create(make_intent(40)).client_order_id
+        with engine.connect() as conn:
+            pids = {conn.execute(text("SELECT pg_backend_pid()")).scalar_one()}
+        admin = make_url(postgres_database).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True) as killer:
+            own = killer.execute("SELECT pg_backend_pid()").fetchone()
+            pids = {pid for (pid,) in killer.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s",
+                (own[0] if own else 0,))} | pids
+            for pid in pids:
+                killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + 10
+            while killer.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                 (list(pids),)).fetchone() != (0,):
+                assert time.monotonic() < deadline, "the terminated backends did not exit"
+                time.sleep(0.05)
+        assert store.claim_for_submit(cid) is True
+        assert store.record(cid, OrderEvent.acked("B-40")).state is OrderState.ACKED
+        assert [e.kind.value for e in store.events(cid)] == ["SUBMITTED", "ACKED"]
+    finally:
+        engine.dispose()
+
+
+def test_snapshot_this_store_wrote_never_decides_once_another_writer_moved_the_order(oms_engine: Engine) -> None:
+    mine, other = IntentStore(oms_engine), IntentStore(oms_engine)  # two processes' stores, own memories
+    cid = mine.create(make_intent(50, quantity=4)).client_order_id
+    assert mine.claim_for_submit(cid)
+    other.record(cid, OrderEvent.acked("B-50"))
+    other.record(cid, OrderEvent.filled(_fill("T50-1", 1)))
+    # `mine` last saw SUBMITTED: the fill must land on the stored PARTIAL_FILLED, not on what it remembers
+    snap = mine.record(cid, OrderEvent.filled(_fill("T50-2", 1)))
+    assert (snap.state, snap.filled_quantity, snap.sequence, snap.trade_ids) == (
+        OrderState.PARTIAL_FILLED, 2, 4, frozenset({"T50-1", "T50-2"}))
+    other.record(cid, OrderEvent.canceled("withdrawn"))
+    with pytest.raises(IllegalTransition, match="CANCELED"):  # legal on what `mine` remembers, not on the store
+        mine.record(cid, OrderEvent.filled(_fill("T50-3", 1)))
+    assert mine.record(cid, OrderEvent.filled(_fill("T50-2", 1))) == mine.get(cid).snapshot  # a known trade: no-op
+    assert [e.kind.value for e in mine.events(cid)] == ["SUBMITTED", "ACKED", "FILLED", "FILLED", "CANCELED"]
+    assert mine.replay(cid) == mine.get(cid).snapshot
+    assert _count(oms_engine, FillRow) == 2
+
