@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 FILE_SCHEMA = pa.schema([("timestamp", pa.timestamp("ns", tz="UTC")), *[(c, pa.float64()) for c in BAR_COLUMNS]])
 PARTITIONING = ds.partitioning(pa.schema([("symbol", pa.string()), ("year", pa.int32())]), flavor="hive")
+YEAR_PARTITIONING = ds.partitioning(pa.schema([("year", pa.int32())]), flavor="hive")  # within one symbol
 # Symbols become directory names: no separators, no '=', nothing a shell or URL would re-encode.
 SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._^-]*")
 PART_NAME = "part-0.parquet"
@@ -114,14 +115,23 @@ class ParquetStore:
     def read(self, symbol: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
         """Canonical bars of ``symbol`` between ``start`` and ``end`` (inclusive), unvalidated."""
         self.check_symbol(symbol)
-        row_filter = self.partition_filter([symbol], start, end)
+        row_filter = ds.scalar(True)
+        if start is not None:
+            row_filter = row_filter & (ds.field("year") >= start.year)
+        if end is not None:
+            row_filter = row_filter & (ds.field("year") <= end.year)
         stamp_type = FILE_SCHEMA.field("timestamp").type
         if start is not None:
             row_filter = row_filter & (ds.field("timestamp") >= pa.scalar(start.as_unit("ns"), stamp_type))
         if end is not None:
             row_filter = row_filter & (ds.field("timestamp") <= pa.scalar(end.as_unit("ns"), stamp_type))
         try:
-            table = self.dataset().to_table(columns=list(FILE_SCHEMA.names), filter=row_filter)
+            # A dataset of the symbol's own directory: the store-wide one keeps what each scan of its fragments
+            # read alive for as long as it lives (more than the bars themselves over a whole universe), and
+            # filtering the store's every fragment per symbol makes a universe's reads quadratic.
+            folder = ds.dataset(self.root / f"symbol={symbol}", format="parquet", partitioning=YEAR_PARTITIONING,
+                                schema=pa.schema([*FILE_SCHEMA, ("year", pa.int32())]))
+            table = folder.to_table(columns=list(FILE_SCHEMA.names), filter=row_filter)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataValidationError("unreadable", f"cannot read the partitions of {symbol}: {exc}", symbol=symbol,
                                       source=str(self.root / f"symbol={symbol}")) from exc
