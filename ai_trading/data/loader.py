@@ -127,55 +127,42 @@ def _stamps_ns(frame: pd.DataFrame) -> np.ndarray:
 
 
 class _ColumnBuffer:
-    """Validated bars of each symbol appended one after the other: one buffer per column (int64 ns UTC
-    timestamps and the five float64 bar columns), each its own allocation so that assembly can free it as soon
-    as its column is placed. A capacity known up front (the row count of Parquet footers) avoids any growth."""
+    """Validated bars of each symbol appended one after the other: the five float64 bar columns as the rows of
+    one block (which becomes the frame's values, reordered in place) and the int64 ns UTC timestamps apart (freed
+    once the rows are placed). A capacity known up front (the row count of Parquet footers) avoids any growth;
+    pages past the rows written are never touched, so a capacity above the rows costs no memory."""
 
     def __init__(self, capacity: int) -> None:
         self.n = 0
         self.ns: npt.NDArray[np.int64] = np.empty(capacity, dtype=np.int64)
-        self.columns: list[npt.NDArray[np.float64] | None] = [np.empty(capacity) for _ in BAR_COLUMNS]
+        self.block: npt.NDArray[np.float64] = np.empty((len(BAR_COLUMNS), capacity))
         self.segments: dict[str, tuple[int, int]] = {}
-
-    def _grow(self, needed: int) -> None:
-        size = max(needed, 2 * len(self.ns))
-        grown = np.empty(size, dtype=np.int64)
-        grown[:self.n] = self.ns[:self.n]
-        self.ns = grown
-        for j, column in enumerate(self.columns):
-            assert column is not None
-            wider = np.empty(size)
-            wider[:self.n] = column[:self.n]
-            self.columns[j] = wider
 
     def append(self, symbol: str, part: pd.DataFrame) -> None:
         a, b = self.n, self.n + len(part)
         if b > len(self.ns):
-            self._grow(b)
+            size = max(b, 2 * len(self.ns))
+            ns, block = np.empty(size, dtype=np.int64), np.empty((len(BAR_COLUMNS), size))
+            ns[:a], block[:, :a] = self.ns[:a], self.block[:, :a]
+            self.ns, self.block = ns, block
         self.ns[a:b] = _stamps_ns(part)
-        for column, name in zip(self.columns, BAR_COLUMNS, strict=True):
-            assert column is not None
-            column[a:b] = part[name].to_numpy(dtype=np.float64, copy=False)
+        for j, name in enumerate(BAR_COLUMNS):
+            self.block[j, a:b] = part[name].to_numpy(dtype=np.float64, copy=False)
         self.n = b
         self.segments[symbol] = (a, b)
-
-    def column(self, j: int) -> npt.NDArray[np.float64]:
-        column = self.columns[j]
-        assert column is not None, "column already placed"
-        return column
 
     def feed(self, stream: FingerprintStream) -> None:
         """Every symbol's bars into ``stream`` in canonical order, as views of the buffers."""
         for symbol in sorted(self.segments):
             a, b = self.segments[symbol]
-            stream.update(symbol, self.ns[a:b], [self.column(j)[a:b] for j in range(len(BAR_COLUMNS))])
+            stream.update(symbol, self.ns[a:b], self.block[:, a:b])
 
 
 def _assemble(buffer: _ColumnBuffer) -> pd.DataFrame:
     """The canonical frame (sorted by timestamp then symbol) of the buffer's validated symbols. Each row's
-    place comes from counting bars per timestamp (no sort of the rows), and each column buffer is freed as
-    soon as it is placed, so besides the buffers and the result only the row placement (int64), the codes and
-    one column in flight are alive: the peak stays near 1.5 times the bar columns."""
+    place comes from counting bars per timestamp (no sort of the rows) and the buffer's block is reordered in
+    place, one column at a time through one scratch column: besides the bars, only the row placement, the
+    codes and that scratch are alive (the peak stays near 1.5 times the bar columns)."""
     names = sorted(buffer.segments)
     n = buffer.n
     distinct = np.sort(buffer.ns[:n])  # the union of timestamps, each once
@@ -206,11 +193,12 @@ def _assemble(buffer: _ColumnBuffer) -> pd.DataFrame:
         del rows, codes
     del start
     buffer.ns = np.empty(0, dtype=np.int64)
-    values = np.empty((len(BAR_COLUMNS), n), dtype=np.float64)
+    values = buffer.block[:, :n]
+    scratch = np.empty(n)
     for j in range(len(BAR_COLUMNS)):
-        np.take(buffer.column(j)[:n], source, out=values[j])
-        buffer.columns[j] = None
-    del source
+        np.take(values[j], source, out=scratch)
+        values[j] = scratch
+    del scratch, source
     stamps = pd.DatetimeIndex(distinct.view("M8[ns]")).tz_localize("UTC")
     levels: Any = [stamps, pd.Index(names).astype(str)]  # pandas-stubs type levels/codes as plain sequences
     codes_: Any = [stamp_codes, sym_codes]

@@ -174,3 +174,23 @@ def test_write_symbol_refuses_bars_of_another_or_several_symbols(tmp_path: Path)
     with pytest.raises(DataValidationError, match="bad_symbol"):
         write_symbol(tmp_path, "../x", two.xs("SP500", level="symbol", drop_level=False))
     assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_store_load_peak_memory_stays_within_twice_the_bar_columns(tmp_path: Path) -> None:
+    # numpy and pandas report their buffers to tracemalloc: the peak the load's own arrays reach, over the bytes
+    # of the bar columns it returns (int64 timestamp + five float64 columns a row).
+    import tracemalloc
+
+    symbols = [f"S{i:02d}" for i in range(30)]
+    ingest(str(synthetic_csv_dir(tmp_path / "csv", symbols, start="2010-01-01", end="2019-12-31")), tmp_path / "store")
+    config = DataConfig(symbols=symbols, source=str(tmp_path / "store"), layout="parquet_dataset")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        bars = load(config)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    columns = len(bars.frame) * 48
+    assert len(bars.frame) == 30 * len(pd.bdate_range("2010-01-01", "2019-12-31"))
+    assert peak <= 2.0 * columns, f"load peak {peak / columns:.2f}x the bar columns"
