@@ -146,8 +146,7 @@ class _ColumnBuffer:
             ns[:a], block[:, :a] = self.ns[:a], self.block[:, :a]
             self.ns, self.block = ns, block
         self.ns[a:b] = _stamps_ns(part)
-        for j, name in enumerate(BAR_COLUMNS):
-            self.block[j, a:b] = part[name].to_numpy(dtype=np.float64, copy=False)
+        self.block[:, a:b] = part.to_numpy(dtype=np.float64).T  # validated: the bar columns in order
         self.n = b
         self.segments[symbol] = (a, b)
 
