@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 FILE_SCHEMA = pa.schema([("timestamp", pa.timestamp("ns", tz="UTC")), *[(c, pa.float64()) for c in BAR_COLUMNS]])
 PARTITIONING = ds.partitioning(pa.schema([("symbol", pa.string()), ("year", pa.int32())]), flavor="hive")
+YEAR_PARTITIONING = ds.partitioning(pa.schema([("year", pa.int32())]), flavor="hive")  # within one symbol
 # Symbols become directory names: no separators, no '=', nothing a shell or URL would re-encode.
 SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._^-]*")
 PART_NAME = "part-0.parquet"
@@ -114,23 +116,41 @@ class ParquetStore:
     def read(self, symbol: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
         """Canonical bars of ``symbol`` between ``start`` and ``end`` (inclusive), unvalidated."""
         self.check_symbol(symbol)
-        row_filter = self.partition_filter([symbol], start, end)
+        row_filter = ds.scalar(True)
+        if start is not None:
+            row_filter = row_filter & (ds.field("year") >= start.year)
+        if end is not None:
+            row_filter = row_filter & (ds.field("year") <= end.year)
         stamp_type = FILE_SCHEMA.field("timestamp").type
         if start is not None:
             row_filter = row_filter & (ds.field("timestamp") >= pa.scalar(start.as_unit("ns"), stamp_type))
         if end is not None:
             row_filter = row_filter & (ds.field("timestamp") <= pa.scalar(end.as_unit("ns"), stamp_type))
         try:
-            table = self.dataset().to_table(columns=list(FILE_SCHEMA.names), filter=row_filter)
+            # A dataset of the symbol's own directory: the store-wide one keeps what each scan of its fragments
+            # read alive for as long as it lives (more than the bars themselves over a whole universe).
+            folder = ds.dataset(self.root / f"symbol={symbol}", format="parquet", partitioning=YEAR_PARTITIONING,
+                                schema=pa.schema([*FILE_SCHEMA, ("year", pa.int32())]))
+            table = folder.to_table(columns=list(FILE_SCHEMA.names), filter=row_filter)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataValidationError("unreadable", f"cannot read the partitions of {symbol}: {exc}", symbol=symbol,
                                       source=str(self.root / f"symbol={symbol}")) from exc
-        table = table.sort_by("timestamp") if table.num_rows > 1 else table
         ns = table.column("timestamp").cast(pa.timestamp("ns")).cast(pa.int64()).to_numpy()
-        stamps = pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC")
-        index = pd.MultiIndex.from_arrays([stamps, pd.Index([symbol] * table.num_rows, dtype=object)],
-                                          names=["timestamp", "symbol"])
         values = {c: table.column(c).to_numpy() for c in BAR_COLUMNS}
+        del table
+        if len(ns) > 1 and not bool((ns[1:] >= ns[:-1]).all()):  # files of years read out of order
+            order = np.argsort(ns, kind="stable")
+            ns = ns[order]
+            values = {c: v[order] for c, v in values.items()}
+        stamps = pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC")
+        symbols = pd.Index([symbol], dtype=object)
+        if len(ns) < 2 or bool((ns[1:] > ns[:-1]).all()):
+            # Distinct sorted timestamps are their own level: no hashing of every timestamp to factorize it.
+            levels: Any = [stamps, symbols]  # pandas-stubs type levels/codes as plain sequences
+            codes: Any = [np.arange(len(ns)), np.zeros(len(ns), dtype=np.int8)]
+            index = pd.MultiIndex(levels=levels, codes=codes, names=["timestamp", "symbol"], verify_integrity=False)
+        else:  # repeated timestamps: validation names them
+            index = pd.MultiIndex.from_arrays([stamps, symbols.repeat(len(ns))], names=["timestamp", "symbol"])
         return pd.DataFrame(values, index=index, columns=list(BAR_COLUMNS))
 
     def file_identity(self, files: Sequence[str]) -> list[list[object]]:

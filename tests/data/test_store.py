@@ -174,3 +174,49 @@ def test_write_symbol_refuses_bars_of_another_or_several_symbols(tmp_path: Path)
     with pytest.raises(DataValidationError, match="bad_symbol"):
         write_symbol(tmp_path, "../x", two.xs("SP500", level="symbol", drop_level=False))
     assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_store_load_peak_memory_stays_within_twice_the_bar_columns(tmp_path: Path) -> None:
+    # numpy and pandas report their buffers to tracemalloc: the peak the load's own arrays reach, over the bytes
+    # of the bar columns it returns (int64 timestamp + five float64 columns a row).
+    import tracemalloc
+
+    symbols = [f"S{i:02d}" for i in range(30)]
+    ingest(str(synthetic_csv_dir(tmp_path / "csv", symbols, start="2010-01-01", end="2019-12-31")), tmp_path / "store")
+    config = DataConfig(symbols=symbols, source=str(tmp_path / "store"), layout="parquet_dataset")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        bars = load(config)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    columns = len(bars.frame) * 48
+    assert len(bars.frame) == 30 * len(pd.bdate_range("2010-01-01", "2019-12-31"))
+    assert peak <= 2.0 * columns, f"load peak {peak / columns:.2f}x the bar columns"
+
+
+def test_store_read_sorts_files_out_of_order_and_keeps_repeated_timestamps_for_validation(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ai_trading.data.store import FILE_SCHEMA
+
+    def write(year_dir: str, stamps: list[str], close: float) -> None:
+        folder = tmp_path / "store" / "symbol=X" / year_dir
+        folder.mkdir(parents=True)
+        ts = pd.DatetimeIndex(stamps, tz="UTC")
+        prices = {c: [close] * len(ts) for c in ("open", "high", "low", "close")}
+        pq.write_table(pa.table({"timestamp": list(ts), **prices, "volume": [1.0] * len(ts)}, schema=FILE_SCHEMA),
+                       folder / "part-0.parquet")
+
+    # A file of 2021 filed under year=2019 comes first in path order, after the 2020 bars in time.
+    write("year=2019", ["2021-01-04", "2021-01-05"], 2.0)
+    write("year=2020", ["2020-01-02", "2020-01-03"], 1.0)
+    bars = ParquetStore(str(tmp_path / "store")).read("X")
+    assert list(bars.index.get_level_values("timestamp").strftime("%Y-%m-%d")) == [
+        "2020-01-02", "2020-01-03", "2021-01-04", "2021-01-05"]
+    assert bars["close"].tolist() == [1.0, 1.0, 2.0, 2.0]
+    write("year=2022", ["2022-01-03", "2022-01-03"], 3.0)
+    with pytest.raises(DataValidationError, match="duplicate_timestamp"):
+        load(DataConfig(symbols=["X"], source=str(tmp_path / "store"), layout="parquet_dataset"))
