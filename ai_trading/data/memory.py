@@ -1,7 +1,7 @@
 """Memory pre-flight: how much a bars selection will take in memory, checked against a budget before loading.
 
-The estimate counts what :func:`~ai_trading.data.loader.load` holds at its peak (the read buffers, the
-per-symbol parts and the assembled canonical frame with its scratch arrays) as a multiple of the frame's
+The estimate counts what :func:`~ai_trading.data.loader.load` holds at its peak (one symbol's read
+buffers, the assembled canonical frame and its scratch column) as a multiple of the frame's
 bytes a row; the feature matrix built afterwards is not included. Rows come from Parquet footers, so no
 data page is read.
 """
@@ -16,10 +16,10 @@ from ai_trading.errors import ConfigError, MemoryBudgetExceeded
 
 # Bytes one bar takes in the canonical frame: 5 float64 columns, int64 timestamp, symbol code (int64 worst case).
 BAR_BYTES: Final = 5 * 8 + 8 + 8
-# Peak of a load over the frame it returns: Arrow read buffers, the per-symbol parts and the assembled frame
-# with its scratch. benchmarks/bench_scale.py measures the load's peak RSS over the bar columns; this keeps the
+# Peak of a load over the frame it returns: one symbol's Arrow read buffers, the shared column block and its one
+# scratch column. benchmarks/bench_scale.py measures the load's peak RSS over the bar columns; this keeps the
 # estimate above what it measured, so the check errs towards refusing.
-PEAK_FACTOR: Final = 4.5
+PEAK_FACTOR: Final = 2.0
 # Without data.max_memory_gb, a load may take this share of the memory available when it starts.
 DEFAULT_AVAILABLE_SHARE: Final = 0.5
 

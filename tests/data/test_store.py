@@ -11,6 +11,7 @@ import pytest
 
 from ai_trading.data import DataConfig, dataset_fingerprint, load
 from ai_trading.data.ingest import ingest, main
+from ai_trading.data.memory import estimate_load_bytes
 from ai_trading.data.store import ParquetStore
 from ai_trading.errors import ConfigError, DataValidationError, MemoryBudgetExceeded, UnknownSymbolError
 from ai_trading.wiring import train_config
@@ -194,6 +195,8 @@ def test_store_load_peak_memory_stays_within_twice_the_bar_columns(tmp_path: Pat
     columns = len(bars.frame) * 48
     assert len(bars.frame) == 30 * len(pd.bdate_range("2010-01-01", "2019-12-31"))
     assert peak <= 2.0 * columns, f"load peak {peak / columns:.2f}x the bar columns"
+    # The pre-flight refuses on its estimate: it must not promise less than the load takes.
+    assert estimate_load_bytes(len(bars.frame)) >= peak
 
 
 def test_store_read_sorts_files_out_of_order_and_keeps_repeated_timestamps_for_validation(tmp_path: Path) -> None:
