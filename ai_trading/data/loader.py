@@ -223,9 +223,7 @@ def load(config: DataConfig) -> Bars:
     stream = None if cached is not None else FingerprintStream()
     if stream is not None:
         for symbol in sorted(parts):
-            part = parts[symbol]
-            stream.update(symbol, _stamps_ns(part),
-                          part.to_numpy(dtype=np.float64).T)
+            stream.update_frame(parts[symbol])
     frame = _assemble(parts)
     parts.clear()  # the frame holds the bars now; the parts would double the peak of the checks below
     frame = validate_bars(frame, source=config.source)
