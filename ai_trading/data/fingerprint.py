@@ -85,8 +85,8 @@ def _timestamps_ns(index: pd.MultiIndex) -> npt.NDArray[np.int64]:
 
 class FingerprintStream:
     """Feed bars chunk by chunk in canonical order (symbols ascending; within a symbol, timestamps
-    non-decreasing), then read :meth:`hexdigest`. Memory: six hash states and the distinct timestamps
-    (for the bar frequency), whatever the number of rows."""
+    non-decreasing), then read :meth:`hexdigest`. Memory: six hash states, the distinct timestamps (for the
+    bar frequency) and one chunk's timestamps, whatever the number of rows."""
 
     def __init__(self) -> None:
         self._outer = hashlib.sha256(FORMAT.encode() + b"\0")
@@ -97,6 +97,7 @@ class FingerprintStream:
         self._last_ns: int | None = None
         self._symbols: list[str] = []
         self._stamps = np.empty(0, dtype=np.int64)
+        self._checked = b""  # the last chunk's stamps found strictly increasing and merged into _stamps
         self._done = False
 
     def update(self, symbol: str, timestamps_ns: npt.ArrayLike, columns: Any) -> None:
@@ -115,27 +116,40 @@ class FingerprintStream:
         ns = np.ascontiguousarray(timestamps_ns, dtype="<i8")
         if len(ns) == 0:
             return
-        values = [columns[c] for c in BAR_COLUMNS] if hasattr(columns, "keys") else list(columns)
-        if len(values) != len(BAR_COLUMNS) or any(len(v) != len(ns) for v in values):
-            raise DataValidationError("schema", f"a chunk needs {len(BAR_COLUMNS)} columns of {len(ns)} rows",
-                                      symbol=symbol, source="fingerprint")
+        block = columns if isinstance(columns, np.ndarray) and columns.ndim == 2 else None
+        if block is not None and block.dtype == "<f8" and block.flags.c_contiguous:
+            if block.shape != (len(BAR_COLUMNS), len(ns)):
+                raise DataValidationError("schema", f"a chunk needs {len(BAR_COLUMNS)} columns of {len(ns)} rows, "
+                                          f"got an array of shape {block.shape}", symbol=symbol, source="fingerprint")
+            # One flat view of the (5, n) block, cut into its rows: no array object per column.
+            flat, size = block.data.cast("B"), 8 * len(ns)
+            buffers = [flat[i * size:(i + 1) * size] for i in range(len(BAR_COLUMNS))]
+        else:
+            values = [columns[c] for c in BAR_COLUMNS] if hasattr(columns, "keys") else list(columns)
+            if len(values) != len(BAR_COLUMNS) or any(len(v) != len(ns) for v in values):
+                raise DataValidationError("schema", f"a chunk needs {len(BAR_COLUMNS)} columns of {len(ns)} rows",
+                                          symbol=symbol, source="fingerprint")
+            buffers = [np.ascontiguousarray(column, dtype="<f8").data for column in values]
         if self._last_ns is not None and ns[0] < self._last_ns:
             raise DataValidationError("unsorted", "timestamps of a symbol must be fed in ascending order",
                                       symbol=symbol, source="fingerprint")
-        # One comparison pass answers both checks in the usual case (strictly increasing stamps).
-        distinct = ns
-        if _any(ns[1:] <= ns[:-1]):
-            if _any(ns[1:] < ns[:-1]):
-                raise DataValidationError("unsorted", "timestamps of a symbol must be fed in ascending order",
-                                          symbol=symbol, source="fingerprint")
-            distinct = _distinct_sorted(ns)
-        # The buffers go to SHA-256 as they are: a C-contiguous float64 column costs no copy.
+        stamps = ns.tobytes()
+        if stamps != self._checked:  # symbols of one calendar: the previous symbol's stamps, checked and merged
+            # One comparison pass answers both checks in the usual case (strictly increasing stamps).
+            distinct = ns
+            if _any(ns[1:] <= ns[:-1]):
+                if _any(ns[1:] < ns[:-1]):
+                    raise DataValidationError("unsorted", "timestamps of a symbol must be fed in ascending order",
+                                              symbol=symbol, source="fingerprint")
+                distinct = _distinct_sorted(ns)
+            self._merge_stamps(distinct)
+            self._checked = stamps if distinct is ns else b""
+        # The buffers go to SHA-256 as they are: C-contiguous float64 columns cost no copy.
         self._columns[0].update(ns.data)
-        for digest, column in zip(self._columns[1:], values, strict=True):
-            digest.update(np.ascontiguousarray(column, dtype="<f8").data)
+        for digest, buffer in zip(self._columns[1:], buffers, strict=True):
+            digest.update(buffer)
         self._last_ns = int(ns[-1])
         self._symbol_rows += len(ns)
-        self._merge_stamps(distinct)
 
     def update_frame(self, frame: pd.DataFrame) -> None:
         """One chunk of one symbol as a canonical bars frame (index ``(timestamp, symbol)``, the five bar

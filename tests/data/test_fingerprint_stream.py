@@ -186,3 +186,50 @@ def test_a_fed_buffer_may_be_reused_by_the_caller() -> None:
     stream.update("ORCL", buffer, values.T)
     assert stream.hexdigest() == dataset_fingerprint(pd.concat([BARS.xs("NVDA", level="symbol", drop_level=False),
                                                                later]))
+
+
+def _reference_fingerprint(frame: pd.DataFrame) -> str:
+    """Format ``ai_trading.bars/2`` as the module docstring states it, written plainly (per symbol, per column,
+    a copy each): the oracle the fast paths must match."""
+    import hashlib
+
+    from ai_trading.data.fingerprint import canonical_json
+    from ai_trading.data.frequency import frequency_label
+
+    outer = hashlib.sha256(b"ai_trading.bars/2\0")
+    stamps: set[int] = set()
+    for symbol in sorted(frame.index.get_level_values("symbol").unique()):
+        part = frame.xs(symbol, level="symbol").sort_index()
+        ns = pd.DatetimeIndex(part.index).tz_convert("UTC").as_unit("ns").asi8
+        stamps.update(ns.tolist())
+        outer.update(canonical_json({"rows": len(part), "symbol": symbol}))
+        outer.update(hashlib.sha256(np.asarray(ns, dtype="<i8").tobytes()).digest())
+        for column in BAR_COLUMNS:
+            outer.update(hashlib.sha256(part[column].to_numpy(dtype="<f8").tobytes()).digest())
+    union = pd.DatetimeIndex(np.array(sorted(stamps), dtype="M8[ns]"), tz="UTC")
+    outer.update(canonical_json({
+        "index": ["timestamp", "symbol"], "columns": list(BAR_COLUMNS), "dtypes": ["float64"] * 5, "rows": len(frame),
+        "selection": {"symbols": sorted(frame.index.get_level_values("symbol").unique()),
+                      "start": union[0].isoformat(), "end": union[-1].isoformat(),
+                      "frequency": frequency_label(union)}}))
+    return outer.hexdigest()
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_symbols_sharing_a_calendar_fingerprint_as_the_format_states(data: st.DataObject) -> None:
+    """Most symbols of a store share one calendar, which the stream checks and merges once; a symbol on another
+    calendar, or cut into other chunks, still counts in full."""
+    nvda = BARS.xs("NVDA", level="symbol", drop_level=False)
+    copies = [nvda.rename(index={"NVDA": name}, level="symbol") for name in ("AAA", "BBB", "CCC")]
+    later = _restamp(copies[2], copies[2].index.levels[0] + pd.Timedelta(days=3))  # CCC ends after the others
+    frame = pd.concat([copies[0], copies[1].iloc[5:], later, BARS.xs("ORCL", level="symbol", drop_level=False)])
+    frame = frame.sort_index(level=["timestamp", "symbol"])
+    expected = _reference_fingerprint(frame)
+    assert dataset_fingerprint(frame) == expected
+    stream = FingerprintStream()
+    for symbol, (stamps, values) in sorted(_by_symbol(frame).items()):
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stamps)), max_size=3), label=f"cuts {symbol}"))
+        for a, b in zip([0, *cuts], [*cuts, len(stamps)], strict=True):
+            stream.update(symbol, stamps[a:b], np.ascontiguousarray(values[a:b].T))
+    assert stream.hexdigest() == expected
