@@ -58,10 +58,35 @@ def _distinct_sorted(ns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return ns[keep]
 
 
+_NAT = np.iinfo(np.int64).min  # what pandas stores for NaT
+_BAR_INDEX = pd.Index(BAR_COLUMNS)
+
+
+def _any(mask: npt.NDArray[np.bool_]) -> bool:
+    """``mask.any()`` by counting: numpy's any/all/min reductions run AVX-512 code on server CPUs that lower
+    the core's clock for the SHA-256 right after them (a third slower on 20 kB columns); counting does not."""
+    return bool(np.count_nonzero(mask))
+
+
+def _timestamps_ns(index: pd.MultiIndex) -> npt.NDArray[np.int64]:
+    """The timestamp of each row as int64 ns since the epoch (UTC; a naive level is read as UTC), taken from
+    the level's distinct values through its codes: no per-row Timestamp objects, no tz conversion of the
+    rows (an instant's ns since the epoch are the same in every time zone)."""
+    level = index.levels[0]
+    stamps = level if isinstance(level, pd.DatetimeIndex) else pd.DatetimeIndex(level)
+    distinct = stamps.asi8 if stamps.unit == "ns" else stamps.as_unit("ns").asi8
+    codes = np.asarray(index.codes[0])
+    if len(codes) == len(distinct) and len(codes) and codes[0] == 0 and not _any(codes[1:] <= codes[:-1]):
+        return distinct  # codes 0, 1, ..., n - 1: the level is the rows (one symbol's bars as a reader builds them)
+    if _any(codes < 0):  # code -1: a missing timestamp, which reads the NaT appended last
+        distinct = np.append(distinct, _NAT)
+    return distinct[codes]
+
+
 class FingerprintStream:
     """Feed bars chunk by chunk in canonical order (symbols ascending; within a symbol, timestamps
-    non-decreasing), then read :meth:`hexdigest`. Memory: six hash states and the distinct timestamps
-    (for the bar frequency), whatever the number of rows."""
+    non-decreasing), then read :meth:`hexdigest`. Memory: six hash states, the distinct timestamps (for the
+    bar frequency) and one chunk's timestamps, whatever the number of rows."""
 
     def __init__(self) -> None:
         self._outer = hashlib.sha256(FORMAT.encode() + b"\0")
@@ -72,6 +97,7 @@ class FingerprintStream:
         self._last_ns: int | None = None
         self._symbols: list[str] = []
         self._stamps = np.empty(0, dtype=np.int64)
+        self._checked = b""  # the last chunk's stamps found strictly increasing and merged into _stamps
         self._done = False
 
     def update(self, symbol: str, timestamps_ns: npt.ArrayLike, columns: Any) -> None:
@@ -90,30 +116,81 @@ class FingerprintStream:
         ns = np.ascontiguousarray(timestamps_ns, dtype="<i8")
         if len(ns) == 0:
             return
-        values = [columns[c] for c in BAR_COLUMNS] if hasattr(columns, "keys") else list(columns)
-        if len(values) != len(BAR_COLUMNS) or any(len(v) != len(ns) for v in values):
-            raise DataValidationError("schema", f"a chunk needs {len(BAR_COLUMNS)} columns of {len(ns)} rows",
-                                      symbol=symbol, source="fingerprint")
-        if (self._last_ns is not None and ns[0] < self._last_ns) or bool((ns[1:] < ns[:-1]).any()):
+        block = columns if isinstance(columns, np.ndarray) and columns.ndim == 2 else None
+        if block is not None and block.dtype == "<f8" and block.flags.c_contiguous:
+            if block.shape != (len(BAR_COLUMNS), len(ns)):
+                raise DataValidationError("schema", f"a chunk needs {len(BAR_COLUMNS)} columns of {len(ns)} rows, "
+                                          f"got an array of shape {block.shape}", symbol=symbol, source="fingerprint")
+            # One flat view of the (5, n) block, cut into its rows: no array object per column.
+            flat, size = block.data.cast("B"), 8 * len(ns)
+            buffers = [flat[i * size:(i + 1) * size] for i in range(len(BAR_COLUMNS))]
+        else:
+            values = [columns[c] for c in BAR_COLUMNS] if hasattr(columns, "keys") else list(columns)
+            if len(values) != len(BAR_COLUMNS) or any(len(v) != len(ns) for v in values):
+                raise DataValidationError("schema", f"a chunk needs {len(BAR_COLUMNS)} columns of {len(ns)} rows",
+                                          symbol=symbol, source="fingerprint")
+            buffers = [np.ascontiguousarray(column, dtype="<f8").data for column in values]
+        if self._last_ns is not None and ns[0] < self._last_ns:
             raise DataValidationError("unsorted", "timestamps of a symbol must be fed in ascending order",
                                       symbol=symbol, source="fingerprint")
+        stamps = ns.tobytes()
+        if stamps != self._checked:  # symbols of one calendar: the previous symbol's stamps, checked and merged
+            # One comparison pass answers both checks in the usual case (strictly increasing stamps).
+            distinct = ns
+            if _any(ns[1:] <= ns[:-1]):
+                if _any(ns[1:] < ns[:-1]):
+                    raise DataValidationError("unsorted", "timestamps of a symbol must be fed in ascending order",
+                                              symbol=symbol, source="fingerprint")
+                distinct = _distinct_sorted(ns)
+            self._merge_stamps(distinct)
+            self._checked = stamps if distinct is ns else b""
+        # The buffers go to SHA-256 as they are: C-contiguous float64 columns cost no copy.
         self._columns[0].update(ns.data)
-        for digest, column in zip(self._columns[1:], values, strict=True):
-            digest.update(np.ascontiguousarray(column, dtype="<f8").data)
+        for digest, buffer in zip(self._columns[1:], buffers, strict=True):
+            digest.update(buffer)
         self._last_ns = int(ns[-1])
         self._symbol_rows += len(ns)
-        self._merge_stamps(_distinct_sorted(ns))
+
+    def update_frame(self, frame: pd.DataFrame) -> None:
+        """One chunk of one symbol as a canonical bars frame (index ``(timestamp, symbol)``, the five bar
+        columns): its buffers go to :meth:`update` without per-row work, and without a copy when the
+        columns are one float64 block (every frame the loader builds). An empty frame feeds nothing."""
+        index = frame.index
+        if not isinstance(index, pd.MultiIndex) or tuple(index.names) != INDEX_NAMES:
+            raise DataValidationError("schema", f"index must be {INDEX_NAMES}, got {tuple(index.names)}",
+                                      source="fingerprint")
+        codes = np.asarray(index.codes[1])
+        if len(codes) == 0:
+            return
+        first = codes[0]
+        if first < 0 or _any(codes != first):
+            raise DataValidationError("schema", "update_frame takes the bars of one symbol: got "
+                                      f"{sorted(map(str, pd.unique(index.get_level_values('symbol'))))}",
+                                      source="fingerprint")
+        symbol = str(index.levels[1][first])
+        if frame.columns.equals(_BAR_INDEX):
+            block = frame.to_numpy(dtype=np.float64)
+        elif set(BAR_COLUMNS) <= set(frame.columns):
+            block = frame.loc[:, list(BAR_COLUMNS)].to_numpy(dtype=np.float64)
+        else:
+            raise DataValidationError("schema", f"columns must include {BAR_COLUMNS}, got {tuple(frame.columns)}",
+                                      symbol=symbol, source="fingerprint")
+        self.update(symbol, _timestamps_ns(index), block.T)
 
     def _merge_stamps(self, distinct: npt.NDArray[np.int64]) -> None:
         known = self._stamps
         if len(known) == 0:
-            self._stamps = distinct
+            self._stamps = distinct.copy()  # ``distinct`` may be the caller's buffer
             return
-        if len(known) == len(distinct) and np.array_equal(known, distinct):
+        if (len(known) == len(distinct) and known[0] == distinct[0] and known[-1] == distinct[-1]
+                and not _any(known != distinct)):
+            return  # symbols of one calendar share their timestamps: nothing new
+        if distinct[0] > known[-1]:
+            self._stamps = np.concatenate([known, distinct])  # the next chunk of the first symbol
             return
         at = np.searchsorted(known, distinct)
-        if (at < len(known)).all() and (known[np.minimum(at, len(known) - 1)] == distinct).all():
-            return  # symbols of one calendar share their timestamps: nothing new
+        if not _any(at >= len(known)) and not _any(known[np.minimum(at, len(known) - 1)] != distinct):
+            return  # every stamp already known
         # Two sorted runs: a stable sort merges them in linear time (np.union1d would hash every value).
         self._stamps = _distinct_sorted(np.sort(np.concatenate([known, distinct]), kind="stable"))
 
@@ -149,12 +226,6 @@ class FingerprintStream:
         return self._hex
 
 
-def _utc_ns(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
-    ts = pd.DatetimeIndex(frame.index.get_level_values("timestamp"))
-    ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
-    return np.asarray(ts.as_unit("ns").asi8, dtype=np.int64)
-
-
 def dataset_fingerprint(frame: pd.DataFrame) -> str:
     """Hex SHA-256 of the bars in ``frame`` (indexed by timestamp and symbol, with the five bar columns)
     and the selection they span.
@@ -165,10 +236,10 @@ def dataset_fingerprint(frame: pd.DataFrame) -> str:
     if tuple(frame.index.names) != INDEX_NAMES:
         raise DataValidationError("schema", f"index must be {INDEX_NAMES}, got {tuple(frame.index.names)}",
                                   source="fingerprint")
-    ns = _utc_ns(frame)
-    # The symbol level's codes ranked by symbol name: no per-row string work.
     index = frame.index
     assert isinstance(index, pd.MultiIndex)
+    ns = _timestamps_ns(index)
+    # The symbol level's codes ranked by symbol name: no per-row string work.
     level = index.levels[1].astype(str)
     order = np.argsort(np.asarray(level), kind="stable")
     rank = np.empty(len(level), dtype=np.int64)

@@ -123,3 +123,113 @@ def test_file_identity_changes_when_bytes_change_in_place_with_same_size_and_mti
     after = part.stat()
     assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
     assert root.file_identity([str(part)]) != identity
+
+
+def _one_symbol_frames(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Each symbol's bars as a reader builds them: the timestamp level is the rows (codes 0..n-1)."""
+    out = {}
+    for symbol, part in frame.groupby(level="symbol"):
+        stamps = pd.DatetimeIndex(part.index.get_level_values("timestamp"))
+        index = pd.MultiIndex.from_arrays([stamps, pd.Index([symbol] * len(part), dtype=object)],
+                                          names=["timestamp", "symbol"])
+        out[str(symbol)] = pd.DataFrame(part.to_numpy(), index=index, columns=part.columns)
+    return out
+
+
+def _restamp(frame: pd.DataFrame, stamps: pd.DatetimeIndex) -> pd.DataFrame:
+    index = frame.index
+    assert isinstance(index, pd.MultiIndex)
+    return frame.set_axis(index.set_levels(stamps, level="timestamp", verify_integrity=False), axis=0)
+
+
+def test_update_frame_gives_the_in_memory_fingerprint_whatever_the_frame_holds() -> None:
+    """Frames as readers build them, slices of a multi-symbol frame (its levels keep every symbol and stamp),
+    other time zones and units of the same instants, a naive level read as UTC, reordered or float32 columns."""
+    built = _one_symbol_frames(BARS)
+    variants = {
+        "reader": built,
+        "slice": {s: BARS.xs(s, level="symbol", drop_level=False) for s in built},
+        "new_york_us": {s: _restamp(f, f.index.levels[0].tz_convert("America/New_York").as_unit("us"))
+                        for s, f in built.items()},
+        "naive": {s: _restamp(f, f.index.levels[0].tz_localize(None)) for s, f in built.items()},
+        "columns": {s: f[list(reversed(BAR_COLUMNS))].assign(extra=1.0) for s, f in built.items()},
+    }
+    for name, frames in variants.items():
+        stream = FingerprintStream()
+        for symbol in sorted(frames):
+            stream.update_frame(frames[symbol])
+        assert stream.hexdigest() == BASE, name
+    single = FingerprintStream()
+    nvda = built["NVDA"].astype(np.float32)
+    single.update_frame(nvda)
+    assert single.hexdigest() == dataset_fingerprint(nvda.astype(np.float64))
+
+
+def test_update_frame_refuses_several_symbols_or_missing_columns() -> None:
+    with pytest.raises(DataValidationError, match=r"one symbol.*\['NVDA', 'ORCL'\]"):
+        FingerprintStream().update_frame(BARS.drop(index="SP500", level="symbol"))
+    with pytest.raises(DataValidationError, match="columns must include"):
+        FingerprintStream().update_frame(_one_symbol_frames(BARS)["NVDA"].drop(columns="volume"))
+
+
+def test_a_fed_buffer_may_be_reused_by_the_caller() -> None:
+    """The stream keeps no view of what it was fed: a reader refilling one buffer for the next symbol does not
+    change the fingerprint of what was fed before."""
+    parts = _by_symbol(BARS)
+    stamps, values = parts["NVDA"]
+    buffer = stamps.copy()
+    stream = FingerprintStream()
+    stream.update("NVDA", buffer, values.T)
+    buffer += 86_400 * 10**9  # the next symbol's bars, a day later, in the same buffer
+    later = BARS.xs("NVDA", level="symbol", drop_level=False).rename(index={"NVDA": "ORCL"}, level="symbol")
+    later = _restamp(later, later.index.levels[0] + pd.Timedelta(days=1))
+    stream.update("ORCL", buffer, values.T)
+    assert stream.hexdigest() == dataset_fingerprint(pd.concat([BARS.xs("NVDA", level="symbol", drop_level=False),
+                                                               later]))
+
+
+def _reference_fingerprint(frame: pd.DataFrame) -> str:
+    """Format ``ai_trading.bars/2`` as the module docstring states it, written plainly (per symbol, per column,
+    a copy each): the oracle the fast paths must match."""
+    import hashlib
+
+    from ai_trading.data.fingerprint import canonical_json
+    from ai_trading.data.frequency import frequency_label
+
+    outer = hashlib.sha256(b"ai_trading.bars/2\0")
+    stamps: set[int] = set()
+    for symbol in sorted(frame.index.get_level_values("symbol").unique()):
+        part = frame.xs(symbol, level="symbol").sort_index()
+        ns = pd.DatetimeIndex(part.index).tz_convert("UTC").as_unit("ns").asi8
+        stamps.update(ns.tolist())
+        outer.update(canonical_json({"rows": len(part), "symbol": symbol}))
+        outer.update(hashlib.sha256(np.asarray(ns, dtype="<i8").tobytes()).digest())
+        for column in BAR_COLUMNS:
+            outer.update(hashlib.sha256(part[column].to_numpy(dtype="<f8").tobytes()).digest())
+    union = pd.DatetimeIndex(np.array(sorted(stamps), dtype="M8[ns]"), tz="UTC")
+    outer.update(canonical_json({
+        "index": ["timestamp", "symbol"], "columns": list(BAR_COLUMNS), "dtypes": ["float64"] * 5, "rows": len(frame),
+        "selection": {"symbols": sorted(frame.index.get_level_values("symbol").unique()),
+                      "start": union[0].isoformat(), "end": union[-1].isoformat(),
+                      "frequency": frequency_label(union)}}))
+    return outer.hexdigest()
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_symbols_sharing_a_calendar_fingerprint_as_the_format_states(data: st.DataObject) -> None:
+    """Most symbols of a store share one calendar, which the stream checks and merges once; a symbol on another
+    calendar, or cut into other chunks, still counts in full."""
+    nvda = BARS.xs("NVDA", level="symbol", drop_level=False)
+    copies = [nvda.rename(index={"NVDA": name}, level="symbol") for name in ("AAA", "BBB", "CCC")]
+    later = _restamp(copies[2], copies[2].index.levels[0] + pd.Timedelta(days=3))  # CCC ends after the others
+    frame = pd.concat([copies[0], copies[1].iloc[5:], later, BARS.xs("ORCL", level="symbol", drop_level=False)])
+    frame = frame.sort_index(level=["timestamp", "symbol"])
+    expected = _reference_fingerprint(frame)
+    assert dataset_fingerprint(frame) == expected
+    stream = FingerprintStream()
+    for symbol, (stamps, values) in sorted(_by_symbol(frame).items()):
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stamps)), max_size=3), label=f"cuts {symbol}"))
+        for a, b in zip([0, *cuts], [*cuts, len(stamps)], strict=True):
+            stream.update(symbol, stamps[a:b], np.ascontiguousarray(values[a:b].T))
+    assert stream.hexdigest() == expected
