@@ -12,7 +12,10 @@ Then, for each bar the venue has not processed yet: the one feature builder on a
 spec's warm-up plus the bar: the same values as on the whole history), its schema hash checked against the
 manifest, the policy's target weights (:class:`~ai_trading.artifacts.pyfunc.PolicyModel`) turned into units
 (equity x weight / close), the engine's intents through the OMS (the kill switch consulted first), the venue
-moves one bar, fills are synced and learned by the cost model, and the alert rules run through the router.
+moves one bar, fills are synced and learned by the cost model, and the alert rules run through the router: each
+new fill's realised cost against the cost model's prediction for its order (cost spike, simulated-vs-live
+slippage drift), then the equity's drawdown from its running peak (restored from the stored fills on restart).
+The paper venue fills with its own preset (``venue_simulator``, by default the job's ``simulator``).
 
 The venue's clock is the loop's durable cursor: a bar is done when the venue has processed the next one. A
 restart after a crash re-derives the interrupted bar's intents with the same client order ids (the engine's
