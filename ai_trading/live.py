@@ -12,7 +12,10 @@ Then, for each bar the venue has not processed yet: the one feature builder on a
 spec's warm-up plus the bar: the same values as on the whole history), its schema hash checked against the
 manifest, the policy's target weights (:class:`~ai_trading.artifacts.pyfunc.PolicyModel`) turned into units
 (equity x weight / close), the engine's intents through the OMS (the kill switch consulted first), the venue
-moves one bar, fills are synced and learned by the cost model, and the alert rules run through the router.
+moves one bar, fills are synced and learned by the cost model, and the alert rules run through the router: each
+new fill's realised cost against the cost model's prediction for its order (cost spike, simulated-vs-live
+slippage drift), then the equity's drawdown from its running peak (restored from the stored fills on restart).
+The paper venue fills with its own preset (``venue_simulator``, by default the job's ``simulator``).
 
 The venue's clock is the loop's durable cursor: a bar is done when the venue has processed the next one. A
 restart after a crash re-derives the interrupted bar's intents with the same client order ids (the engine's
@@ -28,12 +31,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -42,6 +46,7 @@ from ai_trading.artifacts.loader import Expectations, load_model
 from ai_trading.artifacts.pyfunc import TARGET, PolicyModel
 from ai_trading.cli import run_reported
 from ai_trading.data import Bars, DataConfig, load
+from ai_trading.data.schema import BAR_COLUMNS
 from ai_trading.errors import ConfigError, FeatureSchemaMismatch, ReconciliationError
 from ai_trading.execution import EwmaCostModel, EwmaCostModelConfig, SimulatorConfig, build_execution
 from ai_trading.execution.engine import ExecutionEngine, units_from_weights
@@ -51,7 +56,15 @@ from ai_trading.monitoring.alerts import Router
 from ai_trading.monitoring.config import AlertsConfig
 from ai_trading.monitoring.killswitch import KillSwitch
 from ai_trading.monitoring.model import Alert, AlertState, Severity
-from ai_trading.monitoring.rules import DrawdownRule, ReconciliationFinding, alert_from_reconciliation
+from ai_trading.monitoring.rules import (
+    BPS,
+    CostObservation,
+    CostSpikeRule,
+    DrawdownRule,
+    ReconciliationFinding,
+    SlippageDriftRule,
+    alert_from_reconciliation,
+)
 from ai_trading.oms.brokers.paper import PaperBroker
 from ai_trading.oms.config import OmsConfig
 from ai_trading.oms.db import make_engine, require_head
@@ -102,6 +115,7 @@ class LiveConfig:
     data: DataConfig
     features: FeatureSpec
     simulator: SimulatorConfig
+    venue_simulator: SimulatorConfig
     cost_model: EwmaCostModelConfig
     oms: OmsConfig
     alerts: AlertsConfig
@@ -129,7 +143,8 @@ def live_config(cfg: DictConfig) -> LiveConfig:
     except TypeError as exc:
         raise ConfigError(f"live: {exc}") from None
     return LiveConfig(model=model, data=_group(cfg, "data"), features=_group(cfg, "features"),
-                      simulator=_group(cfg, "simulator"), cost_model=_group(cfg, "cost_model"), oms=oms_config(cfg),
+                      simulator=_group(cfg, "simulator"), venue_simulator=_group(cfg, "venue_simulator"),
+                      cost_model=_group(cfg, "cost_model"), oms=oms_config(cfg),
                       alerts=alerts_config(cfg), signing=signing_config(cfg), tracking=_group(cfg, "tracking"),
                       live=settings)
 
@@ -164,55 +179,87 @@ class LiveLoop:
         self.policy, self.expected = policy, expected
         self.builder = FeatureBuilder(config.features)
         self.symbols = list(venue.market.symbols)
-        self.drawdown = DrawdownRule(config.alerts.rules, strategy=config.oms.engine.strategy)
-        self.equity_curve: list[float] = []
+        self._column = {s: i for i, s in enumerate(self.symbols)}
+        rules, strategy = config.alerts.rules, config.oms.engine.strategy
+        self.drawdown = DrawdownRule(rules, strategy=strategy)
+        self.cost_spike, self.slippage_drift = CostSpikeRule(rules), SlippageDriftRule(rules, key=strategy)
         self.stats = LiveStats()
-        frame = bars.frame
-        stamps = pd.DatetimeIndex(frame.index.get_level_values("timestamp"))
-        feed = pd.DatetimeIndex(venue.market.timestamps)
-        self._row_start = stamps.searchsorted(feed, side="left")
-        self._row_end = stamps.searchsorted(feed, side="right")
+        self._fills_at_start = engine.fills_seen
+        self._closed: tuple[int, dict[str, Decimal], float, float] | None = None  # the last book(t) taken
+        # Each symbol's bars of the feed as one contiguous array (validated once at load), and the row of each
+        # feed bar in it (-1: the symbol has no bar then): a bar's trailing window is a slice, no frame per bar.
+        frame, feed = bars.frame, pd.DatetimeIndex(venue.market.timestamps)
+        self._ohlcv: list[np.ndarray] = []
+        self._row_of = np.full((len(feed), len(self.symbols)), -1, dtype=np.int64)
+        for i, symbol in enumerate(self.symbols):
+            own = frame.xs(symbol, level="symbol")
+            self._ohlcv.append(own.to_numpy(np.float64)[:, :len(BAR_COLUMNS)])
+            self._row_of[:, i] = pd.DatetimeIndex(own.index).get_indexer(feed)
         self.window = self.builder.spec.warmup + 1
-        self._positions: dict[str, Decimal] = {}
-        self._cash, self._fill_cursor = float(config.live.equity), 0
+        # Built once: a frame's labels made per bar cost more than the policy's arithmetic.
+        self._index = pd.Index(self.symbols, dtype=object, name="symbol")
+        self._columns = pd.Index(self.builder.spec.columns, dtype=object)
+        self._inputs = pd.Index([*self.builder.spec.columns, "weight", "unrealized_pnl", "drawdown"], dtype=object)
 
     # ---- books -------------------------------------------------------------------------------------------
     def book(self, t: int) -> tuple[dict[str, Decimal], float, float]:
-        """Filled positions, cash and equity at bar ``t``'s close, from the OMS's stored fills (read
-        incrementally: each fill once)."""
-        new = self.engine.manager.store.fills_after(self._fill_cursor, self.config.oms.engine.strategy)
-        for stored in new:
-            sign = 1 if stored.side is Side.BUY else -1
-            held = self._positions.get(stored.symbol, Decimal(0))
-            self._positions[stored.symbol] = held + sign * stored.fill.quantity
-            self._cash -= sign * float(stored.fill.quantity) * float(stored.fill.price)
-            self._fill_cursor = stored.id
-        self.stats.fills += len(new)
+        """Filled positions, cash and equity at bar ``t``'s close: the engine's book of the strategy's fills."""
+        positions, flow = self.engine.book()
+        cash = float(self.config.live.equity) + float(flow)
+        self.stats.fills = self.engine.fills_seen - self._fills_at_start
         close = self.venue.market.close[t]
-        value = sum(float(q) * float(close[self.symbols.index(s)]) for s, q in self._positions.items())
-        return dict(self._positions), self._cash, self._cash + value
+        value = sum(float(q) * float(close[self._column[s]]) for s, q in positions.items())
+        self._closed = (t, positions, cash, cash + value)
+        return positions, cash, cash + value
+
+    def _book_at_decision(self, t: int) -> tuple[dict[str, Decimal], float, float]:
+        # The previous step closed bar t's book and nothing trades between two steps of one loop: no read on
+        # the decision path (a fresh loop, or another bar, reads it).
+        if self._closed is not None and self._closed[0] == t:
+            return self._closed[1], self._closed[2], self._closed[3]
+        return self.book(t)
+
+    def restore_peak(self) -> float | None:
+        """Seed the drawdown rule's running peak with the equity peak of the bars traded before this process
+        (``live.start`` + 1 to the venue's clock), from the stored fills and the feed's closes: a restart does
+        not forget a drawdown. Returns the peak (None: no bar traded yet)."""
+        first, last = self.config.live.start + 1, self.venue.cursor
+        if last < first:
+            return None
+        market = self.venue.market
+        moves = np.zeros((last + 1, len(self.symbols)))
+        paid = np.zeros(last + 1)
+        for stored in self.engine.manager.store.fills_after(0, self.config.oms.engine.strategy):
+            # a fill belongs to the first bar at or after its time: the book at that bar's close holds it
+            k = int(market.timestamps.searchsorted(pd.Timestamp(stored.fill.timestamp), side="left"))
+            if k > last:
+                raise ReconciliationError(f"fill {stored.fill.trade_id} at {stored.fill.timestamp} is after the "
+                                          f"venue's clock (bar {last}): the OMS and the venue disagree")
+            signed = float(stored.fill.quantity) * (1.0 if stored.side is Side.BUY else -1.0)
+            moves[k, self._column[stored.symbol]] += signed
+            paid[k] += signed * float(stored.fill.price) + float(stored.fill.fee)
+        cash = float(self.config.live.equity) - np.cumsum(paid)
+        equity = cash + (np.cumsum(moves, axis=0) * market.close[:last + 1]).sum(axis=1)
+        peak = float(equity[first:last + 1].max())
+        self.drawdown.peak = peak
+        return peak
 
     # ---- one bar -----------------------------------------------------------------------------------------
     def features_at(self, t: int) -> pd.DataFrame | None:
-        """Feature rows (one per symbol) at bar ``t`` from the trailing window; None while warming up."""
-        if t + 1 < self.window:
-            return None
-        first = t - self.window + 1
-        window = self.bars.frame.iloc[int(self._row_start[first]):int(self._row_end[t])]
-        # A slice of the feed validated once at load: validating it again per bar would cost more than the
-        # features (the FeatureSet's dataset fingerprint is the feed's).
-        built = self.builder.build(replace(self.bars, frame=window))
-        if built.schema_hash != self.policy.manifest.feature_schema_hash:
+        """Feature rows (one per symbol) at bar ``t`` from each symbol's trailing window of the feed; None
+        while warming up or when a symbol has no bar at ``t``."""
+        values = self._feature_values(t)
+        return None if values is None else pd.DataFrame(values, index=self._index, columns=self._columns)
+
+    def _feature_values(self, t: int) -> np.ndarray | None:
+        if self.builder.schema_hash != self.policy.manifest.feature_schema_hash:
             raise FeatureSchemaMismatch("feature_schema_hash", self.policy.manifest.feature_schema_hash,
-                                        built.schema_hash)
-        ts = self.venue.market.timestamps[t]
-        frame = built.frame
-        if len(frame) == 0 or frame.index.get_level_values("timestamp")[-1] != ts:
+                                        self.builder.schema_hash)
+        rows = self._row_of[t]
+        if t + 1 < self.window or (rows < self.window - 1).any():
             return None
-        rows = frame.xs(ts, level="timestamp")
-        if len(rows) != len(self.symbols):
-            return None
-        return pd.DataFrame(rows.loc[self.symbols])
+        window = np.stack([own[r - self.window + 1:r + 1] for own, r in zip(self._ohlcv, rows, strict=True)])
+        return self.builder.build_last(window, self.symbols)
 
     def step(self) -> bool:
         """Decide at the venue's last processed bar ``t`` (its close), then move the venue to ``t + 1``; False
@@ -222,18 +269,19 @@ class LiveLoop:
         if t + 1 >= len(market.timestamps):
             return False
         arrived = time.perf_counter()
-        rows = self.features_at(t)
+        rows = self._feature_values(t)
         built = time.perf_counter()
         self.stats.features_s.append(built - arrived)
-        positions, _cash, equity = self.book(t)
+        positions, _cash, equity = self._book_at_decision(t)
         ts = market.timestamps[t]
         prices = {s: float(market.close[t, i]) for i, s in enumerate(self.symbols)}
         if rows is not None:
-            inputs = rows.copy()
-            inputs["weight"] = [float(positions.get(s, 0)) * prices[s] / equity for s in self.symbols]
-            peak = max(self.equity_curve, default=equity)
-            inputs["unrealized_pnl"] = equity / float(self.config.live.equity) - 1.0
-            inputs["drawdown"] = max(0.0, 1.0 - equity / max(peak, equity))
+            book = np.empty((len(self.symbols), 3))
+            book[:, 0] = [float(positions.get(s, 0)) * prices[s] / equity for s in self.symbols]
+            book[:, 1] = equity / float(self.config.live.equity) - 1.0
+            book[:, 2] = max(0.0, 1.0 - equity / max(self.drawdown.peak or equity, equity))
+            inputs = pd.DataFrame(np.hstack([rows.astype(np.float64), book]), index=self._index,
+                                  columns=self._inputs)
             weights = self.policy.predict(inputs)[TARGET]
             decided = time.perf_counter()
             self.stats.policy_s.append(decided - built)
@@ -249,10 +297,9 @@ class LiveLoop:
         if self.engine.cost_model is not None:
             self.engine.learn_costs()
         _positions, _cash, equity = self.book(t + 1)
-        self.equity_curve.append(equity)
         self.stats.pnl = equity - float(self.config.live.equity)
         self.stats.bars += 1
-        self.evaluate_rules(market.timestamps[t + 1].to_pydatetime())
+        self.evaluate_rules(equity, market.timestamps[t + 1].to_pydatetime())
         return True
 
     # ---- alerts and rollback -------------------------------------------------------------------------------
@@ -260,8 +307,19 @@ class LiveLoop:
         self.router.raise_alert(alert, dispatch=False)
         self.stats.alerts += 1
 
-    def evaluate_rules(self, at: Any) -> None:
-        alert = self.drawdown.check(self.equity_curve, at=at)
+    def evaluate_rules(self, equity: float, at: Any) -> None:
+        """The live rules on the bar just closed: each new fill's cost against the cost model's prediction for
+        its order (cost spike, simulated-vs-live slippage drift), then the equity's drawdown."""
+        for cost in self.engine.last_fill_costs if self.engine.cost_model is not None else ():
+            observed = CostObservation(cost.client_order_id, cost.symbol, cost.notional,
+                                       cost.realised_bps * cost.notional / BPS,
+                                       cost.predicted_bps * cost.notional / BPS)
+            for fill_alert in (self.cost_spike.check(observed),
+                               self.slippage_drift.observe(cost.simulated_slippage_bps, cost.live_slippage_bps,
+                                                           at=at)):
+                if fill_alert is not None:
+                    self.raise_alert(fill_alert)
+        alert = self.drawdown.observe(equity, at=at)
         if alert is not None:
             self.raise_alert(alert)
             if alert.severity is Severity.CRITICAL and alert.state is AlertState.FIRED:
@@ -328,7 +386,7 @@ def open_loop(config: LiveConfig) -> LiveLoop:
                             dataset_fingerprint=None)
     policy = load_policy(config, expected)
     market, _params = build_execution(bars.frame, config.simulator, cost_model, bars.frequency)
-    venue = PaperBroker(venue_db, config.simulator, bars.frame, seed=config.oms.paper_venue.seed,
+    venue = PaperBroker(venue_db, config.venue_simulator, bars.frame, seed=config.oms.paper_venue.seed,
                         frequency=bars.frequency)
     manager = OrderManager(IntentStore(oms_db), venue)
     state_dir = Path(config.live.state_dir)
@@ -349,12 +407,14 @@ def open_loop(config: LiveConfig) -> LiveLoop:
         router.dispatch()
     if not report.ok:
         raise ReconciliationError(f"reconciliation found critical mismatches {report.counts()}: not trading")
+    engine.check_positions()
     loop = LiveLoop(config, bars, venue, engine, router, policy, expected)
     if config.live.start < loop.window - 1:
         raise ConfigError(f"live.start={config.live.start}: the features need {loop.window - 1} bars of warm-up "
                           "before the first traded bar")
     if venue.cursor < config.live.start:
         venue.advance(config.live.start - venue.cursor)  # the bars before the start only warm the features up
+    loop.restore_peak()
     log.info("live ready model=%s version=%s venue_bar=%d of %d reconciliation=%s", config.model,
              policy.manifest.version, venue.cursor, len(venue.market.timestamps), report.counts())
     return loop

@@ -146,13 +146,62 @@ def save_new_version(model: EwmaCostModel, state_path: str | Path) -> SavedCostS
     return SavedCostState(target, digest, number)
 
 
+@dataclass(frozen=True)
+class FillCost:
+    """What one taker fill cost against what the cost model predicted for that order before learning from it
+    (bps of the arrival price, spread included, fees not): ``realised_bps`` may be negative (a price
+    improvement); ``spread_paid_bps`` is the venue's quoted half-spread when known, else the model's."""
+
+    client_order_id: str
+    symbol: str
+    notional: float
+    realised_bps: float
+    predicted_bps: float
+    spread_paid_bps: float
+    predicted_spread_bps: float
+
+    @property
+    def live_slippage_bps(self) -> float:
+        """The cost beyond the half-spread paid: the slippage the venue actually gave."""
+        return self.realised_bps - self.spread_paid_bps
+
+    @property
+    def simulated_slippage_bps(self) -> float:
+        """The cost model's slippage for the order (its prediction beyond its half-spread)."""
+        return self.predicted_bps - self.predicted_spread_bps
+
+
+def fill_costs(model: EwmaCostModel, client_order_ids: Sequence[str],
+               observations: Sequence[CostObservation]) -> list[FillCost]:
+    """Each observation's realised cost against ``model``'s prediction in its current state (call before the
+    model learns from them); ``client_order_ids`` name the observations' orders, in the same order."""
+    if len(client_order_ids) != len(observations):
+        raise DataValidationError("fill_costs", f"{len(client_order_ids)} order ids for {len(observations)} fills")
+    out = []
+    for cid, obs in zip(client_order_ids, observations, strict=True):
+        spread = model.spread_scale(obs.symbol) * obs.preset_half_spread_bps
+        out.append(FillCost(client_order_id=cid, symbol=obs.symbol, notional=obs.quantity * obs.reference_price,
+                            realised_bps=obs.cost_bps,
+                            predicted_bps=model.predict(obs.symbol, obs.quantity, obs.volatility, obs.volume,
+                                                        obs.preset_half_spread_bps),
+                            spread_paid_bps=spread if obs.half_spread_bps is None else obs.half_spread_bps,
+                            predicted_spread_bps=spread))
+    return out
+
+
+def learn_from_observations(model: EwmaCostModel, observations: Sequence[CostObservation],
+                            state_path: str | Path) -> SavedCostState:
+    """Fold ``observations`` (see :func:`fill_observations`) into ``model`` in their order and save the result
+    as a new version of ``state_path``."""
+    if not observations:
+        raise DataValidationError("no_fills", "no fills to learn execution costs from")
+    model.update(observations)
+    return save_new_version(model, state_path)
+
+
 def learn_from_fills(model: EwmaCostModel, fills: Sequence[VenueFill], market: MarketArrays, state_path: str | Path,
                      quotes: MarketArrays | None = None) -> SavedCostState:
     """Fold the venue's ``fills`` into ``model`` (updated in place, in the fills' order) and save the result as
     a new version of ``state_path``; the next simulation, evaluation or RL run sets ``cost_model.state_path``
     to the returned path. See :func:`fill_observations` for ``market`` and ``quotes``."""
-    observations = fill_observations(fills, market, quotes)
-    if not observations:
-        raise DataValidationError("no_fills", "no fills to learn execution costs from")
-    model.update(observations)
-    return save_new_version(model, state_path)
+    return learn_from_observations(model, fill_observations(fills, market, quotes), state_path)

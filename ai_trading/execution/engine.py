@@ -3,9 +3,12 @@
 Targets are positions in units (shares, contracts) per symbol; :func:`units_from_weights` converts portfolio
 weights at an equity and prices. For each rebalance the engine
 
-1. takes the current position of each symbol from the OMS (the durable truth): the signed sum of its fills
-   plus the unfilled rest of its open intents (an order in flight counts as done, so a rebalance repeated
-   at the same bar, e.g. after a crash, asks for nothing more);
+1. takes the current position of each symbol: the signed sum of the strategy's fills plus the unfilled rest
+   of its open intents (an order in flight counts as done, so a rebalance repeated at the same bar, e.g.
+   after a crash, asks for nothing more). The fills' sum is kept in memory, seeded from the OMS (the durable
+   truth) when the engine is built and moved by each fill stored since (read after a fill-id cursor, so a
+   bar costs the bar's fills, not the strategy's history); :meth:`ExecutionEngine.check_positions` compares
+   it with the OMS's full sum at reconciliation;
 2. orders the difference, rounded toward zero to whole lots, skipping orders below the minimum notional;
 3. builds each intent from content that is a function of the rebalance alone (session = the bar's
    timestamp, horizon, signal hash = hash of the targets, version), so a restarted process re-derives the
@@ -32,9 +35,15 @@ from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from ai_trading.errors import ConfigError, OrderValidationError
+from ai_trading.errors import ConfigError, OrderValidationError, ReconciliationError
 from ai_trading.execution.config import SimulatorConfig
-from ai_trading.execution.cost_feedback import SavedCostState, learn_from_fills
+from ai_trading.execution.cost_feedback import (
+    FillCost,
+    SavedCostState,
+    fill_costs,
+    fill_observations,
+    learn_from_observations,
+)
 from ai_trading.execution.cost_model import EwmaCostModel, EwmaCostModelConfig
 from ai_trading.execution.market import MarketArrays
 from ai_trading.oms.intent_store import OrderRecord, StoredFill
@@ -143,18 +152,54 @@ class ExecutionEngine:
         self.blocked = 0  # intents the kill switch held back, over this engine's life
         self.learned_through = 0  # store fill id up to which the cost model has learned
         self.last_saved: SavedCostState | None = None
+        self._filled: dict[str, Decimal] = {}
+        self._cash_flow = Decimal(0)
+        self._fills_through = 0  # store fill id up to which _filled and _cash_flow hold the fills
+        self.fills_seen = 0  # fills absorbed into the positions, over this engine's life (history included)
+        self.last_fill_costs: list[FillCost] = []  # the last learn_costs' fills against the model's prediction
+        self._absorb_fills()
         if cost_model is not None:
             self._resume_learning(cost_model.config, cost_model.preset)
 
     # ---- positions and orders ------------------------------------------------------------------------
 
+    def _absorb_fills(self) -> list[StoredFill]:
+        """Move the in-memory book by the strategy's fills stored after the cursor; returns them."""
+        new = self.manager.store.fills_after(self._fills_through, self.config.strategy)
+        for stored in new:
+            signed = stored.fill.quantity if stored.side is Side.BUY else -stored.fill.quantity
+            self._filled[stored.symbol] = self._filled.get(stored.symbol, Decimal(0)) + signed
+            self._cash_flow -= signed * stored.fill.price + stored.fill.fee
+            self._fills_through = stored.id
+        self.fills_seen += len(new)
+        return new
+
     def positions(self) -> dict[str, Decimal]:
         """Filled position per symbol: the signed sum of the strategy's stored fills."""
-        out: dict[str, Decimal] = {}
-        for stored in self.manager.store.fills_after(0, self.config.strategy):
-            sign = 1 if stored.side is Side.BUY else -1
-            out[stored.symbol] = out.get(stored.symbol, Decimal(0)) + sign * stored.fill.quantity
-        return out
+        self._absorb_fills()
+        return dict(self._filled)
+
+    def book(self) -> tuple[dict[str, Decimal], Decimal]:
+        """Filled positions and what the strategy's fills paid and received, fees included (quote currency;
+        buying is negative), with one read of the new fills."""
+        self._absorb_fills()
+        return dict(self._filled), self._cash_flow
+
+    def check_positions(self) -> dict[str, Decimal]:
+        """The in-memory positions against the signed sum of every stored fill of the strategy (reconciliation
+        calls this): ``ReconciliationError`` naming each symbol that differs; the positions when they agree."""
+        kept = self.positions()
+        stored: dict[str, Decimal] = {}
+        for fill in self.manager.store.fills_after(0, self.config.strategy):
+            signed = fill.fill.quantity if fill.side is Side.BUY else -fill.fill.quantity
+            stored[fill.symbol] = stored.get(fill.symbol, Decimal(0)) + signed
+        differ = {s: (kept.get(s, Decimal(0)), stored.get(s, Decimal(0))) for s in set(kept) | set(stored)
+                  if kept.get(s, Decimal(0)) != stored.get(s, Decimal(0))}
+        if differ:
+            raise ReconciliationError(f"strategy {self.config.strategy}: the engine's positions differ from the OMS's "
+                                      "fills " + ", ".join(f"{s}: engine {a} vs store {b}"
+                                                           for s, (a, b) in sorted(differ.items())))
+        return kept
 
     def working_positions(self) -> dict[str, Decimal]:
         """Filled position plus the unfilled rest of every open intent: where the book goes if all fill."""
@@ -248,15 +293,22 @@ class ExecutionEngine:
         self.last_saved = SavedCostState(path, digest, int(cursor["version"]))
 
     def learn_costs(self) -> SavedCostState | None:
-        """Learn from the taker fills stored since the last call; returns the new version (None: no new fill)."""
+        """Learn from the taker fills stored since the last call; returns the new version (None: no new fill).
+        :attr:`last_fill_costs` holds those fills' realised costs against the model's prediction for each
+        order (the model as it was before learning from them)."""
         if self.cost_model is None or self.cost_state_path is None or self.market is None:
             raise ConfigError("execution engine built without a cost model: nothing to learn into")
         new: list[StoredFill] = self.manager.store.fills_after(self.learned_through, self.config.strategy)
+        stored = [s for s in new if s.order_type is OrderType.MARKET]
         taker = [_ObservedFill(s.fill.trade_id, s.symbol, s.side.value, float(s.fill.quantity), float(s.fill.price),
-                               s.fill.timestamp) for s in new if s.order_type is OrderType.MARKET]
+                               s.fill.timestamp) for s in stored]
+        self.last_fill_costs = []
         if not taker:
             return None
-        saved = learn_from_fills(self.cost_model, taker, self.market, self.cost_state_path, self.quotes)
+        observations = fill_observations(taker, self.market, self.quotes)
+        costs = fill_costs(self.cost_model, [s.client_order_id for s in stored], observations)
+        saved = learn_from_observations(self.cost_model, observations, self.cost_state_path)
+        self.last_fill_costs = costs
         through = new[-1].id
         scratch = self._cursor_path.with_name(f".{self._cursor_path.name}.tmp{os.getpid()}")
         scratch.write_text(json.dumps({"path": str(saved.path), "sha256": saved.sha256, "version": saved.version,

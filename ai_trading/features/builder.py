@@ -8,6 +8,7 @@ explicitly; the output never carries NaN downstream.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +121,24 @@ class FeatureBuilder:
     @property
     def schema_hash(self) -> str:
         return self.spec.schema_hash
+
+    def build_last(self, window: np.ndarray, symbols: Sequence[str]) -> np.ndarray:
+        """The features (one row per symbol, ``FEATURE_DTYPE``) of the last bar of each symbol's trailing
+        ``window`` (``symbols x bars x BAR_COLUMNS`` of validated bars, more than the warm-up): the values
+        :meth:`build` gives that bar, without a frame per call (the live loop's per-bar path)."""
+        n_symbols, n_bars, _ = window.shape
+        if n_bars <= self.spec.warmup:
+            raise DataValidationError("too_short", f"{n_bars} bars, the feature spec needs more than "
+                                      f"{self.spec.warmup} (its warm-up)", source="features")
+        out = np.empty((n_symbols, len(self.spec.features)), dtype=FEATURE_DTYPE)
+        for s in range(n_symbols):
+            _, high, low, close, volume = (np.ascontiguousarray(window[s, :, i]) for i in range(5))
+            for j, feature in enumerate(self.spec.features):
+                out[s, j] = _compute(feature, high, low, close, volume)[-1]
+            if not np.isfinite(out[s]).all():
+                raise DataValidationError("non_finite_feature", "a feature is NaN or inf after warm-up",
+                                          symbol=str(symbols[s]), source="features")
+        return out
 
     def build(self, bars: Bars | pd.DataFrame) -> FeatureSet:
         """Validate ``bars`` with the data layer's rules and compute the spec's features."""

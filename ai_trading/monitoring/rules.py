@@ -83,8 +83,9 @@ def alert_from_reconciliation(finding: ReconciliationFinding) -> Alert:
 # -- live rules ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CostObservation:
-    """A fill's realised execution cost against the cost model's prediction for that order (currency units,
-    both >= 0), with the fill's notional so both become basis points."""
+    """A fill's realised execution cost against the cost model's prediction for that order (currency units; the
+    prediction >= 0, the realised cost negative for a price improvement), with the fill's notional so both
+    become basis points."""
 
     cid: str
     symbol: str
@@ -95,9 +96,9 @@ class CostObservation:
     def __post_init__(self) -> None:
         for key in ("notional", "realised_cost", "predicted_cost"):
             value = getattr(self, key)
-            if not math.isfinite(value) or value < 0 or (key == "notional" and value == 0):
-                raise ConfigError(f"cost observation {self.cid} {key}={value!r}: must be finite and "
-                                  + ("> 0" if key == "notional" else ">= 0"))
+            if not math.isfinite(value) or (key != "realised_cost" and value < 0) or (key == "notional" and value == 0):
+                raise ConfigError(f"cost observation {self.cid} {key}={value!r}: must be finite"
+                                  + {"notional": " and > 0", "predicted_cost": " and >= 0"}.get(key, ""))
 
 
 class CostSpikeRule:
@@ -153,26 +154,43 @@ class SlippageDriftRule:
 
 class DrawdownRule:
     """Critical when the live equity's drawdown from its running peak exceeds ``max_drawdown``; resolves when it
-    recovers within."""
+    recovers within. :meth:`observe` takes one equity value at a time against :attr:`peak` (the running peak,
+    None before the first value; a restarted loop seeds it with the peak of the bars it traded before);
+    :meth:`check` takes a whole series."""
 
-    def __init__(self, config: RulesConfig, *, strategy: str) -> None:
+    def __init__(self, config: RulesConfig, *, strategy: str, peak: float | None = None) -> None:
         self.max_drawdown, self.strategy = config.max_drawdown, strategy
+        if peak is not None:
+            self._require_positive([peak])
+        self.peak = peak
         self._firing: Alert | None = None
 
-    def check(self, equity: Sequence[float], *, at: datetime | None = None) -> Alert | None:
-        values = [float(v) for v in equity]
+    def _require_positive(self, values: Sequence[float]) -> None:
         if not values or any(not math.isfinite(v) or v <= 0 for v in values):
             raise ConfigError(f"drawdown rule {self.strategy}: equity must be a non-empty series of finite values "
                               "> 0")
-        peak = max(values)
-        drawdown = 1.0 - values[-1] / peak
+
+    def observe(self, equity: float, *, at: datetime | None = None) -> Alert | None:
+        """One more equity value: the running peak moves up to it, then the drawdown from the peak is checked."""
+        value = float(equity)
+        self._require_positive([value])
+        self.peak = value if self.peak is None else max(self.peak, value)
+        return self._evaluate(self.peak, value, at)
+
+    def check(self, equity: Sequence[float], *, at: datetime | None = None) -> Alert | None:
+        values = [float(v) for v in equity]
+        self._require_positive(values)
+        return self._evaluate(max(values), values[-1], at)
+
+    def _evaluate(self, peak: float, last: float, at: datetime | None) -> Alert | None:
+        drawdown = 1.0 - last / peak
         breach = drawdown > self.max_drawdown
         if breach and self._firing is None:
             self._firing = Alert(name="live.drawdown_breach", severity=Severity.CRITICAL, source="live",
                                  dedup_key=f"drawdown:{self.strategy}",
                                  summary=f"{self.strategy}: drawdown {drawdown:.2%} exceeds {self.max_drawdown:.2%}",
                                  payload={"strategy": self.strategy, "drawdown": drawdown, "peak": peak,
-                                          "equity": values[-1], "max_drawdown": self.max_drawdown},
+                                          "equity": last, "max_drawdown": self.max_drawdown},
                                  raised_at=at or utc_now())
             return self._firing
         if not breach and self._firing is not None:
