@@ -360,6 +360,7 @@ class LiveLoop:
         the stats count over the loop's life."""
         stop = StopFlag() if stop is None else stop
         every, limit, done = self.config.live.progress_every, self.config.live.bars, 0
+        stop.check("opening the live loop")  # asked while the loop opened: no bar is traded
         while (limit is None or done < limit) and self.step():
             done += 1
             if every and self.stats.bars % every == 0:
@@ -430,9 +431,9 @@ def run_live(config: LiveConfig, stop: StopFlag | None = None) -> LiveStats:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="live")
 def main(cfg: DictConfig) -> float:
     def job() -> float:
-        config = live_config(cfg)
+        # From the start: a stop asked while the loop opens (reconciliation, model load) trades no bar.
         with graceful_interrupts() as stop:
-            return run_live(config, stop).pnl
+            return run_live(live_config(cfg), stop).pnl
 
     return run_reported(job)
 
