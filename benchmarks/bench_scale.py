@@ -13,7 +13,8 @@ live rather than what allocators keep cached, the child runs with glibc's mmap t
 (``MALLOC_MMAP_THRESHOLD_``: large arrays are mapped and unmapped, not kept in the heap) and Arrow on the
 system allocator (``ARROW_DEFAULT_MEMORY_POOL=system``, jemalloc would keep freed pages). ``needed`` is the
 bytes of the columns a stage needs: the bar columns (int64 timestamp + five float64 = 48 bytes a row) for the
-data stages, and the arrays a stage returns for the feature, market-array, backtest and walk-forward stages.
+data stages, the arrays a stage returns for the feature, market-array and backtest stages, and for the
+walk-forward the columns a run reads and returns: the features and the market arrays it walks over plus its results.
 Goals (the issue's): peak <= 2x needed; time exponent <= 1.1 between the two daily sizes. The fingerprint's
 throughput is printed against raw ``hashlib.sha256`` over the same bytes, measured in the same process: see
 :func:`fingerprint_ratio`.
@@ -203,7 +204,8 @@ def run_one(n_symbols: int, years: int, freq: str, seed: int) -> dict[str, Any]:
     trend = baseline_strategy("trend")
     run_walkforward(market, params, features, trend, walk)  # compile and warm the strategy's paths
     result, s, peak = measured(lambda: run_walkforward(market, params, features, trend, walk))
-    record("walk-forward (trend, 5 folds, 1 baseline)", s, peak, nbytes(result.results))
+    record("walk-forward (trend, 5 folds, 1 baseline)", s, peak,
+           nbytes(features.frame) + nbytes(market) + nbytes(result.results))
     del result
     shutil.rmtree(work)
     return {

@@ -92,14 +92,19 @@ class MarketArrays:
         infers it from the frame's timestamps."""
         if frame.empty:
             raise DataValidationError("empty_selection", "no bars to build market arrays from")
-        wide = frame.loc[:, list(BAR_COLUMNS)].unstack("symbol").sort_index()
-        timestamps = pd.DatetimeIndex(wide.index)
-        symbols = tuple(sorted(frame.index.get_level_values("symbol").unique().astype(str)))
-        arrays = {col: pd.DataFrame(wide[col]).reindex(columns=list(symbols)).to_numpy(np.float64)
-                  for col in BAR_COLUMNS}
+        timestamps, symbols, cell = _wide_cells(frame)
+        T, N = len(timestamps), len(symbols)
+        # Each column goes straight from the frame into its wide array (no unstacked copy of all columns).
+        arrays: dict[str, FloatArray] = {}
+        for col in BAR_COLUMNS:
+            wide = np.full(T * N, np.nan)
+            wide[cell] = frame[col].to_numpy(np.float64)
+            arrays[col] = wide.reshape(T, N)
+        del cell
         tradable = np.isfinite(arrays["close"])
-        mark = pd.DataFrame(arrays["close"]).ffill().fillna(0.0).to_numpy(np.float64)
-        T, N = mark.shape
+        mark = np.empty((T, N))
+        for n in range(N):
+            mark[:, n] = _ffill_column(arrays["close"][:, n])
         hs = np.zeros((T, N))
         vol = np.zeros((T, N))
         for n in range(len(symbols)):
@@ -116,9 +121,13 @@ class MarketArrays:
                           config.max_half_spread_bps * 1e-4)
             hs[:, n] = _ffill_rows(est, rows, T)
             vol[:, n] = _ffill_rows(sigma, rows, T)
+        missing = ~tradable
         for col in ("open", "high", "low", "close"):
-            arrays[col] = np.where(tradable, arrays[col], mark)
-        volume = np.where(tradable, np.nan_to_num(arrays["volume"], nan=0.0), 0.0)
+            np.copyto(arrays[col], mark, where=missing)
+        volume = arrays["volume"]
+        volume[missing] = 0.0
+        np.nan_to_num(volume, copy=False, nan=0.0)
+        del missing
         local = timestamps.tz_convert(config.session_timezone)
         session = np.asarray(local.normalize().asi8 // (86_400 * 10**9), dtype=np.int64)
         frequency = infer_frequency(timestamps) if frequency is None else frequency
@@ -131,6 +140,52 @@ class MarketArrays:
                    low=arrays["low"], close=arrays["close"], volume=volume, mark=mark, tradable=tradable,
                    half_spread=hs, vol=vol, session=session, bar_seconds=float(bar_seconds), frequency=frequency,
                    year_frac=year_frac)
+
+
+def _wide_cells(frame: pd.DataFrame) -> tuple[pd.DatetimeIndex, tuple[str, ...], npt.NDArray[np.intp]]:
+    """The sorted distinct timestamps and symbols of ``frame`` and each row's flat cell ``t * N + n`` in the
+    wide arrays, from the index codes (no per-row timestamp or symbol objects)."""
+    index = frame.index
+    if not isinstance(index, pd.MultiIndex):
+        raise DataValidationError("bad_index", f"bars need a (timestamp, symbol) index, got {type(index).__name__}",
+                                  source="market")
+    ts_level, sym_level = index.names.index("timestamp"), index.names.index("symbol")
+    ts_codes, sym_codes = index.codes[ts_level], index.codes[sym_level]
+    ts_lookup, ts_sorted = _sorted_positions(index.levels[ts_level], ts_codes)
+    sym_lookup, sym_sorted = _sorted_positions(index.levels[sym_level].astype(str), sym_codes)
+    N = len(sym_sorted)
+    cell = ts_lookup[ts_codes]
+    cell *= N
+    cell += sym_lookup[sym_codes]
+    if not (cell[1:] > cell[:-1]).all():  # canonical frames are sorted; anything else must not repeat a cell
+        ordered = np.sort(cell)
+        repeated = np.flatnonzero(ordered[1:] == ordered[:-1])
+        if len(repeated):
+            t, n = divmod(int(ordered[repeated[0]]), N)
+            raise DataValidationError("duplicate_timestamp", "two bars of one symbol at one timestamp",
+                                      symbol=str(sym_sorted[n]), timestamp=ts_sorted[t], source="market")
+    timestamps = pd.DatetimeIndex(ts_sorted, name="timestamp")
+    return timestamps, tuple(str(s) for s in sym_sorted), cell
+
+
+def _sorted_positions(level: pd.Index, codes: npt.NDArray[np.integer]) -> tuple[npt.NDArray[np.intp], pd.Index]:
+    """The values of ``level`` that ``codes`` use, sorted, and each code's position among them."""
+    used = np.flatnonzero(np.bincount(codes, minlength=len(level)))
+    keys = level[used]
+    order = keys.argsort(kind="stable")
+    lookup = np.zeros(len(level), dtype=np.intp)
+    lookup[used[order]] = np.arange(len(used))
+    return lookup, keys[order]
+
+
+def _ffill_column(close: FloatArray) -> FloatArray:
+    """``close`` with each NaN replaced by the last close before it, 0 before the first."""
+    known = ~np.isnan(close)
+    last = np.where(known, np.arange(len(close)), 0)
+    np.maximum.accumulate(last, out=last)
+    out = close[last]
+    out[~known[last]] = 0.0
+    return out
 
 
 def _ffill_rows(values: FloatArray, rows: npt.NDArray[np.intp], T: int) -> FloatArray:

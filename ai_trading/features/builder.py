@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import yaml
 
@@ -106,6 +107,20 @@ class FeatureSet:
             raise FeatureSchemaMismatch("dataset_fingerprint", expected_dataset_fingerprint, self.dataset_fingerprint)
 
 
+def _rows_by_symbol(index: pd.MultiIndex) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.intp], list[int]]:
+    """Rows grouped by symbol (each group in row order), where each symbol's group starts and ends in them
+    (``bounds[code]:bounds[code + 1]``, by symbol-level code), and the codes present in order of first row."""
+    codes = index.codes[index.names.index("symbol")]
+    order = np.argsort(codes, kind="stable")
+    if len(order) < 2**31:
+        order = order.astype(np.int32)
+    counts = np.bincount(codes, minlength=len(index.levels[index.names.index("symbol")]))
+    bounds = np.concatenate(([0], np.cumsum(counts)))
+    present = np.flatnonzero(counts)
+    present = present[np.argsort(order[bounds[present]], kind="stable")]
+    return order, bounds, [int(c) for c in present]
+
+
 class FeatureBuilder:
     """Builds a :class:`FeatureSet` from canonical bars according to a :class:`FeatureSpec`."""
 
@@ -147,31 +162,47 @@ class FeatureBuilder:
         else:
             frame = validate_bars(canonicalize(bars), source="features")
             fingerprint = dataset_fingerprint(frame)
-        values = frame.to_numpy()
-        codes, symbols = pd.factorize(frame.index.get_level_values("symbol"))
         n_features, warmup = len(self.spec.features), self.spec.warmup
+        if not isinstance(frame.index, pd.MultiIndex):
+            raise DataValidationError("bad_index", "bars need a (timestamp, symbol) index", source="features")
+        order, bounds, symbols = _rows_by_symbol(frame.index)
+        names = frame.index.levels[frame.index.names.index("symbol")]
+        for code in symbols:
+            if bounds[code + 1] - bounds[code] <= warmup:
+                raise DataValidationError(
+                    "too_short", f"{bounds[code + 1] - bounds[code]} bars, the feature spec needs more than {warmup} "
+                    "(its warm-up)", symbol=str(names[code]), source="features",
+                )
+        keep = np.ones(len(frame), dtype=bool)
+        for code in symbols:
+            keep[order[bounds[code] : bounds[code] + warmup]] = False
+        # Each kept bar's row in the output: only the kept rows are allocated, no full-size copy to drop from.
+        dest = np.cumsum(keep, dtype=np.int32 if len(frame) < 2**31 else np.int64)
+        np.subtract(dest, 1, out=dest)
         # Stored as FEATURE_DTYPE as each column is computed (in float64): the same values as casting at the
         # end, without a float64 copy of the whole matrix; a value beyond float32's range becomes inf and fails
         # the finiteness check below instead of reaching a model as inf.
-        out = np.empty((len(frame), n_features), dtype=FEATURE_DTYPE)
-        keep = np.ones(len(frame), dtype=bool)
-        for code, symbol in enumerate(symbols):
-            rows = np.flatnonzero(codes == code)  # ascending time: the frame is sorted by timestamp
-            if len(rows) <= warmup:
-                raise DataValidationError(
-                    "too_short", f"{len(rows)} bars, the feature spec needs more than {warmup} (its warm-up)",
-                    symbol=str(symbol), source="features",
-                )
-            _, high, low, close, volume = (values[rows, i] for i in range(5))
+        result = np.empty((int(dest[-1]) + 1, n_features), dtype=FEATURE_DTYPE)
+        high, low, close, volume = (frame[c].to_numpy(np.float64) for c in ("high", "low", "close", "volume"))
+        first_bad = len(frame)
+        for code in symbols:
+            rows = order[bounds[code] : bounds[code + 1]]  # ascending time: the frame is sorted by timestamp
+            kept = rows[warmup:]
+            at = dest[kept]
+            h, lo, c, v = high[rows], low[rows], close[rows], volume[rows]
             for j, feature in enumerate(self.spec.features):
-                out[rows, j] = _compute(feature, high, low, close, volume)
-            keep[rows[:warmup]] = False
-        result = out[keep]
-        if not np.isfinite(result).all():
-            bad = np.flatnonzero(~np.isfinite(result).all(axis=1))[0]
-            ts, sym = frame.index[np.flatnonzero(keep)[bad]]
+                column = _compute(feature, h, lo, c, v)[warmup:].astype(FEATURE_DTYPE)
+                bad = np.flatnonzero(~np.isfinite(column))
+                if len(bad):
+                    first_bad = min(first_bad, int(kept[bad[0]]))
+                result[at, j] = column
+        del order, dest
+        if first_bad < len(frame):
+            ts, sym = frame.index[first_bad]
             raise DataValidationError("non_finite_feature", "a feature is NaN or inf after warm-up",
                                       symbol=str(sym), timestamp=ts, source="features")
-        features = pd.DataFrame(result, index=frame.index[keep], columns=self.spec.columns, copy=False)
+        index = frame.index[keep]
+        del keep
+        features = pd.DataFrame(result, index=index, columns=self.spec.columns, copy=False)
         log.debug("built features rows=%d warmup=%d schema=%s", len(features), warmup, self.schema_hash[:12])
         return FeatureSet(features, self.spec.columns, self.schema_hash, fingerprint, self.spec)
