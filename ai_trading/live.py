@@ -220,9 +220,10 @@ class LiveLoop:
         return self.book(t)
 
     def restore_peak(self) -> float | None:
-        """Seed the drawdown rule's running peak with the equity peak of the bars traded before this process
-        (``live.start`` + 1 to the venue's clock), from the stored fills and the feed's closes: a restart does
-        not forget a drawdown. Returns the peak (None: no bar traded yet)."""
+        """Replay the drawdown rule over the equity of the bars traded before this process (``live.start`` + 1
+        to the venue's clock), from the stored fills and the feed's closes: a restart forgets neither the peak
+        nor a breach already raised (it is not raised again, so it cannot roll the model back twice, and it
+        resolves when the equity recovers). Returns the peak (None: no bar traded yet)."""
         first, last = self.config.live.start + 1, self.venue.cursor
         if last < first:
             return None
@@ -240,9 +241,12 @@ class LiveLoop:
             paid[k] += signed * float(stored.fill.price) + float(stored.fill.fee)
         cash = float(self.config.live.equity) - np.cumsum(paid)
         equity = cash + (np.cumsum(moves, axis=0) * market.close[:last + 1]).sum(axis=1)
-        peak = float(equity[first:last + 1].max())
-        self.drawdown.peak = peak
-        return peak
+        for k in range(first, last + 1):
+            self.drawdown.observe(float(equity[k]), at=market.timestamps[k].to_pydatetime())
+        breach = self.drawdown.firing
+        if breach is not None and self.router.outbox.state(breach.dedup_key) is not AlertState.FIRED:
+            self.raise_alert(breach)  # the breach came before the crash, its alert did not
+        return self.drawdown.peak
 
     # ---- one bar -----------------------------------------------------------------------------------------
     def features_at(self, t: int) -> pd.DataFrame | None:

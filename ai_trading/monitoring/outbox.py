@@ -110,6 +110,12 @@ class AlertOutbox:
                                                next_attempt_at=now + group_window) for sink in sinks])
             return verdict
 
+    def state(self, dedup_key: str) -> AlertState | None:
+        """The last accepted state of ``dedup_key`` (None: never raised)."""
+        with self._engine.connect() as conn:
+            found = conn.execute(select(_S.c.state).where(_S.c.dedup_key == dedup_key)).scalar_one_or_none()
+        return None if found is None else AlertState(found)
+
     def claim_due(self, lease: timedelta) -> list[list[OutboxItem]]:
         """Claim the rows due now, grouped by (sink, rule), oldest first (module docstring)."""
         now = self._clock()

@@ -170,6 +170,11 @@ class DrawdownRule:
             raise ConfigError(f"drawdown rule {self.strategy}: equity must be a non-empty series of finite values "
                               "> 0")
 
+    @property
+    def firing(self) -> Alert | None:
+        """The breach alert raised and not yet resolved."""
+        return self._firing
+
     def observe(self, equity: float, *, at: datetime | None = None) -> Alert | None:
         """One more equity value: the running peak moves up to it, then the drawdown from the peak is checked."""
         value = float(equity)
