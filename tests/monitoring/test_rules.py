@@ -81,6 +81,7 @@ def test_reconciliation_findings_become_oms_alerts() -> None:
     (14.0, 5.0, False),    # +9 bps: below the excess margin
     (40.0, 20.0, False),   # +20 bps but only 2x
     (11.0, 0.0, True),     # nothing predicted, 11 bps paid
+    (-3.0, 5.0, False),    # a price improvement: paid less than nothing
 ])
 def test_cost_spike_needs_both_the_excess_and_the_ratio(realised: float, predicted: float, fires: bool) -> None:
     notional = 1_000_000.0
@@ -89,6 +90,14 @@ def test_cost_spike_needs_both_the_excess_and_the_ratio(realised: float, predict
     assert (alert is not None) is fires
     if alert is not None:
         assert alert.payload["realised_bps"] == pytest.approx(realised) and alert.source == "execution"
+
+
+@pytest.mark.parametrize(("key", "value"), [("notional", 0.0), ("notional", -1.0), ("predicted_cost", -1.0),
+                                            ("realised_cost", float("nan"))])
+def test_cost_observation_refuses_what_no_fill_can_have(key: str, value: float) -> None:
+    fields = {"notional": 1_000.0, "realised_cost": 1.0, "predicted_cost": 1.0, key: value}
+    with pytest.raises(ConfigError, match=key):
+        CostObservation("cid1", "NVDA", **fields)
 
 
 def test_slippage_drift_fires_once_over_the_window_and_resolves_once() -> None:
