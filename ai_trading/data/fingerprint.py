@@ -59,7 +59,6 @@ def _distinct_sorted(ns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 
 
 _NAT = np.iinfo(np.int64).min  # what pandas stores for NaT
-_BAR_INDEX = pd.Index(BAR_COLUMNS)
 
 
 def _any(mask: npt.NDArray[np.bool_]) -> bool:
@@ -150,32 +149,6 @@ class FingerprintStream:
             digest.update(buffer)
         self._last_ns = int(ns[-1])
         self._symbol_rows += len(ns)
-
-    def update_frame(self, frame: pd.DataFrame) -> None:
-        """One chunk of one symbol as a canonical bars frame (index ``(timestamp, symbol)``, the five bar
-        columns): its buffers go to :meth:`update` without per-row work, and without a copy when the
-        columns are one float64 block (every frame the loader builds). An empty frame feeds nothing."""
-        index = frame.index
-        if not isinstance(index, pd.MultiIndex) or tuple(index.names) != INDEX_NAMES:
-            raise DataValidationError("schema", f"index must be {INDEX_NAMES}, got {tuple(index.names)}",
-                                      source="fingerprint")
-        codes = np.asarray(index.codes[1])
-        if len(codes) == 0:
-            return
-        first = codes[0]
-        if first < 0 or _any(codes != first):
-            raise DataValidationError("schema", "update_frame takes the bars of one symbol: got "
-                                      f"{sorted(map(str, pd.unique(index.get_level_values('symbol'))))}",
-                                      source="fingerprint")
-        symbol = str(index.levels[1][first])
-        if frame.columns.equals(_BAR_INDEX):
-            block = frame.to_numpy(dtype=np.float64)
-        elif set(BAR_COLUMNS) <= set(frame.columns):
-            block = frame.loc[:, list(BAR_COLUMNS)].to_numpy(dtype=np.float64)
-        else:
-            raise DataValidationError("schema", f"columns must include {BAR_COLUMNS}, got {tuple(frame.columns)}",
-                                      symbol=symbol, source="fingerprint")
-        self.update(symbol, _timestamps_ns(index), block.T)
 
     def _merge_stamps(self, distinct: npt.NDArray[np.int64]) -> None:
         known = self._stamps

@@ -125,51 +125,10 @@ def test_file_identity_changes_when_bytes_change_in_place_with_same_size_and_mti
     assert root.file_identity([str(part)]) != identity
 
 
-def _one_symbol_frames(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Each symbol's bars as a reader builds them: the timestamp level is the rows (codes 0..n-1)."""
-    out = {}
-    for symbol, part in frame.groupby(level="symbol"):
-        stamps = pd.DatetimeIndex(part.index.get_level_values("timestamp"))
-        index = pd.MultiIndex.from_arrays([stamps, pd.Index([symbol] * len(part), dtype=object)],
-                                          names=["timestamp", "symbol"])
-        out[str(symbol)] = pd.DataFrame(part.to_numpy(), index=index, columns=part.columns)
-    return out
-
-
 def _restamp(frame: pd.DataFrame, stamps: pd.DatetimeIndex) -> pd.DataFrame:
     index = frame.index
     assert isinstance(index, pd.MultiIndex)
     return frame.set_axis(index.set_levels(stamps, level="timestamp", verify_integrity=False), axis=0)
-
-
-def test_update_frame_gives_the_in_memory_fingerprint_whatever_the_frame_holds() -> None:
-    """Frames as readers build them, slices of a multi-symbol frame (its levels keep every symbol and stamp),
-    other time zones and units of the same instants, a naive level read as UTC, reordered or float32 columns."""
-    built = _one_symbol_frames(BARS)
-    variants = {
-        "reader": built,
-        "slice": {s: BARS.xs(s, level="symbol", drop_level=False) for s in built},
-        "new_york_us": {s: _restamp(f, f.index.levels[0].tz_convert("America/New_York").as_unit("us"))
-                        for s, f in built.items()},
-        "naive": {s: _restamp(f, f.index.levels[0].tz_localize(None)) for s, f in built.items()},
-        "columns": {s: f[list(reversed(BAR_COLUMNS))].assign(extra=1.0) for s, f in built.items()},
-    }
-    for name, frames in variants.items():
-        stream = FingerprintStream()
-        for symbol in sorted(frames):
-            stream.update_frame(frames[symbol])
-        assert stream.hexdigest() == BASE, name
-    single = FingerprintStream()
-    nvda = built["NVDA"].astype(np.float32)
-    single.update_frame(nvda)
-    assert single.hexdigest() == dataset_fingerprint(nvda.astype(np.float64))
-
-
-def test_update_frame_refuses_several_symbols_or_missing_columns() -> None:
-    with pytest.raises(DataValidationError, match=r"one symbol.*\['NVDA', 'ORCL'\]"):
-        FingerprintStream().update_frame(BARS.drop(index="SP500", level="symbol"))
-    with pytest.raises(DataValidationError, match="columns must include"):
-        FingerprintStream().update_frame(_one_symbol_frames(BARS)["NVDA"].drop(columns="volume"))
 
 
 def test_a_fed_buffer_may_be_reused_by_the_caller() -> None:
