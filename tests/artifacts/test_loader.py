@@ -52,7 +52,7 @@ def _model(tmp_path: Path, signer: Ed25519Signer, name: str = "m", **kw: object)
     directory = tmp_path / name
     directory.mkdir()
     files = {ML_STRATEGY_FILE: recorder_bytes(name), "MLmodel": b"loader_module: ai_trading.artifacts.pyfunc\n",
-             "data/extra.bin": os.urandom(3000)}
+             "data/extra.bin": os.urandom(256)}
     signed_dir(directory, files, signer, **kw)  # type: ignore[arg-type]
     return directory
 
@@ -121,14 +121,13 @@ def test_every_single_byte_change_of_the_signature_is_rejected(tmp_path: Path, s
     _rejects(directory, marker, MalformedManifest)
 
 
-def test_single_byte_changes_of_every_artifact_file_are_rejected(tmp_path: Path, signer: Ed25519Signer,
+def test_every_single_byte_change_of_every_artifact_file_is_rejected(tmp_path: Path, signer: Ed25519Signer,
                                                                  marker: Path) -> None:
     directory = _model(tmp_path, signer)
     for name in (ML_STRATEGY_FILE, "MLmodel", "data/extra.bin"):
         path = directory / name
         original = path.read_bytes()
-        positions = sorted({0, len(original) - 1, *range(0, len(original), max(1, len(original) // 50))})
-        for i in positions:
+        for i in range(len(original)):
             changed = bytearray(original)
             changed[i] ^= 0x01
             path.write_bytes(bytes(changed))
