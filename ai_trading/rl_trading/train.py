@@ -210,6 +210,17 @@ def whole_rollouts(algo: AlgoConfig, n_envs: int) -> int:
     return total
 
 
+def _why_short(total: int, done: int, algo: AlgoConfig, evaluator: EvalCallback | None, *, stopped: bool) -> str:
+    """Why training ended before its budget, in the words of the log line that reports it ("" when it did not)."""
+    if done >= total:
+        return ""
+    if stopped:
+        return f" of {total}: stopped by a signal"
+    best = "" if evaluator is None else f", best validation reward {evaluator.best_mean_reward:.4g}"
+    return (f" of {total}: stopped early, no validation improvement in {algo.patience} evaluations"
+            f" (every {algo.eval_every} steps){best}")
+
+
 def train_agent(algo: AlgoConfig, env: PortfolioEnvConfig, data: EnvData, *, seed: int,
                 log_formats: Sequence[KVWriter] = (), stop: Callable[[], bool] | None = None) -> TrainedAgent:
     """Train ``algo`` on the training split of ``data``; SB3's metrics go to ``log_formats`` (e.g. the
@@ -221,18 +232,21 @@ def train_agent(algo: AlgoConfig, env: PortfolioEnvConfig, data: EnvData, *, see
     model.set_logger(Logger(folder=None, output_formats=list(log_formats)))
 
     callbacks: list[BaseCallback] = [] if stop is None else [_StopWhen(stop)]
+    evaluator: EvalCallback | None = None
     if algo.eval_every > 0:
         val_env = _wrap(make_env(data, env, split="validation", seed=seed), algo.normalize, training=False,
                         gamma=gamma)
         early_stop = (StopTrainingOnNoModelImprovement(algo.patience, min_evals=1) if algo.patience > 0 else None)
-        callbacks.append(EvalCallback(val_env, callback_after_eval=early_stop, n_eval_episodes=1,
-                                      eval_freq=max(1, algo.eval_every // train_env.num_envs), deterministic=True,
-                                      verbose=0, warn=False))
+        evaluator = EvalCallback(val_env, callback_after_eval=early_stop, n_eval_episodes=1,
+                                 eval_freq=max(1, algo.eval_every // train_env.num_envs), deterministic=True,
+                                 verbose=0, warn=False)
+        callbacks.append(evaluator)
     total = whole_rollouts(algo, train_env.num_envs)
     log.info("training algo=%s timesteps=%d envs=%d seed=%d", algo.name, total, train_env.num_envs, seed)
     model.learn(total_timesteps=total, callback=callbacks or None, progress_bar=algo.progress_bar)
     normalizer = train_env if isinstance(train_env, VecNormalize) else None
     if normalizer is not None:
         normalizer.training = False
-    log.info("trained algo=%s timesteps=%d", algo.name, model.num_timesteps)
+    log.info("trained algo=%s timesteps=%d%s", algo.name, model.num_timesteps,
+             _why_short(total, int(model.num_timesteps), algo, evaluator, stopped=stop is not None and stop()))
     return TrainedAgent(model=model, normalizer=normalizer, timesteps=int(model.num_timesteps))

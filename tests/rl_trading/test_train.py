@@ -88,3 +88,19 @@ def test_budget_rounds_up_to_whole_rollouts_and_trains_exactly_that() -> None:
     assert whole_rollouts(job("algo=sac", "algo.total_timesteps=1001").algo, 16) == 1008  # whole vector steps
     assert whole_rollouts(job("algo.total_timesteps=8192").algo, 64) == 8192
     assert _train(0, "algo.total_timesteps=300", "algo.eval_every=0").timesteps == 512
+
+
+def test_training_that_stops_early_says_why_in_its_last_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="ai_trading.rl_trading.train")
+    agent = _train(0, "algo.total_timesteps=8192", "algo.eval_every=64", "algo.patience=1")
+    assert agent.timesteps < 8192, "this seed's validation reward stalls within the budget"
+    last = [r.getMessage() for r in caplog.records if r.getMessage().startswith("trained ")][-1]
+    assert last.startswith(f"trained algo=ppo timesteps={agent.timesteps} of 8192: stopped early, no validation "
+                           "improvement in 1 evaluations (every 64 steps), best validation reward ")
+
+
+def test_training_that_runs_its_budget_says_nothing_more(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="ai_trading.rl_trading.train")
+    _train(0)
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("trained ")] == [
+        "trained algo=ppo timesteps=512"]
