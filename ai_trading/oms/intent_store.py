@@ -87,6 +87,10 @@ _F = cast(Table, FillRow.__table__)
 _R = cast(Table, ReconciliationRow.__table__)
 # Built once: a durable step then costs no statement construction, only the cached compiled form.
 _CREATE = insert(_I)
+# PostgreSQL: an intent already stored under the CID is left as it is (no row inserted, read back), so the
+# usual repeated create (each submit creates the intent a micro-batch already stored) raises no error; a
+# taken broker-safe id still does
+_CREATE_UNLESS_STORED = postgresql.insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
 # (returns what the claimed intent's snapshot needs: a CREATED intent has no fills, so no trade ids)
 _CLAIM = (update(_I).where(_I.c.client_order_id == bindparam("cid"), _I.c.state == bindparam("from_state"))
           .values(state=bindparam("to_state"), last_sequence=_I.c.last_sequence + 1,
@@ -229,7 +233,7 @@ class IntentStore:
         self._kept = KeptConnection(engine) if self._one_statement else None
         if self._one_statement:
             dialect = engine.dialect
-            self._create_one = _DriverStatement(_CREATE.inline(), dialect, _CREATED_COLUMNS_NAMES)
+            self._create_one = _DriverStatement(_CREATE_UNLESS_STORED, dialect, _CREATED_COLUMNS_NAMES)
             self._claim_one = _DriverStatement(_CLAIM_ONE, dialect)
             self._move_one = _DriverStatement(_MOVE_ONE, dialect)
             self._move_fill_one = _DriverStatement(_MOVE_FILL_ONE, dialect)
@@ -261,7 +265,8 @@ class IntentStore:
             values = _intent_values(intent, utc_now())
             with self._step() as conn:
                 if self._one_statement:
-                    self._create_one.run(conn, values)
+                    if self._create_one.run(conn, values).rowcount == 0:
+                        return self._read_back([intent], conn)[0]
                 else:
                     conn.execute(_CREATE, values)
             return intent

@@ -292,6 +292,7 @@ def test_postgres_durable_steps_run_on_one_kept_connection(postgres_database: st
         event.listen(engine, "checkout", lambda *_: checkouts.append(1))
         for n in range(5):
             cid = store.create(make_intent(61 + n)).client_order_id
+            assert store.create(make_intent(61 + n)).client_order_id == cid  # as each submit does: read back
             assert store.claim_for_submit(cid)
             store.record(cid, OrderEvent.acked(f"B-{n}"))
             store.record(cid, OrderEvent.filled(_fill(f"T6{n}", 10)))
@@ -313,11 +314,15 @@ def test_postgres_connection_a_step_failed_on_is_not_kept(postgres_database: str
     try:
         upgrade_to_head(engine)
         store = IntentStore(engine)
-        cid = store.create(make_intent(70)).client_order_id
+        cids = [store.create(make_intent(70 + n)).client_order_id for n in range(2)]
+        for cid in cids:
+            assert store.claim_for_submit(cid)
+        store.record(cids[0], OrderEvent.filled(_fill("T70", 1)))
         assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
-        store.create(make_intent(70))  # the unique key refuses the INSERT; the stored intent is read back
+        with pytest.raises(IllegalTransition, match="T70"):  # the trade id's unique key refuses the fill
+            store.record(cids[1], OrderEvent.filled(_fill("T70", 1)))
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-        assert store.claim_for_submit(cid)
+        assert store.record(cids[1], OrderEvent.filled(_fill("T71", 1))).filled_quantity == 1
         assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
     finally:
         engine.dispose()
