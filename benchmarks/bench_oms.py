@@ -5,8 +5,9 @@ Run: ``python benchmarks/bench_oms.py [--seconds 1] [--batch 100]``; PostgreSQL 
 For SQLite (a temp file, WAL, synchronous=FULL) and PostgreSQL it prints:
 
 - the ceilings of one durable step: on PostgreSQL a one-row autocommit INSERT loop through pgbench (a C
-  client, when ``pgbench`` is installed) and through psycopg alone (no SQLAlchemy); on both databases a
-  one-row INSERT + COMMIT through the same SQLAlchemy engine the store uses;
+  client, when ``pgbench`` is installed) and through psycopg alone (no SQLAlchemy), and the store's own
+  create statement through psycopg alone; on both databases a one-row INSERT + COMMIT through the same
+  SQLAlchemy engine the store uses;
 - durable intents/s: ``IntentStore.create`` one at a time (each a committed transaction);
 - full lifecycles/s: create, claim to submit, ack, fill, each committed (4 durable steps);
 - micro-batched intents/s: ``create_many`` of ``--batch`` intents per transaction;
@@ -47,7 +48,7 @@ from sqlalchemy import Column, Engine, Integer, MetaData, Table, insert, text
 from sqlalchemy.engine import make_url
 
 from ai_trading.oms.db import make_engine, upgrade_to_head
-from ai_trading.oms.intent_store import IntentStore
+from ai_trading.oms.intent_store import IntentStore, _intent_values
 from ai_trading.oms.models import Fill, OrderEvent, OrderIntent
 
 GOAL_INTENTS_PER_S = 1000.0  # durable intents/s one at a time on PostgreSQL
@@ -114,6 +115,19 @@ def _raw_psycopg(engine: Engine, table: str, seconds: float) -> tuple[float, lis
             conn.execute(f"INSERT INTO {table} (v) VALUES (%s)", (1,))
             return 1
         return _timed(seconds, step)
+
+
+def _raw_store_insert(engine: Engine, store: IntentStore, seconds: float) -> tuple[float, list[float], float]:
+    """The store's own create statement (its SQL and parameters) through psycopg alone, in autocommit: what
+    ``create`` would cost without SQLAlchemy and the store's Python (the statement's server time included)."""
+    import psycopg
+
+    sql = store._create_one.sql  # what create runs on PostgreSQL, with the same parameters
+    with psycopg.connect(_psycopg_dsn(engine), autocommit=True) as conn:
+        def step(intent: OrderIntent) -> int:
+            conn.execute(sql, _intent_values(intent, datetime.now(UTC)))
+            return 1
+        return _timed(seconds, step, _intent)
 
 
 def _pgbench() -> str | None:
@@ -201,6 +215,10 @@ def bench(engine: Engine, name: str, seconds: float, batch: int) -> list[Measure
     if not postgres:
         reference = rate
     rows.append(Measure(name, "SQLAlchemy one-row commit", rate, _pct(lat, 50), _pct(lat, 99), rate / reference, cpu))
+    if postgres:
+        rate, lat, cpu = _raw_store_insert(engine, store, seconds)
+        rows.append(Measure(name, "psycopg, the store's INSERT", rate, _pct(lat, 50), _pct(lat, 99), rate / reference,
+                            cpu))
     rate, lat, cpu = _timed(seconds, create, _intent)
     rows.append(Measure(name, "durable intents (create)", rate, _pct(lat, 50), _pct(lat, 99), rate / reference, cpu))
     rate, lat, cpu = _timed(seconds, lifecycle, lifecycle_steps)
@@ -237,6 +255,8 @@ def goals(rows: list[Measure]) -> list[str]:
                      f"(goal about {GOAL_C_CLIENT_SHARE:.2f})  {_verdict(share >= GOAL_C_CLIENT_SHARE)}")
     psycopg = pg["psycopg one-row INSERT"]
     lines.append(f"  = {create.rate / psycopg.rate:.2f} x psycopg's {psycopg.rate:.0f} one-row commits/s")
+    own = pg["psycopg, the store's INSERT"]
+    lines.append(f"  = {create.rate / own.rate:.2f} x psycopg's {own.rate:.0f}/s running the store's INSERT itself")
     for what in ("durable intents (create)", "full lifecycles (4 steps)", "  step: create", "  step: claim",
                  "  step: ack", "  step: fill"):
         p50 = pg[what].p50

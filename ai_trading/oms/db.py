@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import functools
 import select
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -73,16 +76,75 @@ def upsert_insert(engine: Engine) -> Any:
 
 
 def _drop_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    # An idle connection has nothing to read unless the server closed it: a closing server sends its FATAL
-    # message and end-of-file, so the socket turns readable. Polling it costs a system call where a pre-ping
-    # costs a round trip on every checkout, which is most of a one-statement durable step. The pool
-    # replaces a connection refused here; a connection lost during a statement raises from that statement.
+    # The pool replaces a connection refused here; a connection lost during a statement raises from that
+    # statement.
+    closed = closed_by_server(dbapi_connection)
+    if closed is not None:
+        raise DisconnectionError(closed)
+
+
+def closed_by_server(dbapi_connection: Any) -> str | None:
+    """Why an idle psycopg connection is unusable (closed here or by the server), or None while it is open.
+
+    An idle connection has nothing to read unless the server closed it: a closing server sends its FATAL
+    message and end-of-file, so the socket turns readable. Polling it costs a system call where a pre-ping
+    costs a round trip, which is most of a one-statement durable step.
+    """
     if dbapi_connection.closed:
-        raise DisconnectionError("PostgreSQL connection closed")
+        return "PostgreSQL connection closed"
     poller = select.poll()  # not select.select, which fails on descriptors past 1023
     poller.register(dbapi_connection.fileno(), select.POLLIN)
     if poller.poll(0):  # readable, hung up or in error: each means the server has closed it
-        raise DisconnectionError("PostgreSQL closed the pooled connection while it was idle")
+        return "PostgreSQL closed the connection while it was idle"
+    return None
+
+
+class KeptConnection:
+    """One autocommit connection kept open for one-statement durable steps on PostgreSQL.
+
+    Checking a connection out of the pool for every step, switching it to autocommit and back and returning
+    it costs more client time than the step's statement; the kept connection costs a socket poll per step
+    (``closed_by_server``: a connection the server closed while idle is replaced without a round trip). A
+    thread that finds it in use takes a pooled connection for its step instead, so threads never wait on
+    each other here. A connection a statement failed on is not kept: it goes back to the pool, invalidated
+    by SQLAlchemy when it was lost.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """An autocommit connection for one step: the kept one when no other thread is using it."""
+        if not self._lock.acquire(blocking=False):
+            with self._engine.connect() as conn:
+                yield conn
+            return
+        try:
+            kept = self._conn
+            if kept is not None and closed_by_server(kept.connection.dbapi_connection) is not None:
+                kept.invalidate()
+                kept.close()
+                kept = None
+            conn = kept if kept is not None else self._engine.connect()
+            self._conn = conn
+            try:
+                yield conn
+            except BaseException:
+                self._conn = None
+                conn.close()
+                raise
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Return the kept connection to the pool (the next step takes a new one)."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

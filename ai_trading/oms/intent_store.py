@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -63,7 +64,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ai_trading.errors import IllegalTransition, IntentConflict, OrderValidationError, UnknownIntent
 from ai_trading.oms import models
-from ai_trading.oms.db import require_head, upsert_insert
+from ai_trading.oms.db import KeptConnection, require_head, upsert_insert
 from ai_trading.oms.models import (
     OPEN_STATES,
     EventKind,
@@ -86,6 +87,10 @@ _F = cast(Table, FillRow.__table__)
 _R = cast(Table, ReconciliationRow.__table__)
 # Built once: a durable step then costs no statement construction, only the cached compiled form.
 _CREATE = insert(_I)
+# PostgreSQL: an intent already stored under the CID is left as it is (no row inserted, read back), so the
+# usual repeated create (each submit creates the intent a micro-batch already stored) raises no error; a
+# taken broker-safe id still does
+_CREATE_UNLESS_STORED = postgresql.insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
 # (returns what the claimed intent's snapshot needs: a CREATED intent has no fills, so no trade ids)
 _CLAIM = (update(_I).where(_I.c.client_order_id == bindparam("cid"), _I.c.state == bindparam("from_state"))
           .values(state=bindparam("to_state"), last_sequence=_I.c.last_sequence + 1,
@@ -132,6 +137,7 @@ _RETRIES = 20  # compare-and-set misses in a row before giving up (only under he
 # into rows), where a multi-row VALUES is a statement as long as the batch that the driver parses again
 # for every batch (most of a batch's client time)
 _CREATED_COLUMNS = tuple(column for column in _I.c if column.name != "id")
+_CREATED_COLUMNS_NAMES = tuple(column.name for column in _CREATED_COLUMNS)
 
 
 def _unbounded(column: Any) -> Any:
@@ -147,6 +153,26 @@ _CREATE_MANY_ROWS = func.unnest(*(bindparam(f"each_{column.name}", type_=ARRAY(_
 _CREATE_MANY = (postgresql.insert(_I)
                 .from_select([column.name for column in _CREATED_COLUMNS], select(*_CREATE_MANY_ROWS.c))
                 .on_conflict_do_nothing(index_elements=["client_order_id"]).returning(_I.c.client_order_id))
+
+
+class _DriverStatement:
+    """A statement compiled once for one dialect: its SQL and the processing of its parameters, so a durable
+    step runs it with ``exec_driver_sql`` and spends no client time on compiling or the compiled cache."""
+
+    def __init__(self, statement: Any, dialect: Any, column_keys: Sequence[str] | None = None) -> None:
+        self._compiled = statement.compile(dialect=dialect, column_keys=list(column_keys or ()) or None)
+        self.sql = self._compiled.string
+        processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                      for bind, name in self._compiled.bind_names.items()}
+        self._processors = [(name, process) for name, process in processors.items() if process is not None]
+
+    def run(self, conn: Connection, values: Mapping[str, Any]) -> Any:
+        params = self._compiled.construct_params(values)  # also checks that every parameter is given
+        for name, process in self._processors:
+            params[name] = process(params[name])
+        return conn.exec_driver_sql(self.sql, params)
+
+
 _KNOWN = 4096  # snapshots of the open intents this store last wrote, kept to validate their next event
 
 
@@ -203,10 +229,28 @@ class IntentStore:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._insert = upsert_insert(engine)
         self._one_statement = engine.dialect.name == "postgresql"  # data-modifying WITH (see _CLAIM_ONE)
+        # the connection of a single step: on PostgreSQL one kept open, as a step is one short statement
+        self._kept = KeptConnection(engine) if self._one_statement else None
+        if self._one_statement:
+            dialect = engine.dialect
+            self._create_one = _DriverStatement(_CREATE_UNLESS_STORED, dialect, _CREATED_COLUMNS_NAMES)
+            self._claim_one = _DriverStatement(_CLAIM_ONE, dialect)
+            self._move_one = _DriverStatement(_MOVE_ONE, dialect)
+            self._move_fill_one = _DriverStatement(_MOVE_FILL_ONE, dialect)
+        self._step: Callable[[], AbstractContextManager[Connection]] = self._autocommit.connect
+        if self._kept is not None:
+            self._step = self._kept.connect
+            weakref.finalize(self, self._kept.close)
         # cid -> (row id, snapshot) as this store last wrote it: the next event is validated against it
         # without a read, and the write's compare-and-set on the event count proves it is still current
         self._known: OrderedDict[str, tuple[int, OrderSnapshot]] = OrderedDict()
         self._known_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Return the connection this store keeps for its durable steps to the pool (a later step takes a
+        new one); the store does so itself when it is garbage-collected."""
+        if self._kept is not None:
+            self._kept.close()
 
     # ---- intents -------------------------------------------------------------------------------------
 
@@ -218,8 +262,13 @@ class IntentStore:
                                        f"{intent.broker_order_id!r}; the broker's id is recorded by its ack")
         try:
             # one INSERT is its own transaction: autocommit spares the BEGIN and COMMIT round trips
-            with self._autocommit.connect() as conn:
-                conn.execute(_CREATE, _intent_values(intent, utc_now()))
+            values = _intent_values(intent, utc_now())
+            with self._step() as conn:
+                if self._one_statement:
+                    if self._create_one.run(conn, values).rowcount == 0:
+                        return self._read_back([intent], conn)[0]
+                else:
+                    conn.execute(_CREATE, values)
             return intent
         except IntegrityError:
             stored = self._read_back([intent])
@@ -321,8 +370,8 @@ class IntentStore:
         move = {"cid": client_order_id, "from_state": OrderState.CREATED.value, "to_state": target.value, "now": now}
         log = {"kind": EventKind.SUBMITTED.value, "payload": {}, "recorded_at": now}
         if self._one_statement:
-            with self._autocommit.connect() as conn:
-                claimed = conn.execute(_CLAIM_ONE, {**move, **log}).one_or_none()
+            with self._step() as conn:
+                claimed = self._claim_one.run(conn, {**move, **log}).one_or_none()
         else:
             with self.engine.begin() as conn:
                 claimed = conn.execute(_CLAIM, move).one_or_none()
@@ -331,7 +380,7 @@ class IntentStore:
         if claimed is not None:
             self._remember(claimed.id, _snapshot_from_row(claimed, frozenset()))
             return True
-        with self._autocommit.connect() as conn:
+        with self._step() as conn:
             if conn.execute(select(_I.c.id).where(_I.c.client_order_id == client_order_id)).first() is None:
                 raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
         return False
@@ -382,10 +431,10 @@ class IntentStore:
             except IllegalTransition:
                 after = before
             if after is not before:
-                with self._autocommit.connect() as conn:
+                with self._step() as conn:
                     if self._write(conn, row_id, before.sequence, after, event):
                         return after
-        with self._autocommit.connect() as conn:
+        with self._step() as conn:
             rows = conn.execute(_READ, {"cid": client_order_id}).all()
             if not rows:
                 raise UnknownIntent(f"the oms store holds no intent with client order id {client_order_id!r}")
@@ -412,8 +461,8 @@ class IntentStore:
                                           "fee": fill.fee, "timestamp": fill.timestamp}
         if self._one_statement:
             prefixed = {f"fill_{key}": value for key, value in stored.items()}
-            moved = conn.execute(_MOVE_ONE if fill is None else _MOVE_FILL_ONE,
-                                 {**move, **log, **prefixed}).first() is not None
+            statement = self._move_one if fill is None else self._move_fill_one
+            moved = statement.run(conn, {**move, **log, **prefixed}).first() is not None
         else:
             with self.engine.begin() as tx:
                 moved = tx.execute(_MOVE, move).rowcount == 1

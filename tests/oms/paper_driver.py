@@ -86,7 +86,9 @@ class Injector:
         return bool(conn._execution_options.get("isolation_level") == "AUTOCOMMIT")
 
     def _before(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        compiled = getattr(context, "compiled_parameters", None) or [{}]
+        # a statement run with exec_driver_sql (the store's durable steps on PostgreSQL) has no compiled
+        # parameters: its parameters are the driver's, by the same names
+        compiled = getattr(context, "compiled_parameters", None) or [params if isinstance(params, dict) else {}]
         match = _WRITE.match(statement)
         if match is None:
             if not re.match(r"^\s*WITH\b", statement, re.IGNORECASE):

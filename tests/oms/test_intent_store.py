@@ -275,6 +275,59 @@ def test_pooled_connection_closed_by_the_server_is_replaced_at_checkout(postgres
         engine.dispose()
 
 
+@pytest.mark.postgres
+def test_postgres_durable_steps_run_on_one_kept_connection(postgres_database: str) -> None:
+    # a pool checkout per step (with its switch to autocommit and back) costs more client time than the
+    # step's one statement: after the first step, steps take no connection from the pool
+    from sqlalchemy import event
+
+    from ai_trading.oms.db import make_engine, upgrade_to_head
+
+    engine = make_engine(postgres_database)
+    try:
+        upgrade_to_head(engine)
+        store = IntentStore(engine)
+        first = store.create(make_intent(60)).client_order_id
+        checkouts: list[object] = []
+        event.listen(engine, "checkout", lambda *_: checkouts.append(1))
+        for n in range(5):
+            cid = store.create(make_intent(61 + n)).client_order_id
+            assert store.create(make_intent(61 + n)).client_order_id == cid  # as each submit does: read back
+            assert store.claim_for_submit(cid)
+            store.record(cid, OrderEvent.acked(f"B-{n}"))
+            store.record(cid, OrderEvent.filled(_fill(f"T6{n}", 10)))
+        assert store.claim_for_submit(first)
+        assert checkouts == []
+        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]  # the kept one
+        store.close()
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert store.record(first, OrderEvent.acked("B-60")).state is OrderState.ACKED  # takes a new one
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_connection_a_step_failed_on_is_not_kept(postgres_database: str) -> None:
+    from ai_trading.oms.db import make_engine, upgrade_to_head
+
+    engine = make_engine(postgres_database)
+    try:
+        upgrade_to_head(engine)
+        store = IntentStore(engine)
+        cids = [store.create(make_intent(70 + n)).client_order_id for n in range(2)]
+        for cid in cids:
+            assert store.claim_for_submit(cid)
+        store.record(cids[0], OrderEvent.filled(_fill("T70", 1)))
+        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        with pytest.raises(IllegalTransition, match="T70"):  # the trade id's unique key refuses the fill
+            store.record(cids[1], OrderEvent.filled(_fill("T70", 1)))
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert store.record(cids[1], OrderEvent.filled(_fill("T71", 1))).filled_quantity == 1
+        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+
+
 def test_snapshot_this_store_wrote_never_decides_once_another_writer_moved_the_order(oms_engine: Engine) -> None:
     mine, other = IntentStore(oms_engine), IntentStore(oms_engine)  # two processes' stores, own memories
     cid = mine.create(make_intent(50, quantity=4)).client_order_id
