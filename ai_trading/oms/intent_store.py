@@ -147,6 +147,12 @@ _CREATE_MANY_ROWS = func.unnest(*(bindparam(f"each_{column.name}", type_=ARRAY(_
 _CREATE_MANY = (postgresql.insert(_I)
                 .from_select([column.name for column in _CREATED_COLUMNS], select(*_CREATE_MANY_ROWS.c))
                 .on_conflict_do_nothing(index_elements=["client_order_id"]).returning(_I.c.client_order_id))
+# Built once, with bound parameters: the statement's compiled form is cached (a reader's cursor is a parameter).
+_FILLS_AFTER = (select(_F.c.id, _F.c.trade_id, _F.c.quantity, _F.c.price, _F.c.fee, _F.c.timestamp,
+                       _I.c.client_order_id, _I.c.strategy, _I.c.symbol, _I.c.side, _I.c.order_type)
+                .join(_I, _I.c.id == _F.c.intent_id).where(_F.c.id > bindparam("after")).order_by(_F.c.id))
+_STRATEGY_FILLS_AFTER = _FILLS_AFTER.where(_I.c.strategy == bindparam("strategy"))
+_OPEN = select(_I).where(_I.c.state.in_([s.value for s in OPEN_STATES])).order_by(_I.c.id)
 _KNOWN = 4096  # snapshots of the open intents this store last wrote, kept to validate their next event
 
 
@@ -202,6 +208,9 @@ class IntentStore:
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._insert = upsert_insert(engine)
+        # built once: a batch then costs no statement construction, only the cached compiled form
+        self._create_or_skip = (self._insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
+                                .returning(_I.c.client_order_id))
         self._one_statement = engine.dialect.name == "postgresql"  # data-modifying WITH (see _CLAIM_ONE)
         # cid -> (row id, snapshot) as this store last wrote it: the next event is validated against it
         # without a read, and the write's compare-and-set on the event count proves it is still current
@@ -225,9 +234,10 @@ class IntentStore:
             stored = self._read_back([intent])
             return stored[0]
 
-    def create_many(self, intents: Sequence[OrderIntent]) -> list[OrderIntent]:
+    def create_many(self, intents: Sequence[OrderIntent], conn: Connection | None = None) -> list[OrderIntent]:
         """Micro-batched ``create``: all of ``intents`` in one transaction (one durable commit), each
-        idempotent on its CID like ``create``; returns the stored intents in the given order."""
+        idempotent on its CID like ``create``; returns the stored intents in the given order. With ``conn``
+        (a :meth:`transaction`'s) they are written in that transaction, which commits them."""
         if not intents:
             return []
         for intent in intents:
@@ -236,14 +246,33 @@ class IntentStore:
         now = utc_now()
         rows = [_intent_values(intent, now) for intent in intents]
         # a transaction, not autocommit: a batch that conflicts with a stored intent leaves nothing stored
-        with self.engine.begin() as conn:
+        with _begun(self.engine, conn) as conn:
             if self._one_statement:
                 inserted = set(conn.execute(_CREATE_MANY, {f"each_{column.name}": [row[column.name] for row in rows]
                                                            for column in _CREATED_COLUMNS}).scalars())
             else:
-                inserted = set(conn.execute(self._insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
-                                            .returning(_I.c.client_order_id), rows).scalars())
+                inserted = set(conn.execute(self._create_or_skip, rows).scalars())
             return self._stored(intents, inserted, conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction for a caller that reads the store and creates intents from what it read (the
+        execution engine's rebalance: its working positions, the kill switch, the bar's intents), committed
+        when the block ends, rolled back if it raises. On SQLite it takes the write lock first (BEGIN
+        IMMEDIATE): no other writer commits between its reads and its writes, and its reads are never refused
+        the upgrade to a write."""
+        with self.engine.connect() as conn:
+            conn.begin()
+            try:
+                if self.engine.dialect.name == "sqlite":
+                    # on the driver's connection: the driver then opens no transaction of its own, and the
+                    # connection's commit or rollback ends this one
+                    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     def _stored(self, intents: Sequence[OrderIntent], inserted: set[str], conn: Connection) -> list[OrderIntent]:
         # only the intents stored before (or twice in this batch) are read back and compared
@@ -295,12 +324,12 @@ class IntentStore:
             trade_ids = _trade_ids(conn, [row.id]).get(row.id, frozenset())
         return OrderRecord(_intent_from_row(row), _snapshot_from_row(row, trade_ids))
 
-    def open_orders(self) -> list[OrderRecord]:
-        """Every intent not in a terminal state, oldest first (what reconciliation walks at startup)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(_I).where(_I.c.state.in_([s.value for s in OPEN_STATES]))
-                                .order_by(_I.c.id)).all()
-            trades = _trade_ids(conn, [row.id for row in rows])
+    def open_orders(self, conn: Connection | None = None) -> list[OrderRecord]:
+        """Every intent not in a terminal state, oldest first (what reconciliation walks at startup); read on
+        ``conn`` when given (inside the caller's transaction)."""
+        with _connect(self.engine, conn) as c:
+            rows = c.execute(_OPEN).all()
+            trades = _trade_ids(c, [row.id for row in rows])
         return [OrderRecord(_intent_from_row(row), _snapshot_from_row(row, trades.get(row.id, frozenset())))
                 for row in rows]
 
@@ -463,16 +492,16 @@ class IntentStore:
         return [Fill(trade_id=r.trade_id, quantity=_dec(r.quantity), price=_dec(r.price), fee=_dec(r.fee),
                      timestamp=r.timestamp) for r in rows]
 
-    def fills_after(self, after: int = 0, strategy: str | None = None) -> list[StoredFill]:
+    def fills_after(self, after: int = 0, strategy: str | None = None,
+                    conn: Connection | None = None) -> list[StoredFill]:
         """Every stored fill with ``id > after`` (of ``strategy``'s intents when given), in the order stored:
-        positions are their signed sum, and a reader keeps the last ``id`` as its cursor."""
-        query = (select(_F.c.id, _F.c.trade_id, _F.c.quantity, _F.c.price, _F.c.fee, _F.c.timestamp,
-                        _I.c.client_order_id, _I.c.strategy, _I.c.symbol, _I.c.side, _I.c.order_type)
-                 .join(_I, _I.c.id == _F.c.intent_id).where(_F.c.id > after).order_by(_F.c.id))
-        if strategy is not None:
-            query = query.where(_I.c.strategy == strategy)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+        positions are their signed sum, and a reader keeps the last ``id`` as its cursor. Read on ``conn``
+        when given (inside the caller's transaction)."""
+        with _connect(self.engine, conn) as c:
+            if strategy is None:
+                rows = c.execute(_FILLS_AFTER, {"after": after}).all()
+            else:
+                rows = c.execute(_STRATEGY_FILLS_AFTER, {"after": after, "strategy": strategy}).all()
         return [StoredFill(id=r.id, client_order_id=r.client_order_id, strategy=r.strategy, symbol=r.symbol,
                            side=Side(r.side), order_type=OrderType(r.order_type),
                            fill=Fill(trade_id=r.trade_id, quantity=_dec(r.quantity), price=_dec(r.price),
@@ -513,6 +542,16 @@ class IntentStore:
             return None
         return ReconciliationRun(started_at=row.started_at, finished_at=row.finished_at, outcome=row.outcome,
                                  counts=dict(row.counts), detail=row.detail)
+
+
+@contextmanager
+def _begun(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
+    """``conn`` when given (the caller's transaction commits), else a transaction of its own."""
+    if conn is not None:
+        yield conn
+        return
+    with engine.begin() as own:
+        yield own
 
 
 @contextmanager

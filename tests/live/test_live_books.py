@@ -34,9 +34,9 @@ def test_engine_reads_only_new_fills_per_bar_and_its_positions_match_the_store(s
     reads: list[int] = []
     original = store.fills_after
 
-    def spy(after: int = 0, strategy: str | None = None) -> Any:
+    def spy(after: int = 0, strategy: str | None = None, conn: Any = None) -> Any:
         reads.append(after)
-        return original(after, strategy)
+        return original(after, strategy, conn)
 
     store.fills_after = spy  # type: ignore[method-assign]
     for _ in range(5):
