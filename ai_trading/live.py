@@ -288,6 +288,8 @@ class LiveLoop:
         prices = {s: float(market.close[t, i]) for i, s in enumerate(self.symbols)}
         if rows is not None:
             held = np.array([float(positions.get(s, 0)) * prices[s] / equity for s in self.symbols])
+            if self._policy_rows.policy is not self.policy:  # another model (a rollback): bound again
+                self._policy_rows = self.policy.rows(self.symbols, self.builder.spec.columns)
             weights = self._policy_rows.weights(
                 rows, held, equity / float(self.config.live.equity) - 1.0,
                 max(0.0, 1.0 - equity / max(self.drawdown.peak or equity, equity)))
@@ -356,7 +358,6 @@ class LiveLoop:
                                    payload={"model": name, "trigger": alert.name}))
             return
         self.policy = load_policy(cfg, self.expected)
-        self._policy_rows = self.policy.rows(self.symbols, self.builder.spec.columns)
         self.stats.rollbacks += 1
         self.raise_alert(Alert(name="live.model_rolled_back", severity=Severity.CRITICAL, source="live",
                                dedup_key=f"rollback:{name}:{done.version}",
