@@ -49,7 +49,7 @@ from ai_trading.execution.cost_feedback import (
 )
 from ai_trading.execution.cost_model import EwmaCostModel, EwmaCostModelConfig
 from ai_trading.execution.market import MarketArrays
-from ai_trading.oms.intent_store import OrderRecord, StoredFill
+from ai_trading.oms.intent_store import BookFill, OrderRecord, StoredFill
 from ai_trading.oms.models import OrderIntent, OrderType, Side, to_decimal
 from ai_trading.oms.submission import OrderManager
 
@@ -167,17 +167,18 @@ class ExecutionEngine:
 
     # ---- positions and orders ------------------------------------------------------------------------
 
-    def _absorb_fills(self, conn: Connection | None = None) -> list[StoredFill]:
-        """Move the in-memory book by the strategy's fills stored after the cursor (read on ``conn`` when
-        given); returns them."""
-        new = self.manager.store.fills_after(self._fills_through, self.config.strategy, conn)
-        for stored in new:
-            signed = stored.fill.quantity if stored.side is Side.BUY else -stored.fill.quantity
-            self._filled[stored.symbol] = self._filled.get(stored.symbol, Decimal(0)) + signed
-            self._cash_flow -= signed * stored.fill.price + stored.fill.fee
-            self._fills_through = stored.id
+    def _absorb_fills(self) -> None:
+        """Move the in-memory book by the strategy's fills stored after the cursor."""
+        self._absorb([BookFill(s.id, s.symbol, s.side, s.fill.quantity, s.fill.price, s.fill.fee)
+                      for s in self.manager.store.fills_after(self._fills_through, self.config.strategy)])
+
+    def _absorb(self, new: list[BookFill]) -> None:
+        for fill in new:
+            signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
+            self._filled[fill.symbol] = self._filled.get(fill.symbol, Decimal(0)) + signed
+            self._cash_flow -= signed * fill.price + fill.fee
+            self._fills_through = fill.id
         self.fills_seen += len(new)
-        return new
 
     def positions(self) -> dict[str, Decimal]:
         """Filled position per symbol: the signed sum of the strategy's stored fills."""
@@ -209,13 +210,12 @@ class ExecutionEngine:
     def working_positions(self, conn: Connection | None = None) -> dict[str, Decimal]:
         """Filled position plus the unfilled rest of every open intent: where the book goes if all fill (read
         on ``conn`` when given)."""
-        self._absorb_fills(conn)
+        # one read: the fills since the cursor move the book, the strategy's open intents are added to it
+        fills, rests = self.manager.store.working_book(self.config.strategy, self._fills_through, conn)
+        self._absorb(fills)
         out = dict(self._filled)
-        for record in self.manager.store.open_orders(conn):
-            if record.intent.strategy != self.config.strategy:
-                continue
-            sign = 1 if record.intent.side is Side.BUY else -1
-            out[record.intent.symbol] = out.get(record.intent.symbol, Decimal(0)) + sign * record.snapshot.remaining
+        for symbol, side, rest in rests:
+            out[symbol] = out.get(symbol, Decimal(0)) + (rest if side is Side.BUY else -rest)
         return out
 
     def plan(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime,

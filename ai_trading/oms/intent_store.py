@@ -54,7 +54,9 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal_column,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -153,6 +155,17 @@ _FILLS_AFTER = (select(_F.c.id, _F.c.trade_id, _F.c.quantity, _F.c.price, _F.c.f
                 .join(_I, _I.c.id == _F.c.intent_id).where(_F.c.id > bindparam("after")).order_by(_F.c.id))
 _STRATEGY_FILLS_AFTER = _FILLS_AFTER.where(_I.c.strategy == bindparam("strategy"))
 _OPEN = select(_I).where(_I.c.state.in_([s.value for s in OPEN_STATES])).order_by(_I.c.id)
+# A strategy's working book in one statement: its fills after a cursor (kind 0: quantity, price, fee) and its
+# open intents (kind 1: quantity, filled quantity, fees), each kind in id order.
+_WORKING = union_all(
+    select(literal_column("0", Integer).label("kind"), _F.c.id, _I.c.symbol, _I.c.side, _F.c.quantity.label("a"),
+           _F.c.price.label("b"), _F.c.fee.label("c"))
+    .join_from(_F, _I, _I.c.id == _F.c.intent_id)
+    .where(_F.c.id > bindparam("after"), _I.c.strategy == bindparam("strategy")),
+    select(literal_column("1", Integer), _I.c.id, _I.c.symbol, _I.c.side, _I.c.quantity, _I.c.filled_quantity,
+           _I.c.fees)
+    .where(_I.c.strategy == bindparam("strategy"), _I.c.state.in_([s.value for s in OPEN_STATES])))
+_WORKING = _WORKING.order_by(_WORKING.selected_columns.kind, _WORKING.selected_columns.id)
 _KNOWN = 4096  # snapshots of the open intents this store last wrote, kept to validate their next event
 
 
@@ -170,6 +183,19 @@ class OrderRecord:
     @property
     def state(self) -> OrderState:
         return self.snapshot.state
+
+
+@dataclass(frozen=True)
+class BookFill:
+    """A stored fill as a position keeper reads it: the store's fill id (its cursor), symbol, side, quantity,
+    price and fee."""
+
+    id: int
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
 
 
 @dataclass(frozen=True)
@@ -506,6 +532,16 @@ class IntentStore:
                            side=Side(r.side), order_type=OrderType(r.order_type),
                            fill=Fill(trade_id=r.trade_id, quantity=_dec(r.quantity), price=_dec(r.price),
                                      fee=_dec(r.fee), timestamp=r.timestamp)) for r in rows]
+
+    def working_book(self, strategy: str, after: int,
+                     conn: Connection | None = None) -> tuple[list[BookFill], list[tuple[str, Side, Decimal]]]:
+        """In one read (on ``conn`` when given): ``strategy``'s fills with ``id > after`` in the order stored,
+        and the unfilled rest (symbol, side, quantity) of each of its open intents, oldest first."""
+        with _connect(self.engine, conn) as c:
+            rows = c.execute(_WORKING, {"after": after, "strategy": strategy}).all()
+        fills = [BookFill(r.id, r.symbol, Side(r.side), _dec(r.a), _dec(r.b), _dec(r.c)) for r in rows if r.kind == 0]
+        rests = [(r.symbol, Side(r.side), _dec(r.a) - _dec(r.b)) for r in rows if r.kind == 1]
+        return fills, rests
 
     def latest_fill_time(self) -> datetime | None:
         """The newest stored fill's timestamp: a venue's fills from then on may not all be stored yet."""

@@ -33,17 +33,22 @@ def test_engine_reads_only_new_fills_per_bar_and_its_positions_match_the_store(s
     assert loop.run().fills > 0
     store = loop.engine.manager.store
     reads: list[int] = []
-    original = store.fills_after
+    original, working = store.fills_after, store.working_book
 
-    def spy(after: int = 0, strategy: str | None = None, conn: Any = None) -> Any:
+    def spy(after: int = 0, strategy: str | None = None) -> Any:
         reads.append(after)
-        return original(after, strategy, conn)
+        return original(after, strategy)
+
+    def spy_working(strategy: str, after: int, conn: Any = None) -> Any:
+        reads.append(after)
+        return working(strategy, after, conn)
 
     store.fills_after = spy  # type: ignore[method-assign]
+    store.working_book = spy_working  # type: ignore[method-assign]
     for _ in range(5):
         assert loop.step()
-    assert reads and min(reads) > 0  # no bar re-reads the strategy's fills from the first one
-    store.fills_after = original  # type: ignore[method-assign]
+    assert len(reads) >= 10 and min(reads) > 0  # no bar re-reads the strategy's fills from the first one
+    store.fills_after, store.working_book = original, working  # type: ignore[method-assign]
     assert loop.engine.check_positions() == loop.engine.positions() != {}
     symbol = next(iter(loop.engine.positions()))
     loop.engine._filled[symbol] += 1  # a book that drifted from the OMS's fills
@@ -69,8 +74,7 @@ def test_a_bar_reads_its_book_and_the_kill_switch_and_creates_its_intents_in_one
             return method(*args)
         return call
 
-    store.fills_after = spy("fills", store.fills_after)  # type: ignore[method-assign]
-    store.open_orders = spy("open", store.open_orders)  # type: ignore[method-assign]
+    store.working_book = spy("book", store.working_book)  # type: ignore[method-assign]
     store.create_many = spy("create", store.create_many)  # type: ignore[method-assign]
     switch.state = spy("switch", switch.state)  # type: ignore[method-assign]
     orders = 0
@@ -80,9 +84,9 @@ def test_a_bar_reads_its_book_and_the_kill_switch_and_creates_its_intents_in_one
         orders = loop.stats.orders
         # the decision's reads, the switch and the insert, each on the one connection of the bar's transaction
         names = [name for name, _ in seen]
-        assert names[:2] == ["fills", "open"] and names[-1] == "create"
+        assert names[0] == "book" and names[-1] == "create"
         assert len({id(conn) for _, conn in seen}) == 1
-    assert names == ["fills", "open", "switch", "create"]  # the switch is asked once there are orders
+    assert names == ["book", "switch", "create"]  # the switch is asked once there are orders
 
 
 def _equities(loop: LiveLoop, bars: int) -> list[float]:

@@ -5,6 +5,8 @@ taken first)."""
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -13,6 +15,7 @@ from ai_trading.errors import ConfigError
 from ai_trading.monitoring.killswitch import KillSwitch, KillSwitchMode
 from ai_trading.oms.db import make_engine, upgrade_to_head
 from ai_trading.oms.intent_store import IntentStore
+from ai_trading.oms.models import Fill, OrderEvent, Side
 from ai_trading.oms.tables import IntentRow
 from tests.oms.conftest import make_intent
 
@@ -75,3 +78,32 @@ def test_on_sqlite_the_write_lock_is_held_from_the_start(tmp_path: object) -> No
     finally:
         other.close()
         engine.dispose()
+
+
+def test_working_book_reads_new_fills_and_open_rests_of_one_strategy(store: IntentStore) -> None:
+    at = datetime(2024, 1, 2, 15, 0, tzinfo=UTC)
+
+    def fill(trade_id: str, quantity: str, price: str = "101.25") -> OrderEvent:
+        return OrderEvent.filled(Fill(trade_id=trade_id, quantity=Decimal(quantity), price=Decimal(price),
+                                      fee=Decimal("0.05"), timestamp=at))
+
+    done, partial, waiting = make_intent(1), make_intent(2, symbol="MSFT", side="sell"), make_intent(3, quantity=7)
+    other = make_intent(4, strategy="other")
+    for intent in (done, partial, waiting, other):
+        store.create(intent)
+    for intent in (done, partial, other):
+        assert store.claim_for_submit(intent.client_order_id)
+        store.record(intent.client_order_id, OrderEvent.acked(f"b-{intent.signal_hash}"))
+    store.record(done.client_order_id, fill("t1", "10"))
+    store.record(partial.client_order_id, fill("t2", "2.5", "50.5"))
+    store.record(other.client_order_id, fill("t3", "1"))
+    fills, rests = store.working_book("momo", 0)
+    assert [(f.symbol, f.side, f.quantity, f.price, f.fee) for f in fills] == [
+        ("AAPL", Side.BUY, Decimal(10), Decimal("101.25"), Decimal("0.05")),
+        ("MSFT", Side.SELL, Decimal("2.5"), Decimal("50.5"), Decimal("0.05"))]
+    assert [f.id for f in fills] == [s.id for s in store.fills_after(0, "momo")]
+    # the filled order is terminal; the partial one's rest and the unsent one count, the other strategy not
+    assert rests == [("MSFT", Side.SELL, Decimal("7.5")), ("AAPL", Side.BUY, Decimal(7))]
+    later, same = store.working_book("momo", fills[0].id)
+    assert [f.id for f in later] == [fills[1].id] and same == rests
+    assert store.working_book("momo", fills[1].id)[0] == []
