@@ -149,12 +149,6 @@ _CREATE_MANY_ROWS = func.unnest(*(bindparam(f"each_{column.name}", type_=ARRAY(_
 _CREATE_MANY = (postgresql.insert(_I)
                 .from_select([column.name for column in _CREATED_COLUMNS], select(*_CREATE_MANY_ROWS.c))
                 .on_conflict_do_nothing(index_elements=["client_order_id"]).returning(_I.c.client_order_id))
-# Built once, with bound parameters: the statement's compiled form is cached (a reader's cursor is a parameter).
-_FILLS_AFTER = (select(_F.c.id, _F.c.trade_id, _F.c.quantity, _F.c.price, _F.c.fee, _F.c.timestamp,
-                       _I.c.client_order_id, _I.c.strategy, _I.c.symbol, _I.c.side, _I.c.order_type)
-                .join(_I, _I.c.id == _F.c.intent_id).where(_F.c.id > bindparam("after")).order_by(_F.c.id))
-_STRATEGY_FILLS_AFTER = _FILLS_AFTER.where(_I.c.strategy == bindparam("strategy"))
-_OPEN = select(_I).where(_I.c.state.in_([s.value for s in OPEN_STATES])).order_by(_I.c.id)
 # A strategy's working book in one statement: its fills after a cursor (kind 0: quantity, price, fee) and its
 # open intents (kind 1: quantity, filled quantity, fees), each kind in id order.
 _WORKING = union_all(
@@ -350,12 +344,12 @@ class IntentStore:
             trade_ids = _trade_ids(conn, [row.id]).get(row.id, frozenset())
         return OrderRecord(_intent_from_row(row), _snapshot_from_row(row, trade_ids))
 
-    def open_orders(self, conn: Connection | None = None) -> list[OrderRecord]:
-        """Every intent not in a terminal state, oldest first (what reconciliation walks at startup); read on
-        ``conn`` when given (inside the caller's transaction)."""
-        with _connect(self.engine, conn) as c:
-            rows = c.execute(_OPEN).all()
-            trades = _trade_ids(c, [row.id for row in rows])
+    def open_orders(self) -> list[OrderRecord]:
+        """Every intent not in a terminal state, oldest first (what reconciliation walks at startup)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_I).where(_I.c.state.in_([s.value for s in OPEN_STATES]))
+                                .order_by(_I.c.id)).all()
+            trades = _trade_ids(conn, [row.id for row in rows])
         return [OrderRecord(_intent_from_row(row), _snapshot_from_row(row, trades.get(row.id, frozenset())))
                 for row in rows]
 
@@ -518,16 +512,16 @@ class IntentStore:
         return [Fill(trade_id=r.trade_id, quantity=_dec(r.quantity), price=_dec(r.price), fee=_dec(r.fee),
                      timestamp=r.timestamp) for r in rows]
 
-    def fills_after(self, after: int = 0, strategy: str | None = None,
-                    conn: Connection | None = None) -> list[StoredFill]:
+    def fills_after(self, after: int = 0, strategy: str | None = None) -> list[StoredFill]:
         """Every stored fill with ``id > after`` (of ``strategy``'s intents when given), in the order stored:
-        positions are their signed sum, and a reader keeps the last ``id`` as its cursor. Read on ``conn``
-        when given (inside the caller's transaction)."""
-        with _connect(self.engine, conn) as c:
-            if strategy is None:
-                rows = c.execute(_FILLS_AFTER, {"after": after}).all()
-            else:
-                rows = c.execute(_STRATEGY_FILLS_AFTER, {"after": after, "strategy": strategy}).all()
+        positions are their signed sum, and a reader keeps the last ``id`` as its cursor."""
+        query = (select(_F.c.id, _F.c.trade_id, _F.c.quantity, _F.c.price, _F.c.fee, _F.c.timestamp,
+                        _I.c.client_order_id, _I.c.strategy, _I.c.symbol, _I.c.side, _I.c.order_type)
+                 .join(_I, _I.c.id == _F.c.intent_id).where(_F.c.id > after).order_by(_F.c.id))
+        if strategy is not None:
+            query = query.where(_I.c.strategy == strategy)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
         return [StoredFill(id=r.id, client_order_id=r.client_order_id, strategy=r.strategy, symbol=r.symbol,
                            side=Side(r.side), order_type=OrderType(r.order_type),
                            fill=Fill(trade_id=r.trade_id, quantity=_dec(r.quantity), price=_dec(r.price),

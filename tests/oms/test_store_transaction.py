@@ -1,6 +1,6 @@
-"""``IntentStore.transaction``: what a rebalance reads (fills, open intents, the kill switch) and the intents it
+"""``IntentStore.transaction``: what a rebalance reads (its working book, the kill switch) and the intents it
 creates commit together or not at all, and on SQLite no other writer commits in between (the write lock is
-taken first)."""
+taken first); ``IntentStore.working_book``, that book in one read."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _stored(engine: Engine) -> int:
 def test_reads_and_creates_commit_together_when_the_block_ends(store: IntentStore, oms_engine: Engine) -> None:
     switch = KillSwitch(oms_engine)
     with store.transaction() as conn:
-        assert store.fills_after(0, "momo", conn) == [] and store.open_orders(conn) == []
+        assert store.working_book("momo", 0, conn) == ([], [])
         assert not switch.state(conn).engaged
         created = store.create_many([make_intent(1), make_intent(2, symbol="MSFT")], conn)
         assert conn.in_transaction()
@@ -70,7 +70,7 @@ def test_on_sqlite_the_write_lock_is_held_from_the_start(tmp_path: object) -> No
     other = sqlite3.connect(path, timeout=0, isolation_level=None)
     try:
         with store.transaction() as conn:
-            store.open_orders(conn)  # only reads so far: another writer is already refused
+            store.working_book("momo", 0, conn)  # only reads so far: another writer is already refused
             with pytest.raises(sqlite3.OperationalError, match="locked"):
                 other.execute("BEGIN IMMEDIATE")
         other.execute("BEGIN IMMEDIATE")  # released by the commit
