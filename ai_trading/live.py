@@ -10,11 +10,12 @@ feed, so it runs on a fresh machine without a broker account. Each start
 
 Then, for each bar the venue has not processed yet: the one feature builder on a trailing window of bars (the
 spec's warm-up plus the bar: the same values as on the whole history), its schema hash checked against the
-manifest, the policy's target weights (:class:`~ai_trading.artifacts.pyfunc.PolicyModel`) turned into units
-(equity x weight / close), the engine's intents through the OMS (the kill switch consulted first), the venue
-moves one bar, fills are synced and learned by the cost model, and the alert rules run through the router: each
-new fill's realised cost against the cost model's prediction for its order (cost spike, simulated-vs-live
-slippage drift), then the equity's drawdown from its running peak (restored from the stored fills on restart).
+manifest, the policy's target weights (:class:`~ai_trading.artifacts.pyfunc.PolicyModel`, bound to the loop's
+symbols and feature columns once) turned into units (equity x weight / close), the engine's intents through the
+OMS (the kill switch consulted first), the venue moves one bar, fills are synced and learned by the cost model,
+and the alert rules run through the router: each new fill's realised cost against the cost model's prediction for
+its order (cost spike, simulated-vs-live slippage drift), then the equity's drawdown from its running peak
+(restored from the stored fills on restart).
 The paper venue fills with its own preset (``venue_simulator``, by default the job's ``simulator``).
 
 The venue's clock is the loop's durable cursor: a bar is done when the venue has processed the next one. A
@@ -29,6 +30,7 @@ model, ``@champion`` goes back to ``@previous`` through a new signed version
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -43,7 +45,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ai_trading.artifacts.config import SigningConfig
 from ai_trading.artifacts.loader import Expectations, load_model
-from ai_trading.artifacts.pyfunc import TARGET, PolicyModel
+from ai_trading.artifacts.pyfunc import PolicyModel
 from ai_trading.cli import run_reported
 from ai_trading.data import Bars, DataConfig, load
 from ai_trading.data.schema import BAR_COLUMNS
@@ -199,7 +201,8 @@ class LiveLoop:
         # Built once: a frame's labels made per bar cost more than the policy's arithmetic.
         self._index = pd.Index(self.symbols, dtype=object, name="symbol")
         self._columns = pd.Index(self.builder.spec.columns, dtype=object)
-        self._inputs = pd.Index([*self.builder.spec.columns, "weight", "unrealized_pnl", "drawdown"], dtype=object)
+        self._policy_rows = policy.rows(self.symbols, self.builder.spec.columns)  # names checked once, here
+        self._schema_checked: tuple[FeatureSpec, str] | None = None
 
     # ---- books -------------------------------------------------------------------------------------------
     def book(self, t: int) -> tuple[dict[str, Decimal], float, float]:
@@ -256,9 +259,13 @@ class LiveLoop:
         return None if values is None else pd.DataFrame(values, index=self._index, columns=self._columns)
 
     def _feature_values(self, t: int) -> np.ndarray | None:
-        if self.builder.schema_hash != self.policy.manifest.feature_schema_hash:
-            raise FeatureSchemaMismatch("feature_schema_hash", self.policy.manifest.feature_schema_hash,
-                                        self.builder.schema_hash)
+        spec, expected = self.builder.spec, self.policy.manifest.feature_schema_hash
+        # A spec is immutable: its hash (a digest of its canonical form, dearer than the bar's features) is
+        # taken once per spec and model, and compared again whenever either is another object.
+        if self._schema_checked is None or self._schema_checked[0] is not spec or self._schema_checked[1] != expected:
+            if spec.schema_hash != expected:
+                raise FeatureSchemaMismatch("feature_schema_hash", expected, spec.schema_hash)
+            self._schema_checked = (spec, expected)
         rows = self._row_of[t]
         if t + 1 < self.window or (rows < self.window - 1).any():
             return None
@@ -280,16 +287,16 @@ class LiveLoop:
         ts = market.timestamps[t]
         prices = {s: float(market.close[t, i]) for i, s in enumerate(self.symbols)}
         if rows is not None:
-            book = np.empty((len(self.symbols), 3))
-            book[:, 0] = [float(positions.get(s, 0)) * prices[s] / equity for s in self.symbols]
-            book[:, 1] = equity / float(self.config.live.equity) - 1.0
-            book[:, 2] = max(0.0, 1.0 - equity / max(self.drawdown.peak or equity, equity))
-            inputs = pd.DataFrame(np.hstack([rows.astype(np.float64), book]), index=self._index,
-                                  columns=self._inputs)
-            weights = self.policy.predict(inputs)[TARGET]
+            held = np.array([float(positions.get(s, 0)) * prices[s] / equity for s in self.symbols])
+            if self._policy_rows.policy is not self.policy:  # another model (a rollback): bound again
+                self._policy_rows = self.policy.rows(self.symbols, self.builder.spec.columns)
+            weights = self._policy_rows.weights(
+                rows, held, equity / float(self.config.live.equity) - 1.0,
+                max(0.0, 1.0 - equity / max(self.drawdown.peak or equity, equity)))
             decided = time.perf_counter()
             self.stats.policy_s.append(decided - built)
-            targets = units_from_weights({s: float(weights.get(s, 0.0)) for s in self.symbols}, equity, prices)
+            targets = units_from_weights({s: float(w) for s, w in zip(self.symbols, weights, strict=True)}, equity,
+                                         prices)
             intents = self.engine.commit(targets, prices, ts.to_pydatetime())
             committed = time.perf_counter()
             self.stats.commit_s.append(committed - decided)
@@ -364,6 +371,10 @@ class LiveLoop:
         the stats count over the loop's life."""
         stop = StopFlag() if stop is None else stop
         every, limit, done = self.config.live.progress_every, self.config.live.bars, 0
+        # What start-up built (modules, the model, the bars) lives as long as the loop: frozen out of the
+        # collector's generations, a full collection during a bar scans only what the bars allocate.
+        gc.collect()
+        gc.freeze()
         stop.check("opening the live loop")  # asked while the loop opened: no bar is traded
         while (limit is None or done < limit) and self.step():
             done += 1

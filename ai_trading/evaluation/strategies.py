@@ -31,6 +31,7 @@ import joblib
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
@@ -232,8 +233,40 @@ class FittedMLStrategy:
         return np.clip(self.config.gain * z, lo, self.config.max_weight) / n_symbols
 
     def score_rows(self, X: FloatArray) -> FloatArray:
-        """Standardised scores of feature rows ``X`` (``M x F``, the columns of :attr:`feature_names`)."""
-        return self._score(X) / self.score_scale if X.shape[0] else np.zeros(0)
+        """Standardised scores of feature rows ``X`` (``M x F``, the columns of :attr:`feature_names`): the
+        numbers of :meth:`_score`, computed by the pipeline's own arithmetic on its fitted arrays (the scaler's
+        centring and scaling, the linear model's ``X @ coef + intercept``, the logistic's probability) without
+        scikit-learn's per-call input checks, which cost a one-bar caller (the live loop) more than the model.
+        What those checks refused is refused here by name: another number of columns, a NaN or inf."""
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
+            raise FeatureSchemaMismatch("score rows columns", str(len(self.feature_names)),
+                                        str(X.shape[1] if X.ndim == 2 else X.shape))
+        if not X.shape[0]:
+            return np.zeros(0)
+        if not np.isfinite(X).all():
+            raise EvaluationError(f"strategy {self.name!r}: a feature row holds NaN or inf")
+        scaler, model = self._fitted_steps()
+        if X.dtype.kind != "f":
+            X = X.astype(np.float64)
+        if scaler.with_mean:
+            X = X - scaler.mean_.astype(X.dtype)
+        if scaler.with_std:
+            X = X / scaler.scale_.astype(X.dtype)
+        if isinstance(model, LogisticRegression):
+            decision = (X @ model.coef_.T + model.intercept_).reshape(-1)
+            return np.asarray(expit(decision) - 0.5, dtype=np.float64) / self.score_scale
+        return np.asarray(X @ model.coef_ + model.intercept_, dtype=np.float64) / self.score_scale
+
+    def _fitted_steps(self) -> tuple[StandardScaler, Ridge | LogisticRegression]:
+        """The pipeline :meth:`MLStrategy.fit` builds (a scaler, then a ridge or a binary logistic model):
+        :meth:`score_rows` computes from their fitted arrays, so any other pipeline is refused by name."""
+        steps = [step for _, step in self.pipeline.steps]
+        if (len(steps) == 2 and type(steps[0]) is StandardScaler
+                and ((type(steps[1]) is Ridge and np.ndim(steps[1].coef_) == 1)
+                     or (type(steps[1]) is LogisticRegression and len(steps[1].classes_) == 2))):
+            return steps[0], steps[1]
+        raise EvaluationError(f"strategy {self.name!r}: pipeline {[type(s).__name__ for s in steps]} is not the "
+                              "scaler and ridge or binary logistic model this strategy fits")
 
     def describe(self) -> dict[str, float]:
         return dict(self.info)

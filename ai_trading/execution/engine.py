@@ -13,7 +13,8 @@ weights at an equity and prices. For each rebalance the engine
 3. builds each intent from content that is a function of the rebalance alone (session = the bar's
    timestamp, horizon, signal hash = hash of the targets, version), so a restarted process re-derives the
    same client order ids, and the store creates nothing twice;
-4. creates the bar's intents in one transaction, then sends each through the ``OrderManager``.
+4. reads the working positions and the kill switch and creates the bar's intents in one OMS transaction,
+   then sends each through the ``OrderManager``.
 
 :meth:`ExecutionEngine.learn_costs` feeds every fill not yet learned from into the cost model
 (``cost_feedback.learn_from_fills``; taker fills only: market orders), saves the learned state as a new
@@ -35,6 +36,8 @@ from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlalchemy.engine import Connection
+
 from ai_trading.errors import ConfigError, OrderValidationError, ReconciliationError
 from ai_trading.execution.config import SimulatorConfig
 from ai_trading.execution.cost_feedback import (
@@ -46,7 +49,7 @@ from ai_trading.execution.cost_feedback import (
 )
 from ai_trading.execution.cost_model import EwmaCostModel, EwmaCostModelConfig
 from ai_trading.execution.market import MarketArrays
-from ai_trading.oms.intent_store import OrderRecord, StoredFill
+from ai_trading.oms.intent_store import BookFill, OrderRecord, StoredFill
 from ai_trading.oms.models import OrderIntent, OrderType, Side, to_decimal
 from ai_trading.oms.submission import OrderManager
 
@@ -113,9 +116,10 @@ class SwitchState(Protocol):
 
 
 class OrderGate(Protocol):
-    """What the engine asks before new orders (``ai_trading.monitoring.killswitch.KillSwitch``): its state now."""
+    """What the engine asks before new orders (``ai_trading.monitoring.killswitch.KillSwitch``): its state now,
+    read on ``conn`` (the rebalance's OMS transaction) when given."""
 
-    def state(self) -> SwitchState: ...
+    def state(self, conn: Any = None) -> SwitchState: ...
 
 
 @dataclass(frozen=True)
@@ -163,16 +167,18 @@ class ExecutionEngine:
 
     # ---- positions and orders ------------------------------------------------------------------------
 
-    def _absorb_fills(self) -> list[StoredFill]:
-        """Move the in-memory book by the strategy's fills stored after the cursor; returns them."""
-        new = self.manager.store.fills_after(self._fills_through, self.config.strategy)
-        for stored in new:
-            signed = stored.fill.quantity if stored.side is Side.BUY else -stored.fill.quantity
-            self._filled[stored.symbol] = self._filled.get(stored.symbol, Decimal(0)) + signed
-            self._cash_flow -= signed * stored.fill.price + stored.fill.fee
-            self._fills_through = stored.id
+    def _absorb_fills(self) -> None:
+        """Move the in-memory book by the strategy's fills stored after the cursor."""
+        self._absorb([BookFill(s.id, s.symbol, s.side, s.fill.quantity, s.fill.price, s.fill.fee)
+                      for s in self.manager.store.fills_after(self._fills_through, self.config.strategy)])
+
+    def _absorb(self, new: list[BookFill]) -> None:
+        for fill in new:
+            signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
+            self._filled[fill.symbol] = self._filled.get(fill.symbol, Decimal(0)) + signed
+            self._cash_flow -= signed * fill.price + fill.fee
+            self._fills_through = fill.id
         self.fills_seen += len(new)
-        return new
 
     def positions(self) -> dict[str, Decimal]:
         """Filled position per symbol: the signed sum of the strategy's stored fills."""
@@ -201,22 +207,28 @@ class ExecutionEngine:
                                                            for s, (a, b) in sorted(differ.items())))
         return kept
 
-    def working_positions(self) -> dict[str, Decimal]:
-        """Filled position plus the unfilled rest of every open intent: where the book goes if all fill."""
-        out = self.positions()
-        for record in self.manager.store.open_orders():
-            if record.intent.strategy != self.config.strategy:
-                continue
-            sign = 1 if record.intent.side is Side.BUY else -1
-            out[record.intent.symbol] = out.get(record.intent.symbol, Decimal(0)) + sign * record.snapshot.remaining
+    def working_positions(self, conn: Connection | None = None) -> dict[str, Decimal]:
+        """Filled position plus the unfilled rest of every open intent: where the book goes if all fill (read
+        on ``conn`` when given)."""
+        # one read: the fills since the cursor move the book, the strategy's open intents are added to it
+        fills, rests = self.manager.store.working_book(self.config.strategy, self._fills_through, conn)
+        self._absorb(fills)
+        out = dict(self._filled)
+        for symbol, side, rest in rests:
+            out[symbol] = out.get(symbol, Decimal(0)) + (rest if side is Side.BUY else -rest)
         return out
 
-    def plan(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime) -> list[OrderIntent]:
-        """The intents that move the working positions to ``targets`` (units) at the bar ``at``."""
+    def plan(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime,
+             conn: Connection | None = None) -> list[OrderIntent]:
+        """The intents that move the working positions (read on ``conn`` when given) to ``targets`` (units) at
+        the bar ``at``."""
+        return self._plan(targets, prices, at, self.working_positions(conn))
+
+    def _plan(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime,
+              current: Mapping[str, Decimal]) -> list[OrderIntent]:
         cfg = self.config
         lot = to_decimal(cfg.lot_size, "lot_size")
         wanted = {s: to_decimal(round(float(q), 8), f"target of {s}", positive=False) for s, q in targets.items()}
-        current = self.working_positions()
         session, digest = session_of(at), signal_hash(wanted)
         intents = []
         for symbol in sorted(set(wanted) | {s for s, q in current.items() if q != 0}):
@@ -241,8 +253,14 @@ class ExecutionEngine:
 
     def commit(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime) -> list[OrderIntent]:
         """The first half of :meth:`rebalance`: plan, hold back what the kill switch forbids, and create the bar's
-        intents in one transaction (durable on return, nothing sent yet)."""
-        return self.manager.store.create_many(self._allowed(self.plan(targets, prices, at)))
+        intents (durable on return, nothing sent yet), all in one OMS transaction: the working positions and
+        the switch are read in it, so nothing another writer commits lands between what was read and the
+        intents decided on it."""
+        store = self.manager.store
+        with store.transaction() as conn:
+            current = self.working_positions(conn)
+            intents = self._allowed(self._plan(targets, prices, at, current), current, conn)
+            return store.create_many(intents, conn)
 
     def send(self, intents: list[OrderIntent], at: datetime) -> list[OrderRecord]:
         """The second half of :meth:`rebalance`: send each committed intent through the OrderManager."""
@@ -252,13 +270,13 @@ class ExecutionEngine:
                      " ".join(f"{r.intent.side.value}:{r.intent.symbol}:{r.intent.quantity}" for r in records))
         return records
 
-    def _allowed(self, intents: list[OrderIntent]) -> list[OrderIntent]:
+    def _allowed(self, intents: list[OrderIntent], current: Mapping[str, Decimal],
+                 conn: Connection) -> list[OrderIntent]:
         if self.kill_switch is None or not intents:
             return intents
-        state = self.kill_switch.state()
+        state = self.kill_switch.state(conn)
         if not state.engaged:
             return intents
-        current = self.working_positions()
         kept = []
         for intent in intents:
             held = current.get(intent.symbol, Decimal(0))

@@ -89,6 +89,44 @@ def _compute(
     raise AssertionError(f"unhandled feature kind {feature.kind}")  # FeatureDef validates kinds
 
 
+def _zscore_last(x: np.ndarray, window: int) -> np.ndarray:
+    """:func:`_zscore`'s last value of each row of ``x`` (symbols x bars), the same arithmetic on the last window."""
+    tail = x[:, -window:]
+    mean, std = tail.mean(axis=1), tail.std(axis=1, ddof=1)
+    flat = std <= _FLAT_TOLERANCE * np.maximum(1.0, np.abs(mean))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (x[:, -1] - mean) / np.where(flat, 1.0, std)
+    return np.where(flat, 0.0, z)
+
+
+def _compute_last(
+    feature: FeatureDef, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
+    log_close: np.ndarray,
+) -> np.ndarray:
+    """:func:`_compute`'s value at the last bar, for each row (symbol) of C-contiguous ``symbols x bars`` arrays:
+    the same element-wise operations and one reduction per row over the same trailing window (a row of a
+    contiguous array reduces as a window of the whole series does), so the same float64 values, computed for
+    one bar instead of every bar of the window."""
+    p = feature.params
+    match feature.kind:
+        case "log_return":
+            return log_close[:, -1] - log_close[:, -1 - p["horizon"]]
+        case "realized_vol":
+            window = p["window"]
+            return (log_close[:, -window:] - log_close[:, -window - 1 : -1]).std(axis=1, ddof=1)
+        case "parkinson_vol":
+            window = p["window"]
+            ratio = np.log(high[:, -window:] / low[:, -window:]) ** 2
+            return np.sqrt(ratio.mean(axis=1) / (4.0 * np.log(2.0)))
+        case "momentum":
+            return close[:, -1] / close[:, -p["window"] :].mean(axis=1) - 1.0
+        case "zscore":
+            return _zscore_last(close, p["window"])
+        case "volume_z":
+            return _zscore_last(np.log1p(volume), p["window"])
+    raise AssertionError(f"unhandled feature kind {feature.kind}")  # FeatureDef validates kinds
+
+
 @dataclass(frozen=True)
 class FeatureSet:
     """Features aligned to the bars index (warm-up rows dropped) with their provenance hashes."""
@@ -146,13 +184,14 @@ class FeatureBuilder:
             raise DataValidationError("too_short", f"{n_bars} bars, the feature spec needs more than "
                                       f"{self.spec.warmup} (its warm-up)", source="features")
         out = np.empty((n_symbols, len(self.spec.features)), dtype=FEATURE_DTYPE)
-        for s in range(n_symbols):
-            _, high, low, close, volume = (np.ascontiguousarray(window[s, :, i]) for i in range(5))
-            for j, feature in enumerate(self.spec.features):
-                out[s, j] = _compute(feature, high, low, close, volume)[-1]
-            if not np.isfinite(out[s]).all():
-                raise DataValidationError("non_finite_feature", "a feature is NaN or inf after warm-up",
-                                          symbol=str(symbols[s]), source="features")
+        high, low, close, volume = (np.ascontiguousarray(window[:, :, i]) for i in range(1, 5))
+        log_close = np.log(close)
+        for j, feature in enumerate(self.spec.features):
+            out[:, j] = _compute_last(feature, high, low, close, volume, log_close)
+        finite = np.isfinite(out).all(axis=1)
+        if not finite.all():
+            raise DataValidationError("non_finite_feature", "a feature is NaN or inf after warm-up",
+                                      symbol=str(symbols[int(np.flatnonzero(~finite)[0])]), source="features")
         return out
 
     def build(self, bars: Bars | pd.DataFrame) -> FeatureSet:

@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import cast
 
 from sqlalchemy import Engine, Table, desc, insert, select
+from sqlalchemy.engine import Connection
 
 from ai_trading.errors import ConfigError
 from ai_trading.monitoring.tables import KillSwitchEventRow
@@ -88,8 +89,16 @@ class KillSwitch:
         require_head(engine, "kill switch database")
         self._engine = engine
 
-    def state(self) -> KillSwitchState:
-        with self._engine.connect() as conn:
+    def state(self, conn: Connection | None = None) -> KillSwitchState:
+        """The switch now; read on ``conn`` when given (a transaction of the caller's on this switch's database,
+        e.g. the execution engine's that creates the intents it allowed)."""
+        if conn is None:
+            with self._engine.connect() as own:
+                row = own.execute(_LATEST).first()
+        else:
+            if conn.engine.url != self._engine.url:
+                raise ConfigError(f"kill switch on {self._engine.url.render_as_string(hide_password=True)} read "
+                                  f"on a connection to {conn.engine.url.render_as_string(hide_password=True)}")
             row = conn.execute(_LATEST).first()
         if row is None:
             return KillSwitchState(engaged=False, mode=None, last=None)

@@ -55,7 +55,9 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal_column,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -153,6 +155,17 @@ _CREATE_MANY_ROWS = func.unnest(*(bindparam(f"each_{column.name}", type_=ARRAY(_
 _CREATE_MANY = (postgresql.insert(_I)
                 .from_select([column.name for column in _CREATED_COLUMNS], select(*_CREATE_MANY_ROWS.c))
                 .on_conflict_do_nothing(index_elements=["client_order_id"]).returning(_I.c.client_order_id))
+# A strategy's working book in one statement: its fills after a cursor (kind 0: quantity, price, fee) and its
+# open intents (kind 1: quantity, filled quantity, fees), each kind in id order.
+_WORKING = union_all(
+    select(literal_column("0", Integer).label("kind"), _F.c.id, _I.c.symbol, _I.c.side, _F.c.quantity.label("a"),
+           _F.c.price.label("b"), _F.c.fee.label("c"))
+    .join_from(_F, _I, _I.c.id == _F.c.intent_id)
+    .where(_F.c.id > bindparam("after"), _I.c.strategy == bindparam("strategy")),
+    select(literal_column("1", Integer), _I.c.id, _I.c.symbol, _I.c.side, _I.c.quantity, _I.c.filled_quantity,
+           _I.c.fees)
+    .where(_I.c.strategy == bindparam("strategy"), _I.c.state.in_([s.value for s in OPEN_STATES])))
+_WORKING = _WORKING.order_by(_WORKING.selected_columns.kind, _WORKING.selected_columns.id)
 
 
 class _DriverStatement:
@@ -193,6 +206,19 @@ class OrderRecord:
 
 
 @dataclass(frozen=True)
+class BookFill:
+    """A stored fill as a position keeper reads it: the store's fill id (its cursor), symbol, side, quantity,
+    price and fee."""
+
+    id: int
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+
+
+@dataclass(frozen=True)
 class ReconciliationRun:
     """One recorded reconciliation run."""
 
@@ -228,6 +254,9 @@ class IntentStore:
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._insert = upsert_insert(engine)
+        # built once: a batch then costs no statement construction, only the cached compiled form
+        self._create_or_skip = (self._insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
+                                .returning(_I.c.client_order_id))
         self._one_statement = engine.dialect.name == "postgresql"  # data-modifying WITH (see _CLAIM_ONE)
         # the connection of a single step: on PostgreSQL one kept open, as a step is one short statement
         self._kept = KeptConnection(engine) if self._one_statement else None
@@ -274,9 +303,10 @@ class IntentStore:
             stored = self._read_back([intent])
             return stored[0]
 
-    def create_many(self, intents: Sequence[OrderIntent]) -> list[OrderIntent]:
+    def create_many(self, intents: Sequence[OrderIntent], conn: Connection | None = None) -> list[OrderIntent]:
         """Micro-batched ``create``: all of ``intents`` in one transaction (one durable commit), each
-        idempotent on its CID like ``create``; returns the stored intents in the given order."""
+        idempotent on its CID like ``create``; returns the stored intents in the given order. With ``conn``
+        (a :meth:`transaction`'s) they are written in that transaction, which commits them."""
         if not intents:
             return []
         for intent in intents:
@@ -285,14 +315,33 @@ class IntentStore:
         now = utc_now()
         rows = [_intent_values(intent, now) for intent in intents]
         # a transaction, not autocommit: a batch that conflicts with a stored intent leaves nothing stored
-        with self.engine.begin() as conn:
+        with _begun(self.engine, conn) as conn:
             if self._one_statement:
                 inserted = set(conn.execute(_CREATE_MANY, {f"each_{column.name}": [row[column.name] for row in rows]
                                                            for column in _CREATED_COLUMNS}).scalars())
             else:
-                inserted = set(conn.execute(self._insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
-                                            .returning(_I.c.client_order_id), rows).scalars())
+                inserted = set(conn.execute(self._create_or_skip, rows).scalars())
             return self._stored(intents, inserted, conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction for a caller that reads the store and creates intents from what it read (the
+        execution engine's rebalance: its working positions, the kill switch, the bar's intents), committed
+        when the block ends, rolled back if it raises. On SQLite it takes the write lock first (BEGIN
+        IMMEDIATE): no other writer commits between its reads and its writes, and its reads are never refused
+        the upgrade to a write."""
+        with self.engine.connect() as conn:
+            conn.begin()
+            try:
+                if self.engine.dialect.name == "sqlite":
+                    # on the driver's connection: the driver then opens no transaction of its own, and the
+                    # connection's commit or rollback ends this one
+                    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     def _stored(self, intents: Sequence[OrderIntent], inserted: set[str], conn: Connection) -> list[OrderIntent]:
         # only the intents stored before (or twice in this batch) are read back and compared
@@ -527,6 +576,16 @@ class IntentStore:
                            fill=Fill(trade_id=r.trade_id, quantity=_dec(r.quantity), price=_dec(r.price),
                                      fee=_dec(r.fee), timestamp=r.timestamp)) for r in rows]
 
+    def working_book(self, strategy: str, after: int,
+                     conn: Connection | None = None) -> tuple[list[BookFill], list[tuple[str, Side, Decimal]]]:
+        """In one read (on ``conn`` when given): ``strategy``'s fills with ``id > after`` in the order stored,
+        and the unfilled rest (symbol, side, quantity) of each of its open intents, oldest first."""
+        with _connect(self.engine, conn) as c:
+            rows = c.execute(_WORKING, {"after": after, "strategy": strategy}).all()
+        fills = [BookFill(r.id, r.symbol, Side(r.side), _dec(r.a), _dec(r.b), _dec(r.c)) for r in rows if r.kind == 0]
+        rests = [(r.symbol, Side(r.side), _dec(r.a) - _dec(r.b)) for r in rows if r.kind == 1]
+        return fills, rests
+
     def latest_fill_time(self) -> datetime | None:
         """The newest stored fill's timestamp: a venue's fills from then on may not all be stored yet."""
         with self.engine.connect() as conn:
@@ -562,6 +621,16 @@ class IntentStore:
             return None
         return ReconciliationRun(started_at=row.started_at, finished_at=row.finished_at, outcome=row.outcome,
                                  counts=dict(row.counts), detail=row.detail)
+
+
+@contextmanager
+def _begun(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
+    """``conn`` when given (the caller's transaction commits), else a transaction of its own."""
+    if conn is not None:
+        yield conn
+        return
+    with engine.begin() as own:
+        yield own
 
 
 @contextmanager

@@ -45,6 +45,12 @@ def test_pyfunc_observation_and_targets_equal_the_envs_along_an_episode() -> Non
         frame["drawdown"] = obs[nf + 1 + N + 4]
         np.testing.assert_allclose(model.observation(frame), obs, rtol=0, atol=1e-6)
         targets = model.predict(frame)["target_weight"].to_numpy()
+        # the bound array entry (the live loop's) on the rows in another symbol order gives the same targets
+        shuffled = frame.iloc[::-1]
+        bound = model.rows(list(shuffled.index), list(base)).weights(
+            shuffled[list(base)].to_numpy(), shuffled["weight"].to_numpy(), float(obs[nf + 1 + N + 3]),
+            float(obs[nf + 1 + N + 4]))
+        np.testing.assert_array_equal(bound[::-1], targets)
         obs, _, terminated, truncated, _ = env.step(agent.act(obs[None, :])[0])
         np.testing.assert_allclose(targets, env.episode_record().weights[k], rtol=0, atol=1e-6)
         assert not (terminated or truncated)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import Connection
 
 from ai_trading.errors import ReconciliationError
 from ai_trading.live import LiveLoop, open_loop
@@ -32,22 +33,60 @@ def test_engine_reads_only_new_fills_per_bar_and_its_positions_match_the_store(s
     assert loop.run().fills > 0
     store = loop.engine.manager.store
     reads: list[int] = []
-    original = store.fills_after
+    original, working = store.fills_after, store.working_book
 
     def spy(after: int = 0, strategy: str | None = None) -> Any:
         reads.append(after)
         return original(after, strategy)
 
+    def spy_working(strategy: str, after: int, conn: Any = None) -> Any:
+        reads.append(after)
+        return working(strategy, after, conn)
+
     store.fills_after = spy  # type: ignore[method-assign]
+    store.working_book = spy_working  # type: ignore[method-assign]
     for _ in range(5):
         assert loop.step()
-    assert reads and min(reads) > 0  # no bar re-reads the strategy's fills from the first one
-    store.fills_after = original  # type: ignore[method-assign]
+    assert len(reads) >= 10 and min(reads) > 0  # no bar re-reads the strategy's fills from the first one
+    store.fills_after, store.working_book = original, working  # type: ignore[method-assign]
     assert loop.engine.check_positions() == loop.engine.positions() != {}
     symbol = next(iter(loop.engine.positions()))
     loop.engine._filled[symbol] += 1  # a book that drifted from the OMS's fills
     with pytest.raises(ReconciliationError, match=symbol):
         loop.engine.check_positions()
+
+
+def test_a_bar_reads_its_book_and_the_kill_switch_and_creates_its_intents_in_one_transaction(
+        sqlite_overrides: list[str]) -> None:
+    cfg = live_cfg([*sqlite_overrides, "live.bars=4"])
+    register(cfg, fit_strategy(cfg))
+    loop = open_loop(cfg)
+    store, switch = loop.engine.manager.store, loop.engine.kill_switch
+    assert switch is not None
+    seen: list[tuple[str, Any]] = []
+
+    def spy(name: str, method: Any) -> Any:
+        def call(*args: Any) -> Any:
+            conn = args[-1] if args and isinstance(args[-1], Connection) else None
+            if conn is not None:  # (the book after the bar reads on a connection of its own)
+                assert conn.in_transaction()
+                seen.append((name, conn))
+            return method(*args)
+        return call
+
+    store.working_book = spy("book", store.working_book)  # type: ignore[method-assign]
+    store.create_many = spy("create", store.create_many)  # type: ignore[method-assign]
+    switch.state = spy("switch", switch.state)  # type: ignore[method-assign]
+    orders = 0
+    while orders == 0:
+        seen.clear()
+        assert loop.step()
+        orders = loop.stats.orders
+        # the decision's reads, the switch and the insert, each on the one connection of the bar's transaction
+        names = [name for name, _ in seen]
+        assert names[0] == "book" and names[-1] == "create"
+        assert len({id(conn) for _, conn in seen}) == 1
+    assert names == ["book", "switch", "create"]  # the switch is asked once there are orders
 
 
 def _equities(loop: LiveLoop, bars: int) -> list[float]:
