@@ -55,18 +55,19 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal,
     literal_column,
     select,
     union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ai_trading.errors import IllegalTransition, IntentConflict, OrderValidationError, UnknownIntent
 from ai_trading.oms import models
-from ai_trading.oms.db import KeptConnection, require_head, upsert_insert
+from ai_trading.oms.db import KeptConnection, require_head
 from ai_trading.oms.models import (
     OPEN_STATES,
     EventKind,
@@ -164,7 +165,8 @@ _WORKING = union_all(
     .where(_F.c.id > bindparam("after"), _I.c.strategy == bindparam("strategy")),
     select(literal_column("1", Integer), _I.c.id, _I.c.symbol, _I.c.side, _I.c.quantity, _I.c.filled_quantity,
            _I.c.fees)
-    .where(_I.c.strategy == bindparam("strategy"), _I.c.state.in_([s.value for s in OPEN_STATES])))
+    # (one parameter per open state, not one expanding list: compiled once, it runs on the driver as it is)
+    .where(_I.c.strategy == bindparam("strategy"), _I.c.state.in_([literal(s.value) for s in OPEN_STATES])))
 _WORKING = _WORKING.order_by(_WORKING.selected_columns.kind, _WORKING.selected_columns.id)
 
 
@@ -178,12 +180,30 @@ class _DriverStatement:
         processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
                       for bind, name in self._compiled.bind_names.items()}
         self._processors = [(name, process) for name, process in processors.items() if process is not None]
+        self._order = self._compiled.positiontup if self._compiled.positional else None
+        selected = getattr(statement, "selected_columns", ())
+        self._readers = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in selected]
 
     def run(self, conn: Connection, values: Mapping[str, Any]) -> Any:
+        return conn.exec_driver_sql(self.sql, self._params(values))
+
+    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Any:
+        """The statement once per row of parameters, in one ``executemany`` on the driver."""
+        return conn.exec_driver_sql(self.sql, [self._params(values) for values in rows])
+
+    def _params(self, values: Mapping[str, Any]) -> Any:
         params = self._compiled.construct_params(values)  # also checks that every parameter is given
         for name, process in self._processors:
             params[name] = process(params[name])
-        return conn.exec_driver_sql(self.sql, params)
+        if self._order is not None:  # a positional paramstyle (SQLite's qmark): the values in the SQL's order
+            return tuple(params[name] for name in self._order)
+        return params
+
+    def rows(self, conn: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The selected rows, each value converted as its column's type reads it (a SELECT's statement)."""
+        readers = self._readers
+        return [tuple(value if read is None else read(value) for read, value in zip(readers, row, strict=True))
+                for row in self.run(conn, values)]
 
 
 _KNOWN = 4096  # snapshots of the open intents this store last wrote, kept to validate their next event
@@ -253,10 +273,6 @@ class IntentStore:
         self.revision = require_head(engine, "oms store")
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._insert = upsert_insert(engine)
-        # built once: a batch then costs no statement construction, only the cached compiled form
-        self._create_or_skip = (self._insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
-                                .returning(_I.c.client_order_id))
         self._one_statement = engine.dialect.name == "postgresql"  # data-modifying WITH (see _CLAIM_ONE)
         # the connection of a single step: on PostgreSQL one kept open, as a step is one short statement
         self._kept = KeptConnection(engine) if self._one_statement else None
@@ -266,6 +282,11 @@ class IntentStore:
             self._claim_one = _DriverStatement(_CLAIM_ONE, dialect)
             self._move_one = _DriverStatement(_MOVE_ONE, dialect)
             self._move_fill_one = _DriverStatement(_MOVE_FILL_ONE, dialect)
+        else:
+            # the decide path's statements (working book, the bar's intents) compiled once for the driver
+            self._working = _DriverStatement(_WORKING, engine.dialect)
+            self._create_each = _DriverStatement(sqlite.insert(_I).on_conflict_do_nothing(
+                index_elements=["client_order_id"]), engine.dialect, _CREATED_COLUMNS_NAMES)
         self._step: Callable[[], AbstractContextManager[Connection]] = self._autocommit.connect
         if self._kept is not None:
             self._step = self._kept.connect
@@ -320,7 +341,10 @@ class IntentStore:
                 inserted = set(conn.execute(_CREATE_MANY, {f"each_{column.name}": [row[column.name] for row in rows]
                                                            for column in _CREATED_COLUMNS}).scalars())
             else:
-                inserted = set(conn.execute(self._create_or_skip, rows).scalars())
+                # one executemany, no RETURNING: when every row went in none was stored before; otherwise
+                # every intent is read back and compared (the stored one wins, as above)
+                created = self._create_each.run_many(conn, rows).rowcount
+                inserted = {row["client_order_id"] for row in rows} if created == len(rows) else set()
             return self._stored(intents, inserted, conn)
 
     @contextmanager
@@ -580,10 +604,12 @@ class IntentStore:
                      conn: Connection | None = None) -> tuple[list[BookFill], list[tuple[str, Side, Decimal]]]:
         """In one read (on ``conn`` when given): ``strategy``'s fills with ``id > after`` in the order stored,
         and the unfilled rest (symbol, side, quantity) of each of its open intents, oldest first."""
+        values = {"after": after, "strategy": strategy}
         with _connect(self.engine, conn) as c:
-            rows = c.execute(_WORKING, {"after": after, "strategy": strategy}).all()
-        fills = [BookFill(r.id, r.symbol, Side(r.side), _dec(r.a), _dec(r.b), _dec(r.c)) for r in rows if r.kind == 0]
-        rests = [(r.symbol, Side(r.side), _dec(r.a) - _dec(r.b)) for r in rows if r.kind == 1]
+            rows = c.execute(_WORKING, values).all() if self._one_statement else self._working.rows(c, values)
+        fills = [BookFill(id_, symbol, Side(side), _dec(a), _dec(b), _dec(f))
+                 for kind, id_, symbol, side, a, b, f in rows if kind == 0]
+        rests = [(symbol, Side(side), _dec(a) - _dec(b)) for kind, _id, symbol, side, a, b, _f in rows if kind == 1]
         return fills, rests
 
     def latest_fill_time(self) -> datetime | None:
