@@ -63,7 +63,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ResourceClosedError
 
 from ai_trading.errors import IllegalTransition, IntentConflict, OrderValidationError, UnknownIntent
 from ai_trading.oms import models
@@ -172,7 +172,8 @@ _WORKING = _WORKING.order_by(_WORKING.selected_columns.kind, _WORKING.selected_c
 
 class _DriverStatement:
     """A statement compiled once for one dialect: its SQL and the processing of its parameters, so a durable
-    step runs it with ``exec_driver_sql`` and spends no client time on compiling or the compiled cache."""
+    step runs it with ``exec_driver_sql`` (or, for ``run_many`` and ``rows``, on the driver's cursor) and
+    spends no client time on compiling or the compiled cache."""
 
     def __init__(self, statement: Any, dialect: Any, column_keys: Sequence[str] | None = None) -> None:
         self._compiled = statement.compile(dialect=dialect, column_keys=list(column_keys or ()) or None)
@@ -187,9 +188,43 @@ class _DriverStatement:
     def run(self, conn: Connection, values: Mapping[str, Any]) -> Any:
         return conn.exec_driver_sql(self.sql, self._params(values))
 
-    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Any:
-        """The statement once per row of parameters, in one ``executemany`` on the driver."""
-        return conn.exec_driver_sql(self.sql, [self._params(values) for values in rows])
+    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """The statement once per row of parameters, in one ``executemany`` on the driver's connection; the
+        rows it changed."""
+        return self._on_driver(conn, [self._params(values) for values in rows], many=True)[0]
+
+    def rows(self, conn: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The selected rows (run on the driver's connection), each value converted as its column's type
+        reads it (a SELECT's statement)."""
+        readers = self._readers
+        return [tuple(value if read is None else read(value) for read, value in zip(readers, row, strict=True))
+                for row in self._on_driver(conn, self._params(values), many=False)[1]]
+
+    def _on_driver(self, conn: Connection, params: Any, *, many: bool) -> tuple[int, list[Any]]:
+        # The driver's cursor itself: exec_driver_sql's result machinery costs several times a short
+        # statement's own time. It stays a statement of ``conn`` in what callers see: its cursor events
+        # fire around it, a driver error is raised as SQLAlchemy's (IntegrityError, OperationalError, ...),
+        # and a connection the error shows lost is invalidated.
+        driver = conn.connection.dbapi_connection
+        if driver is None:
+            raise ResourceClosedError("the statement's connection is closed")
+        error = conn.dialect.loaded_dbapi.Error
+        cursor = driver.cursor()
+        try:
+            conn.dispatch.before_cursor_execute(conn, cursor, self.sql, params, None, many)
+            if many:
+                cursor.executemany(self.sql, params)
+            else:
+                cursor.execute(self.sql, params)
+            conn.dispatch.after_cursor_execute(conn, cursor, self.sql, params, None, many)
+            return cursor.rowcount, cursor.fetchall() if cursor.description is not None else []
+        except error as exc:
+            lost = conn.dialect.is_disconnect(exc, driver, cursor)
+            if lost:
+                conn.invalidate(exc)
+            raise DBAPIError.instance(self.sql, params, exc, error, connection_invalidated=lost) from exc
+        finally:
+            cursor.close()
 
     def _params(self, values: Mapping[str, Any]) -> Any:
         params = self._compiled.construct_params(values)  # also checks that every parameter is given
@@ -198,12 +233,6 @@ class _DriverStatement:
         if self._order is not None:  # a positional paramstyle (SQLite's qmark): the values in the SQL's order
             return tuple(params[name] for name in self._order)
         return params
-
-    def rows(self, conn: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """The selected rows, each value converted as its column's type reads it (a SELECT's statement)."""
-        readers = self._readers
-        return [tuple(value if read is None else read(value) for read, value in zip(readers, row, strict=True))
-                for row in self.run(conn, values)]
 
 
 _KNOWN = 4096  # snapshots of the open intents this store last wrote, kept to validate their next event
@@ -343,7 +372,7 @@ class IntentStore:
             else:
                 # one executemany, no RETURNING: when every row went in none was stored before; otherwise
                 # every intent is read back and compared (the stored one wins, as above)
-                created = self._create_each.run_many(conn, rows).rowcount
+                created = self._create_each.run_many(conn, rows)
                 inserted = {row["client_order_id"] for row in rows} if created == len(rows) else set()
             return self._stored(intents, inserted, conn)
 
