@@ -107,3 +107,45 @@ def test_working_book_reads_new_fills_and_open_rests_of_one_strategy(store: Inte
     later, same = store.working_book("momo", fills[0].id)
     assert [f.id for f in later] == [fills[1].id] and same == rests
     assert store.working_book("momo", fills[1].id)[0] == []
+
+
+def test_working_book_reads_eight_decimal_places_as_the_store_holds_them(store: IntentStore) -> None:
+    intent = make_intent(1, quantity="1234.56789012")
+    store.create(intent)
+    assert store.claim_for_submit(intent.client_order_id)
+    store.record(intent.client_order_id, OrderEvent.acked("b-1"))
+    store.record(intent.client_order_id, OrderEvent.filled(Fill(
+        trade_id="t1", quantity=Decimal("1000.00000001"), price=Decimal("123456.12345678"), fee=Decimal("0.00000001"),
+        timestamp=datetime(2024, 1, 2, 15, 0, tzinfo=UTC))))
+    fills, rests = store.working_book("momo", 0)
+    assert [(f.quantity, f.price, f.fee) for f in fills] == [
+        (s.fill.quantity, s.fill.price, s.fill.fee) for s in store.fills_after(0, "momo")] == [
+        (Decimal("1000.00000001"), Decimal("123456.12345678"), Decimal("0.00000001"))]
+    assert rests == [("AAPL", Side.BUY, Decimal("234.56789011"))]
+
+
+def test_create_many_in_a_transaction_raises_sqlalchemys_error_and_fires_cursor_events(
+        store: IntentStore, oms_engine: Engine) -> None:
+    from sqlalchemy import event, update
+    from sqlalchemy.exc import IntegrityError
+
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        seen.append(statement)
+
+    a, b = make_intent(1), make_intent(2)
+    store.create(a)
+    with oms_engine.begin() as conn:  # forge the collision a sha256 prefix would practically never produce
+        conn.execute(update(IntentRow).where(IntentRow.client_order_id == a.client_order_id)
+                     .values(broker_safe_id=b.broker_safe_id))
+    event.listen(oms_engine, "before_cursor_execute", record)
+    try:
+        with pytest.raises(IntegrityError), store.transaction() as conn:
+            store.working_book("momo", 0, conn)
+            store.create_many([b], conn)
+    finally:
+        event.remove(oms_engine, "before_cursor_execute", record)
+    assert any(s.lstrip().startswith("SELECT") and "oms_fills" in s for s in seen)
+    assert any(s.lstrip().startswith("INSERT INTO oms_intents") for s in seen)
+    assert _stored(oms_engine) == 1
