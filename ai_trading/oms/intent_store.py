@@ -32,6 +32,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import weakref
@@ -182,8 +183,6 @@ class _DriverStatement:
                       for bind, name in self._compiled.bind_names.items()}
         self._processors = [(name, process) for name, process in processors.items() if process is not None]
         self._order = self._compiled.positiontup if self._compiled.positional else None
-        selected = getattr(statement, "selected_columns", ())
-        self._readers = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in selected]
 
     def run(self, conn: Connection, values: Mapping[str, Any]) -> Any:
         return conn.exec_driver_sql(self.sql, self._params(values))
@@ -200,7 +199,14 @@ class _DriverStatement:
         return [tuple(value if read is None else read(value) for read, value in zip(readers, row, strict=True))
                 for row in self._on_driver(conn, self._params(values), many=False)[1]]
 
-    def _on_driver(self, conn: Connection, params: Any, *, many: bool) -> tuple[int, list[Any]]:
+    @functools.cached_property
+    def _readers(self) -> list[Any]:
+        # (taken when ``rows`` first runs: only a SELECT has them)
+        dialect = self._compiled.dialect
+        return [column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in self._compiled.statement.selected_columns]
+
+    def _on_driver(self, conn: Connection, params: Any, *, many: bool) -> tuple[int, Sequence[Any]]:
         # The driver's cursor itself: exec_driver_sql's result machinery costs several times a short
         # statement's own time. It stays a statement of ``conn`` in what callers see: its cursor events
         # fire around it, a driver error is raised as SQLAlchemy's (IntegrityError, OperationalError, ...),
