@@ -60,7 +60,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ResourceClosedError
 
 from ai_trading.errors import IllegalTransition, IntentConflict, OrderValidationError, UnknownIntent
 from ai_trading.oms import models
@@ -156,21 +156,47 @@ _CREATE_MANY = (postgresql.insert(_I)
 
 
 class _DriverStatement:
-    """A statement compiled once for one dialect: its SQL and the processing of its parameters, so a durable
-    step runs it with ``exec_driver_sql`` and spends no client time on compiling or the compiled cache."""
+    """A statement compiled once for PostgreSQL: its SQL and the processing of its parameters, run on the
+    connection's psycopg connection, so a durable step spends no client time on compiling, the compiled
+    cache or SQLAlchemy's result machinery (more client time than the driver's own round trip).
+
+    It stays a statement of the SQLAlchemy connection in what callers see: its cursor events fire around it,
+    a driver error is raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``, ...), and a
+    connection the error shows lost is invalidated, as ``exec_driver_sql`` does."""
 
     def __init__(self, statement: Any, dialect: Any, column_keys: Sequence[str] | None = None) -> None:
+        import psycopg
+        from psycopg.rows import namedtuple_row
+
         self._compiled = statement.compile(dialect=dialect, column_keys=list(column_keys or ()) or None)
         self.sql = self._compiled.string
         processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
                       for bind, name in self._compiled.bind_names.items()}
         self._processors = [(name, process) for name, process in processors.items() if process is not None]
+        self._error = psycopg.Error
+        self._rows = namedtuple_row
 
-    def run(self, conn: Connection, values: Mapping[str, Any]) -> Any:
+    def run(self, conn: Connection, values: Mapping[str, Any]) -> tuple[int, Sequence[Any]]:
+        """The statement's row count and its rows (named tuples), run on ``conn`` (in autocommit)."""
         params = self._compiled.construct_params(values)  # also checks that every parameter is given
         for name, process in self._processors:
             params[name] = process(params[name])
-        return conn.exec_driver_sql(self.sql, params)
+        driver = conn.connection.dbapi_connection
+        if driver is None:
+            raise ResourceClosedError("the durable step's connection is closed")
+        cursor = driver.cursor(row_factory=self._rows)
+        try:
+            conn.dispatch.before_cursor_execute(conn, cursor, self.sql, params, None, False)
+            cursor.execute(self.sql, params)
+            conn.dispatch.after_cursor_execute(conn, cursor, self.sql, params, None, False)
+            return cursor.rowcount, cursor.fetchall() if cursor.description is not None else []
+        except self._error as exc:
+            lost = conn.dialect.is_disconnect(cast(Any, exc), driver, cursor)
+            if lost:
+                conn.invalidate(exc)
+            raise DBAPIError.instance(self.sql, params, exc, self._error, connection_invalidated=lost) from exc
+        finally:
+            cursor.close()
 
 
 _KNOWN = 4096  # snapshots of the open intents this store last wrote, kept to validate their next event
@@ -265,7 +291,7 @@ class IntentStore:
             values = _intent_values(intent, utc_now())
             with self._step() as conn:
                 if self._one_statement:
-                    if self._create_one.run(conn, values).rowcount == 0:
+                    if self._create_one.run(conn, values)[0] == 0:
                         return self._read_back([intent], conn)[0]
                 else:
                     conn.execute(_CREATE, values)
@@ -371,7 +397,7 @@ class IntentStore:
         log = {"kind": EventKind.SUBMITTED.value, "payload": {}, "recorded_at": now}
         if self._one_statement:
             with self._step() as conn:
-                claimed = self._claim_one.run(conn, {**move, **log}).one_or_none()
+                claimed = next(iter(self._claim_one.run(conn, {**move, **log})[1]), None)
         else:
             with self.engine.begin() as conn:
                 claimed = conn.execute(_CLAIM, move).one_or_none()
@@ -462,7 +488,7 @@ class IntentStore:
         if self._one_statement:
             prefixed = {f"fill_{key}": value for key, value in stored.items()}
             statement = self._move_one if fill is None else self._move_fill_one
-            moved = statement.run(conn, {**move, **log, **prefixed}).first() is not None
+            moved = bool(statement.run(conn, {**move, **log, **prefixed})[1])
         else:
             with self.engine.begin() as tx:
                 moved = tx.execute(_MOVE, move).rowcount == 1
