@@ -36,7 +36,7 @@ import functools
 import logging
 import threading
 import weakref
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, namedtuple
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -172,9 +172,13 @@ _WORKING = _WORKING.order_by(_WORKING.selected_columns.kind, _WORKING.selected_c
 
 
 class _DriverStatement:
-    """A statement compiled once for one dialect: its SQL and the processing of its parameters, so a durable
-    step runs it with ``exec_driver_sql`` (or, for ``run_many`` and ``rows``, on the driver's cursor) and
-    spends no client time on compiling or the compiled cache."""
+    """A statement compiled once for one dialect: its SQL and the processing of its parameters, run on the
+    connection's driver cursor, so a durable step spends no client time on compiling, the compiled cache or
+    SQLAlchemy's result machinery (more client time than a short statement's own round trip).
+
+    It stays a statement of the SQLAlchemy connection in what callers see: its cursor events fire around it,
+    a driver error is raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``, ...), and a
+    connection the error shows lost is invalidated, as ``exec_driver_sql`` does."""
 
     def __init__(self, statement: Any, dialect: Any, column_keys: Sequence[str] | None = None) -> None:
         self._compiled = statement.compile(dialect=dialect, column_keys=list(column_keys or ()) or None)
@@ -183,9 +187,19 @@ class _DriverStatement:
                       for bind, name in self._compiled.bind_names.items()}
         self._processors = [(name, process) for name, process in processors.items() if process is not None]
         self._order = self._compiled.positiontup if self._compiled.positional else None
+        # the named-tuple maker of the columns it last returned
+        self._named: tuple[tuple[str, ...], Callable[[Iterable[Any]], Any]] | None = None
 
-    def run(self, conn: Connection, values: Mapping[str, Any]) -> Any:
-        return conn.exec_driver_sql(self.sql, self._params(values))
+    def run(self, conn: Connection, values: Mapping[str, Any]) -> tuple[int, Sequence[Any]]:
+        """The statement's row count and its rows as the driver returns them, as named tuples (in autocommit,
+        a one-statement durable step)."""
+        count, rows, names = self._on_driver(conn, self._params(values), many=False)
+        if not rows:
+            return count, rows
+        if self._named is None or self._named[0] != names:
+            self._named = (names, cast(Any, namedtuple("Row", names))._make)  # columns known only once run
+        make = self._named[1]
+        return count, [make(row) for row in rows]
 
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
         """The statement once per row of parameters, in one ``executemany`` on the driver's connection; the
@@ -206,11 +220,9 @@ class _DriverStatement:
         return [column.type.dialect_impl(dialect).result_processor(dialect, None)
                 for column in self._compiled.statement.selected_columns]
 
-    def _on_driver(self, conn: Connection, params: Any, *, many: bool) -> tuple[int, Sequence[Any]]:
-        # The driver's cursor itself: exec_driver_sql's result machinery costs several times a short
-        # statement's own time. It stays a statement of ``conn`` in what callers see: its cursor events
-        # fire around it, a driver error is raised as SQLAlchemy's (IntegrityError, OperationalError, ...),
-        # and a connection the error shows lost is invalidated.
+    def _on_driver(self, conn: Connection, params: Any, *,
+                   many: bool) -> tuple[int, list[Any], tuple[str, ...]]:
+        """The row count, the rows and their column names."""
         driver = conn.connection.dbapi_connection
         if driver is None:
             raise ResourceClosedError("the statement's connection is closed")
@@ -223,7 +235,9 @@ class _DriverStatement:
             else:
                 cursor.execute(self.sql, params)
             conn.dispatch.after_cursor_execute(conn, cursor, self.sql, params, None, many)
-            return cursor.rowcount, cursor.fetchall() if cursor.description is not None else []
+            if cursor.description is None:
+                return cursor.rowcount, [], ()
+            return cursor.rowcount, list(cursor.fetchall()), tuple(column[0] for column in cursor.description)
         except error as exc:
             lost = conn.dialect.is_disconnect(exc, driver, cursor)
             if lost:
@@ -350,7 +364,7 @@ class IntentStore:
             values = _intent_values(intent, utc_now())
             with self._step() as conn:
                 if self._one_statement:
-                    if self._create_one.run(conn, values).rowcount == 0:
+                    if self._create_one.run(conn, values)[0] == 0:
                         return self._read_back([intent], conn)[0]
                 else:
                     conn.execute(_CREATE, values)
@@ -479,7 +493,7 @@ class IntentStore:
         log = {"kind": EventKind.SUBMITTED.value, "payload": {}, "recorded_at": now}
         if self._one_statement:
             with self._step() as conn:
-                claimed = self._claim_one.run(conn, {**move, **log}).one_or_none()
+                claimed = next(iter(self._claim_one.run(conn, {**move, **log})[1]), None)
         else:
             with self.engine.begin() as conn:
                 claimed = conn.execute(_CLAIM, move).one_or_none()
@@ -570,7 +584,7 @@ class IntentStore:
         if self._one_statement:
             prefixed = {f"fill_{key}": value for key, value in stored.items()}
             statement = self._move_one if fill is None else self._move_fill_one
-            moved = statement.run(conn, {**move, **log, **prefixed}).first() is not None
+            moved = bool(statement.run(conn, {**move, **log, **prefixed})[1])
         else:
             with self.engine.begin() as tx:
                 moved = tx.execute(_MOVE, move).rowcount == 1
