@@ -373,14 +373,18 @@ class LiveLoop:
         every, limit, done = self.config.live.progress_every, self.config.live.bars, 0
         # What start-up built (modules, the model, the bars) lives as long as the loop: frozen out of the
         # collector's generations, a full collection during a bar scans only what the bars allocate.
+        # Thawed when the loop ends, so a process that goes on (a test run, a notebook) collects them again.
         gc.collect()
         gc.freeze()
-        stop.check("opening the live loop")  # asked while the loop opened: no bar is traded
-        while (limit is None or done < limit) and self.step():
-            done += 1
-            if every and self.stats.bars % every == 0:
-                log.info("live progress %s venue_bar=%d", self.stats.line(), self.venue.cursor)
-            stop.check(f"the live loop after bar {self.venue.cursor - 1}")
+        try:
+            stop.check("opening the live loop")  # asked while the loop opened: no bar is traded
+            while (limit is None or done < limit) and self.step():
+                done += 1
+                if every and self.stats.bars % every == 0:
+                    log.info("live progress %s venue_bar=%d", self.stats.line(), self.venue.cursor)
+                stop.check(f"the live loop after bar {self.venue.cursor - 1}")
+        finally:
+            gc.unfreeze()
         log.info("live done %s", self.stats.line())
         return self.stats
 
