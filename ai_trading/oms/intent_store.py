@@ -655,6 +655,8 @@ class IntentStore:
         and the unfilled rest (symbol, side, quantity) of each of its open intents, oldest first."""
         values = {"after": after, "strategy": strategy}
         with _connect(self.engine, conn) as c:
+            # the decide path's hot read runs on the driver on SQLite; on PostgreSQL SQLAlchemy's numeric readers
+            # expect the values its own cursor setup returns, not psycopg's raw ones
             rows = c.execute(_WORKING, values).all() if self._one_statement else self._working.rows(c, values)
         fills = [BookFill(id_, symbol, Side(side), _dec(a), _dec(b), _dec(f))
                  for kind, id_, symbol, side, a, b, f in rows if kind == 0]

@@ -4,7 +4,7 @@ replay, the claim race between threads, reconciliation queries and runs."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -236,8 +236,22 @@ def test_restart_reads_the_same_state(oms_engine: Engine, oms_dsn: str) -> None:
         engine.dispose()
 
 
+@pytest.fixture
+def postgres_engine(postgres_database: str) -> Iterator[Engine]:
+    """A PostgreSQL engine of its own (its pool is what the test inspects), at the migrations' head."""
+    from ai_trading.oms.db import make_engine, upgrade_to_head
+
+    engine = make_engine(postgres_database)
+    try:
+        upgrade_to_head(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.postgres
-def test_pooled_connection_closed_by_the_server_is_replaced_at_checkout(postgres_database: str) -> None:
+def test_pooled_connection_closed_by_the_server_is_replaced_at_checkout(postgres_database: str,
+                                                                       postgres_engine: Engine) -> None:
     # no pre-ping round trip guards a checkout: a connection the server closed while it sat in the pool
     # (a restart, an idle timeout) must still not reach a durable step
     import time
@@ -246,86 +260,68 @@ def test_pooled_connection_closed_by_the_server_is_replaced_at_checkout(postgres
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
-    from ai_trading.oms.db import make_engine, upgrade_to_head
-
-    engine = make_engine(postgres_database)
-    try:
-        upgrade_to_head(engine)
-        store = IntentStore(engine)
-        cid = store.create(make_intent(40)).client_order_id
-        with engine.connect() as conn:
-            pids = {conn.execute(text("SELECT pg_backend_pid()")).scalar_one()}
-        admin = make_url(postgres_database).set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(admin, autocommit=True) as killer:
-            own = killer.execute("SELECT pg_backend_pid()").fetchone()
-            pids = {pid for (pid,) in killer.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s",
-                (own[0] if own else 0,))} | pids
-            for pid in pids:
-                killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            deadline = time.monotonic() + 10
-            while killer.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
-                                 (list(pids),)).fetchone() != (0,):
-                assert time.monotonic() < deadline, "the terminated backends did not exit"
-                time.sleep(0.05)
-        assert store.claim_for_submit(cid) is True
-        assert store.record(cid, OrderEvent.acked("B-40")).state is OrderState.ACKED
-        assert [e.kind.value for e in store.events(cid)] == ["SUBMITTED", "ACKED"]
-    finally:
-        engine.dispose()
+    engine = postgres_engine
+    store = IntentStore(engine)
+    cid = store.create(make_intent(40)).client_order_id
+    with engine.connect() as conn:
+        pids = {conn.execute(text("SELECT pg_backend_pid()")).scalar_one()}
+    admin = make_url(postgres_database).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as killer:
+        own = killer.execute("SELECT pg_backend_pid()").fetchone()
+        pids = {pid for (pid,) in killer.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s",
+            (own[0] if own else 0,))} | pids
+        for pid in pids:
+            killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 10
+        while killer.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                             (list(pids),)).fetchone() != (0,):
+            assert time.monotonic() < deadline, "the terminated backends did not exit"
+            time.sleep(0.05)
+    assert store.claim_for_submit(cid) is True
+    assert store.record(cid, OrderEvent.acked("B-40")).state is OrderState.ACKED
+    assert [e.kind.value for e in store.events(cid)] == ["SUBMITTED", "ACKED"]
 
 
 @pytest.mark.postgres
-def test_postgres_durable_steps_run_on_one_kept_connection(postgres_database: str) -> None:
+def test_postgres_durable_steps_run_on_one_kept_connection(postgres_engine: Engine) -> None:
     # a pool checkout per step (with its switch to autocommit and back) costs more client time than the
     # step's one statement: after the first step, steps take no connection from the pool
     from sqlalchemy import event
 
-    from ai_trading.oms.db import make_engine, upgrade_to_head
-
-    engine = make_engine(postgres_database)
-    try:
-        upgrade_to_head(engine)
-        store = IntentStore(engine)
-        first = store.create(make_intent(60)).client_order_id
-        checkouts: list[object] = []
-        event.listen(engine, "checkout", lambda *_: checkouts.append(1))
-        for n in range(5):
-            cid = store.create(make_intent(61 + n)).client_order_id
-            assert store.create(make_intent(61 + n)).client_order_id == cid  # as each submit does: read back
-            assert store.claim_for_submit(cid)
-            store.record(cid, OrderEvent.acked(f"B-{n}"))
-            store.record(cid, OrderEvent.filled(_fill(f"T6{n}", 10)))
-        assert store.claim_for_submit(first)
-        assert checkouts == []
-        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]  # the kept one
-        store.close()
-        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-        assert store.record(first, OrderEvent.acked("B-60")).state is OrderState.ACKED  # takes a new one
-    finally:
-        engine.dispose()
+    engine = postgres_engine
+    store = IntentStore(engine)
+    first = store.create(make_intent(60)).client_order_id
+    checkouts: list[object] = []
+    event.listen(engine, "checkout", lambda *_: checkouts.append(1))
+    for n in range(5):
+        cid = store.create(make_intent(61 + n)).client_order_id
+        assert store.create(make_intent(61 + n)).client_order_id == cid  # as each submit does: read back
+        assert store.claim_for_submit(cid)
+        store.record(cid, OrderEvent.acked(f"B-{n}"))
+        store.record(cid, OrderEvent.filled(_fill(f"T6{n}", 10)))
+    assert store.claim_for_submit(first)
+    assert checkouts == []
+    assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]  # the kept one
+    store.close()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert store.record(first, OrderEvent.acked("B-60")).state is OrderState.ACKED  # takes a new one
 
 
 @pytest.mark.postgres
-def test_postgres_connection_a_step_failed_on_is_not_kept(postgres_database: str) -> None:
-    from ai_trading.oms.db import make_engine, upgrade_to_head
-
-    engine = make_engine(postgres_database)
-    try:
-        upgrade_to_head(engine)
-        store = IntentStore(engine)
-        cids = [store.create(make_intent(70 + n)).client_order_id for n in range(2)]
-        for cid in cids:
-            assert store.claim_for_submit(cid)
-        store.record(cids[0], OrderEvent.filled(_fill("T70", 1)))
-        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
-        with pytest.raises(IllegalTransition, match="T70"):  # the trade id's unique key refuses the fill
-            store.record(cids[1], OrderEvent.filled(_fill("T70", 1)))
-        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-        assert store.record(cids[1], OrderEvent.filled(_fill("T71", 1))).filled_quantity == 1
-        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
-    finally:
-        engine.dispose()
+def test_postgres_connection_a_step_failed_on_is_not_kept(postgres_engine: Engine) -> None:
+    engine = postgres_engine
+    store = IntentStore(engine)
+    cids = [store.create(make_intent(70 + n)).client_order_id for n in range(2)]
+    for cid in cids:
+        assert store.claim_for_submit(cid)
+    store.record(cids[0], OrderEvent.filled(_fill("T70", 1)))
+    assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    with pytest.raises(IllegalTransition, match="T70"):  # the trade id's unique key refuses the fill
+        store.record(cids[1], OrderEvent.filled(_fill("T70", 1)))
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert store.record(cids[1], OrderEvent.filled(_fill("T71", 1))).filled_quantity == 1
+    assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
 
 
 def test_snapshot_this_store_wrote_never_decides_once_another_writer_moved_the_order(oms_engine: Engine) -> None:
