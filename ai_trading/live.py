@@ -34,6 +34,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ from ai_trading.oms.brokers.paper import PaperBroker
 from ai_trading.oms.config import OmsConfig
 from ai_trading.oms.db import make_engine, require_head
 from ai_trading.oms.intent_store import IntentStore
-from ai_trading.oms.models import Side
+from ai_trading.oms.models import OrderIntent, Side
 from ai_trading.oms.reconcile import reconcile
 from ai_trading.oms.submission import OrderManager
 from ai_trading.tracking import TrackingConfig
@@ -272,6 +273,34 @@ class LiveLoop:
         window = np.stack([own[r - self.window + 1:r + 1] for own, r in zip(self._ohlcv, rows, strict=True)])
         return self.builder.build_last(window, self.symbols)
 
+    def _decide(self, t: int, ts: datetime) -> list[OrderIntent] | None:
+        """The orders of the decision at bar ``t`` (its close at ``ts``), committed in the OMS and not yet sent;
+        None while the features are still warming up."""
+        market = self.venue.market
+        arrived = time.perf_counter()
+        rows = self._feature_values(t)
+        built = time.perf_counter()
+        self.stats.features_s.append(built - arrived)
+        if rows is None:
+            return None
+        positions, _cash, equity = self._book_at_decision(t)
+        prices = {s: float(market.close[t, i]) for i, s in enumerate(self.symbols)}
+        held = np.array([float(positions.get(s, 0)) * prices[s] / equity for s in self.symbols])
+        if self._policy_rows.policy is not self.policy:  # another model (a rollback): bound again
+            self._policy_rows = self.policy.rows(self.symbols, self.builder.spec.columns)
+        weights = self._policy_rows.weights(
+            rows, held, equity / float(self.config.live.equity) - 1.0,
+            max(0.0, 1.0 - equity / max(self.drawdown.peak or equity, equity)))
+        decided = time.perf_counter()
+        self.stats.policy_s.append(decided - built)
+        targets = units_from_weights({s: float(w) for s, w in zip(self.symbols, weights, strict=True)}, equity,
+                                     prices)
+        intents = self.engine.commit(targets, prices, ts)
+        committed = time.perf_counter()
+        self.stats.commit_s.append(committed - decided)
+        self.stats.decide_s.append(committed - arrived)
+        return intents
+
     def step(self) -> bool:
         """Decide at the venue's last processed bar ``t`` (its close), then move the venue to ``t + 1``; False
         when the feed has no bar left."""
@@ -279,30 +308,18 @@ class LiveLoop:
         t = self.venue.cursor
         if t + 1 >= len(market.timestamps):
             return False
-        arrived = time.perf_counter()
-        rows = self._feature_values(t)
-        built = time.perf_counter()
-        self.stats.features_s.append(built - arrived)
-        positions, _cash, equity = self._book_at_decision(t)
-        ts = market.timestamps[t]
-        prices = {s: float(market.close[t, i]) for i, s in enumerate(self.symbols)}
-        if rows is not None:
-            held = np.array([float(positions.get(s, 0)) * prices[s] / equity for s in self.symbols])
-            if self._policy_rows.policy is not self.policy:  # another model (a rollback): bound again
-                self._policy_rows = self.policy.rows(self.symbols, self.builder.spec.columns)
-            weights = self._policy_rows.weights(
-                rows, held, equity / float(self.config.live.equity) - 1.0,
-                max(0.0, 1.0 - equity / max(self.drawdown.peak or equity, equity)))
-            decided = time.perf_counter()
-            self.stats.policy_s.append(decided - built)
-            targets = units_from_weights({s: float(w) for s, w in zip(self.symbols, weights, strict=True)}, equity,
-                                         prices)
-            intents = self.engine.commit(targets, prices, ts.to_pydatetime())
-            committed = time.perf_counter()
-            self.stats.commit_s.append(committed - decided)
-            self.stats.decide_s.append(committed - arrived)
-            self.stats.orders += len(self.engine.send(intents, ts.to_pydatetime()))
-            self.stats.send_s.append(time.perf_counter() - committed)
+        ts = market.timestamps[t].to_pydatetime()
+        # No collection between the bar's arrival and its orders' commit: one that falls due waits until the
+        # commit, and the send that follows, the venue and the bookkeeping take it.
+        gc.disable()
+        try:
+            intents = self._decide(t, ts)
+        finally:
+            gc.enable()
+        if intents is not None:
+            sent = time.perf_counter()
+            self.stats.orders += len(self.engine.send(intents, ts))
+            self.stats.send_s.append(time.perf_counter() - sent)
         self.venue.advance(1)
         self.engine.manager.sync()
         if self.engine.cost_model is not None:

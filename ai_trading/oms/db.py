@@ -63,7 +63,10 @@ def make_engine(dsn: str, **kwargs: Any) -> Engine:
         event.listen(engine, "checkout", _drop_if_closed)
         return engine
     if backend == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        # LIFO: the connection used last is used next, so one thread's steps share one connection. SQLite drops a
+        # connection's page cache whenever another connection writes: connections taken in turn read every page
+        # again after each other's writes.
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_use_lifo=True, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     raise ConfigError(f"oms dsn backend {backend!r}: use sqlite:///path or postgresql+psycopg://...")

@@ -336,7 +336,9 @@ class IntentStore:
             self._working = _DriverStatement(_WORKING, engine.dialect)
             self._create_each = _DriverStatement(sqlite.insert(_I).on_conflict_do_nothing(
                 index_elements=["client_order_id"]), engine.dialect, _CREATED_COLUMNS_NAMES)
-        self._step: Callable[[], AbstractContextManager[Connection]] = self._autocommit.connect
+        # A step's connection: PostgreSQL's kept autocommit one; on SQLite one from the pool, whose writes commit
+        # through SQLAlchemy (see _immediate)
+        self._step: Callable[[], AbstractContextManager[Connection]] = self.engine.connect
         if self._kept is not None:
             self._step = self._kept.connect
             weakref.finalize(self, self._kept.close)
@@ -362,11 +364,12 @@ class IntentStore:
         try:
             # one INSERT is its own transaction: autocommit spares the BEGIN and COMMIT round trips
             values = _intent_values(intent, utc_now())
-            with self._step() as conn:
-                if self._one_statement:
+            if self._one_statement:
+                with self._step() as conn:
                     if self._create_one.run(conn, values)[0] == 0:
                         return self._read_back([intent], conn)[0]
-                else:
+            else:
+                with self._autocommit.connect() as conn:
                     conn.execute(_CREATE, values)
             return intent
         except IntegrityError:
@@ -403,18 +406,8 @@ class IntentStore:
         when the block ends, rolled back if it raises. On SQLite it takes the write lock first (BEGIN
         IMMEDIATE): no other writer commits between its reads and its writes, and its reads are never refused
         the upgrade to a write."""
-        with self.engine.connect() as conn:
-            conn.begin()
-            try:
-                if self.engine.dialect.name == "sqlite":
-                    # on the driver's connection: the driver then opens no transaction of its own, and the
-                    # connection's commit or rollback ends this one
-                    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
-                yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+        with self.engine.connect() as conn, (conn.begin() if self._one_statement else _immediate(conn)):
+            yield conn
 
     def _stored(self, intents: Sequence[OrderIntent], inserted: set[str], conn: Connection) -> list[OrderIntent]:
         # only the intents stored before (or twice in this batch) are read back and compared
@@ -572,8 +565,8 @@ class IntentStore:
 
     def _write(self, conn: Connection, row_id: int, seen: int, after: OrderSnapshot, event: OrderEvent) -> bool:
         """Move the row from event count ``seen`` to ``after`` with ``event``'s log entry (and fill); False,
-        writing nothing, when the row is no longer at ``seen``. ``conn`` is in autocommit (PostgreSQL's one
-        statement runs on it; SQLite's statements run in a transaction of their own)."""
+        writing nothing, when the row is no longer at ``seen``. On PostgreSQL ``conn`` is in autocommit and the
+        one statement runs on it; on SQLite the statements run in a transaction of their own on ``conn``."""
         now = utc_now()
         move = {"row_id": row_id, "seen": seen, "to_state": after.state.value, "to_filled": after.filled_quantity,
                 "to_fees": after.fees, "to_broker": after.broker_order_id, "to_sequence": after.sequence, "now": now}
@@ -586,12 +579,12 @@ class IntentStore:
             statement = self._move_one if fill is None else self._move_fill_one
             moved = bool(statement.run(conn, {**move, **log, **prefixed})[1])
         else:
-            with self.engine.begin() as tx:
-                moved = tx.execute(_MOVE, move).rowcount == 1
+            with _immediate(conn):
+                moved = conn.execute(_MOVE, move).rowcount == 1
                 if moved:
-                    tx.execute(_LOG, {**log, "intent_id": row_id, "sequence": after.sequence})
+                    conn.execute(_LOG, {**log, "intent_id": row_id, "sequence": after.sequence})
                     if fill is not None:
-                        tx.execute(_FILL, {**stored, "intent_id": row_id})
+                        conn.execute(_FILL, {**stored, "intent_id": row_id})
         if moved:
             self._remember(row_id, after)
         else:
@@ -698,6 +691,29 @@ class IntentStore:
             return None
         return ReconciliationRun(started_at=row.started_at, finished_at=row.finished_at, outcome=row.outcome,
                                  counts=dict(row.counts), detail=row.detail)
+
+
+@contextmanager
+def _immediate(conn: Connection) -> Iterator[Connection]:
+    """A write transaction on ``conn`` (SQLite, not in autocommit) that takes the write lock first (BEGIN
+    IMMEDIATE): no other writer commits between its reads and its writes, and its reads are never refused the
+    upgrade to a write. Committed through the connection when the block ends, rolled back if it raises.
+
+    A step writes on the connection it read on rather than on a second one from the pool: SQLite drops a
+    connection's page cache whenever another connection writes, so a second connection's write makes the next
+    read on the first (the decide path's) read every page again.
+    """
+    if not conn.in_transaction():
+        conn.begin()  # what commits below: statements run on the driver (_DriverStatement) begin none
+    # on the driver's connection: the driver then opens no transaction of its own, and the connection's commit
+    # or rollback ends this one
+    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 @contextmanager

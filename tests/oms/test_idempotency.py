@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import subprocess
 import sys
@@ -115,6 +117,16 @@ def test_broker_safe_ids_deterministic_short_and_distinct(max_len: int) -> None:
     assert [broker_safe_id(cid, max_len) for cid in cids[:50]] == ids[:50]
     # a shorter id is a prefix of a longer one: one mapping, truncated
     assert broker_safe_id(cids[0]).startswith(broker_safe_id(cids[0], 18))
+
+
+@pytest.mark.parametrize("max_len", range(18, 55))
+def test_broker_safe_id_is_the_documented_mapping_at_every_length(max_len: int) -> None:
+    # the module docstring's mapping, spelled out: "c2" + the first max_len - 2 characters of the lowercase
+    # unpadded RFC 4648 base32 of the whole sha256 digest
+    for n in range(200):
+        cid = make_cid(**{**FIELDS, "signal_hash": f"{n:08x}"})  # type: ignore[arg-type]
+        whole = base64.b32encode(hashlib.sha256(cid.encode()).digest()).decode().rstrip("=").lower()
+        assert broker_safe_id(cid, max_len) == "c2" + whole[:max_len - 2]
 
 
 def test_broker_safe_id_default_fits_36_character_venues() -> None:

@@ -37,6 +37,14 @@ def test_reads_and_creates_commit_together_when_the_block_ends(store: IntentStor
     assert [r.client_order_id for r in store.open_orders()] == [i.client_order_id for i in created]
 
 
+def test_a_block_of_the_decide_paths_reads_and_creates_alone_commits(store: IntentStore, oms_engine: Engine) -> None:
+    # the engine's rebalance without a kill switch: statements that run on the driver, nothing else
+    with store.transaction() as conn:
+        assert store.working_book("momo", 0, conn) == ([], [])
+        store.create_many([make_intent(1), make_intent(2, symbol="MSFT")], conn)
+    assert _stored(oms_engine) == 2
+
+
 def test_a_failing_block_leaves_nothing_stored(store: IntentStore, oms_engine: Engine) -> None:
     with pytest.raises(RuntimeError, match="after the insert"), store.transaction() as conn:
         store.create_many([make_intent(1)], conn)
