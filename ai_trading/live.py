@@ -273,15 +273,17 @@ class LiveLoop:
         window = np.stack([own[r - self.window + 1:r + 1] for own, r in zip(self._ohlcv, rows, strict=True)])
         return self.builder.build_last(window, self.symbols)
 
-    def _decide(self, t: int, ts: datetime) -> list[OrderIntent] | None:
+    def _decide(self, t: int, ts: datetime, *, dry: bool = False) -> list[OrderIntent] | None:
         """The orders of the decision at bar ``t`` (its close at ``ts``), committed in the OMS and not yet sent;
-        None while the features are still warming up."""
+        None while the features are still warming up. ``dry``: decided the same way, nothing stored or timed
+        (:meth:`prime`)."""
         market = self.venue.market
         arrived = time.perf_counter()
         rows = self._feature_values(t)
         built = time.perf_counter()
-        self.stats.features_s.append(built - arrived)
         if rows is None:
+            if not dry:
+                self.stats.features_s.append(built - arrived)
             return None
         positions, _cash, equity = self._book_at_decision(t)
         prices = {s: float(market.close[t, i]) for i, s in enumerate(self.symbols)}
@@ -292,14 +294,29 @@ class LiveLoop:
             rows, held, equity / float(self.config.live.equity) - 1.0,
             max(0.0, 1.0 - equity / max(self.drawdown.peak or equity, equity)))
         decided = time.perf_counter()
-        self.stats.policy_s.append(decided - built)
         targets = units_from_weights({s: float(w) for s, w in zip(self.symbols, weights, strict=True)}, equity,
                                      prices)
+        if dry:
+            return self.engine.preview(targets, prices, ts)
         intents = self.engine.commit(targets, prices, ts)
         committed = time.perf_counter()
-        self.stats.commit_s.append(committed - decided)
-        self.stats.decide_s.append(committed - arrived)
+        stats = self.stats
+        stats.features_s.append(built - arrived)
+        stats.policy_s.append(decided - built)
+        stats.commit_s.append(committed - decided)
+        stats.decide_s.append(committed - arrived)
         return intents
+
+    def prime(self) -> list[OrderIntent] | None:
+        """Decide once at the venue's clock without storing, sending or timing anything, before the next bar's
+        decision: the first run of the decide path pays what is paid once per process (modules imported on first
+        use, statements compiled, caches of the model and the libraries filled), which would otherwise land on
+        that bar's latency. Returns the intents that decision would commit now (None: warming up or no bar
+        left)."""
+        t = self.venue.cursor
+        if t + 1 >= len(self.venue.market.timestamps):
+            return None
+        return self._decide(t, self.venue.market.timestamps[t].to_pydatetime(), dry=True)
 
     def step(self) -> bool:
         """Decide at the venue's last processed bar ``t`` (its close), then move the venue to ``t + 1``; False
@@ -391,6 +408,7 @@ class LiveLoop:
         # What start-up built (modules, the model, the bars) lives as long as the loop: frozen out of the
         # collector's generations, a full collection during a bar scans only what the bars allocate.
         # Thawed when the loop ends, so a process that goes on (a test run, a notebook) collects them again.
+        self.prime()
         gc.collect()
         gc.freeze()
         try:

@@ -1,6 +1,6 @@
 """The live loop on the paper venue replaying bundled bars: per-bar latency and whole-replay throughput.
 
-Run: ``python benchmarks/bench_live.py [--bars 150] [--symbols NVDA,ORCL]`` (SQLite files in a temp dir, a temp
+Run: ``python benchmarks/bench_live.py [--bars 300] [--symbols NVDA,ORCL]`` (SQLite files in a temp dir, a temp
 MLflow store; a ridge champion fitted on the job's own features, signed and registered, as the tests build it).
 
 Per bar it prints p50/p99 (milliseconds) of
@@ -12,11 +12,12 @@ Per bar it prints p50/p99 (milliseconds) of
 - commit: plan, kill-switch check and the intents' one transaction;
 - send: the committed orders through the OrderManager to the paper venue (broker side, not in decide);
 
-then bars/s of the whole replay (decide, send, venue bar, fill sync, cost learning, alert rules), and the
-baselines measured in the same run: the floor of decide, one durable single-row SQLite commit (after a warm-up,
-1000 commits, through the product's engine settings: ``make_engine``'s WAL and synchronous=FULL, and with the
-plain ``sqlite3`` module on the same settings for reference), and the feature build alone on the whole history
-against the per-bar build.
+Every bar counts, the first included: the loop primes its decide path before it (``LiveLoop.prime``, a decision
+that stores nothing), as it does in production. Then bars/s of the whole replay (decide, send, venue bar, fill
+sync, cost learning, alert rules), and the baselines measured in the same run: the floor of decide, one durable
+single-row SQLite commit (after a warm-up, 1000 commits, through the product's engine settings: ``make_engine``'s
+WAL and synchronous=FULL, and with the plain ``sqlite3`` module on the same settings for reference), and the
+feature build alone on the whole history against the per-bar build.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def raw_commits(scratch: Path, samples: int) -> tuple[list[float], list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bars", type=int, default=150)
+    parser.add_argument("--bars", type=int, default=300)
     parser.add_argument("--symbols", default="NVDA,ORCL")
     parser.add_argument("--commits", type=int, default=1000, help="samples of the raw durable commit baseline")
     args = parser.parse_args()

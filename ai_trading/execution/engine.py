@@ -102,6 +102,10 @@ def signal_hash(targets: Mapping[str, Decimal]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class _Discard(Exception):
+    """Ends a preview's transaction: raised inside it, it rolls it back."""
+
+
 class SwitchState(Protocol):
     @property
     def engaged(self) -> bool: ...
@@ -262,6 +266,17 @@ class ExecutionEngine:
             intents = self._allowed(self._plan(targets, prices, at, current), current, conn)
             return store.create_many(intents, conn)
 
+    def preview(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime) -> list[OrderIntent]:
+        """The intents :meth:`commit` would create now, decided the same way in the same kind of transaction,
+        which is rolled back: nothing is stored, sent or counted as held back."""
+        try:
+            with self.manager.store.transaction() as conn:
+                current = self.working_positions(conn)
+                intents = self._allowed(self._plan(targets, prices, at, current), current, conn, record=False)
+                raise _Discard
+        except _Discard:
+            return intents
+
     def send(self, intents: list[OrderIntent], at: datetime) -> list[OrderRecord]:
         """The second half of :meth:`rebalance`: send each committed intent through the OrderManager."""
         records = [self.manager.submit(intent) for intent in intents]
@@ -270,8 +285,8 @@ class ExecutionEngine:
                      " ".join(f"{r.intent.side.value}:{r.intent.symbol}:{r.intent.quantity}" for r in records))
         return records
 
-    def _allowed(self, intents: list[OrderIntent], current: Mapping[str, Decimal],
-                 conn: Connection) -> list[OrderIntent]:
+    def _allowed(self, intents: list[OrderIntent], current: Mapping[str, Decimal], conn: Connection, *,
+                 record: bool = True) -> list[OrderIntent]:
         if self.kill_switch is None or not intents:
             return intents
         state = self.kill_switch.state(conn)
@@ -285,7 +300,7 @@ class ExecutionEngine:
             reduces = held != 0 and abs(held + signed) < abs(held) and (held + signed) * held >= 0
             if state.allows(reduces_position=reduces):
                 kept.append(intent)
-            else:
+            elif record:
                 self.blocked += 1
                 log.warning("kill switch engaged mode=%s: order held back %s:%s:%s reason=%s", state.mode,
                             intent.side.value, intent.symbol, intent.quantity, state.last and state.last.reason)

@@ -17,22 +17,24 @@ never blocked (they only take risk off). A database error propagates: the caller
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Engine, Table, desc, insert, select
 from sqlalchemy.engine import Connection
 
 from ai_trading.errors import ConfigError
 from ai_trading.monitoring.tables import KillSwitchEventRow
-from ai_trading.oms.db import require_head
+from ai_trading.oms.db import DriverStatement, require_head
 
 log = logging.getLogger(__name__)
 
 _K = cast(Table, KillSwitchEventRow.__table__)
-_LATEST = select(_K).order_by(desc(_K.c.id)).limit(1)
+_COLUMNS = (_K.c.id, _K.c.action, _K.c.mode, _K.c.who, _K.c.reason, _K.c.at)  # a KillSwitchEvent's, in its order
+_LATEST = select(*_COLUMNS).order_by(desc(_K.c.id)).limit(1)
 MAX_WHO = 128
 
 
@@ -68,10 +70,11 @@ class KillSwitchState:
         return self.mode is KillSwitchMode.REDUCE_ONLY and reduces_position
 
 
-def _event(row: object) -> KillSwitchEvent:
-    r = cast(KillSwitchEventRow, row)
-    return KillSwitchEvent(id=r.id, action=r.action, mode=KillSwitchMode(r.mode) if r.mode else None, who=r.who,
-                           reason=r.reason, at=r.at)
+def _event(row: Sequence[Any]) -> KillSwitchEvent:
+    """A row of ``_COLUMNS``."""
+    id_, action, mode, who, reason, at = row
+    return KillSwitchEvent(id=id_, action=action, mode=KillSwitchMode(mode) if mode else None, who=who,
+                           reason=reason, at=at)
 
 
 def _check_text(name: str, value: str, limit: int | None = None) -> str:
@@ -88,21 +91,23 @@ class KillSwitch:
     def __init__(self, engine: Engine) -> None:
         require_head(engine, "kill switch database")
         self._engine = engine
+        # read before every bar's orders: compiled once, run on the driver
+        self._latest = DriverStatement(_LATEST, engine.dialect)
 
     def state(self, conn: Connection | None = None) -> KillSwitchState:
         """The switch now; read on ``conn`` when given (a transaction of the caller's on this switch's database,
         e.g. the execution engine's that creates the intents it allowed)."""
         if conn is None:
             with self._engine.connect() as own:
-                row = own.execute(_LATEST).first()
+                rows = self._latest.rows(own, {})
         else:
             if conn.engine.url != self._engine.url:
                 raise ConfigError(f"kill switch on {self._engine.url.render_as_string(hide_password=True)} read "
                                   f"on a connection to {conn.engine.url.render_as_string(hide_password=True)}")
-            row = conn.execute(_LATEST).first()
-        if row is None:
+            rows = self._latest.rows(conn, {})
+        if not rows:
             return KillSwitchState(engaged=False, mode=None, last=None)
-        event = _event(row)
+        event = _event(rows[0])
         return KillSwitchState(engaged=event.action == "engage", mode=event.mode, last=event)
 
     def allow_new_order(self, *, reduces_position: bool) -> bool:
@@ -135,7 +140,7 @@ class KillSwitch:
 
     def history(self, limit: int | None = None) -> list[KillSwitchEvent]:
         """The changes, newest first (``limit`` of them when given)."""
-        query = select(_K).order_by(desc(_K.c.id))
+        query = select(*_COLUMNS).order_by(desc(_K.c.id))
         if limit is not None:
             query = query.limit(limit)
         with self._engine.connect() as conn:

@@ -1,5 +1,5 @@
-"""Database plumbing shared by every store of the product: engines, the schema metadata and the
-migration-revision check.
+"""Database plumbing shared by every store of the product: engines, the schema metadata, the
+migration-revision check and statements compiled once to run on the driver (``DriverStatement``).
 
 Every schema is created and changed only by the Alembic migrations in ``migrations/``; the
 application refuses a database that is not at the migrations' head instead of creating tables.
@@ -10,15 +10,16 @@ from __future__ import annotations
 import functools
 import select
 import threading
-from collections.abc import Iterator
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, ResourceClosedError
 from sqlalchemy.orm import DeclarativeBase
 
 from ai_trading.errors import ConfigError, SchemaRevisionError
@@ -148,6 +149,90 @@ class KeptConnection:
             conn, self._conn = self._conn, None
             if conn is not None:
                 conn.close()
+
+
+class DriverStatement:
+    """A statement compiled once for one dialect: its SQL and the processing of its parameters, run on the
+    connection's driver cursor, so a durable step spends no client time on compiling, the compiled cache or
+    SQLAlchemy's result machinery (more client time than a short statement's own round trip).
+
+    It stays a statement of the SQLAlchemy connection in what callers see: its cursor events fire around it,
+    a driver error is raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``, ...), and a
+    connection the error shows lost is invalidated, as ``exec_driver_sql`` does."""
+
+    def __init__(self, statement: Any, dialect: Any, column_keys: Sequence[str] | None = None) -> None:
+        self._compiled = statement.compile(dialect=dialect, column_keys=list(column_keys or ()) or None)
+        self.sql = self._compiled.string
+        processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                      for bind, name in self._compiled.bind_names.items()}
+        self._processors = [(name, process) for name, process in processors.items() if process is not None]
+        self._order = self._compiled.positiontup if self._compiled.positional else None
+        # the named-tuple maker of the columns it last returned
+        self._named: tuple[tuple[str, ...], Callable[[Iterable[Any]], Any]] | None = None
+
+    def run(self, conn: Connection, values: Mapping[str, Any]) -> tuple[int, Sequence[Any]]:
+        """The statement's row count and its rows as the driver returns them, as named tuples (in autocommit,
+        a one-statement durable step)."""
+        count, rows, names = self._on_driver(conn, self._params(values), many=False)
+        if not rows:
+            return count, rows
+        if self._named is None or self._named[0] != names:
+            self._named = (names, cast(Any, namedtuple("Row", names))._make)  # columns known only once run
+        make = self._named[1]
+        return count, [make(row) for row in rows]
+
+    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """The statement once per row of parameters, in one ``executemany`` on the driver's connection; the
+        rows it changed."""
+        return self._on_driver(conn, [self._params(values) for values in rows], many=True)[0]
+
+    def rows(self, conn: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The selected rows (run on the driver's connection), each value converted as its column's type
+        reads it (a SELECT's statement)."""
+        readers = self._readers
+        return [tuple(value if read is None else read(value) for read, value in zip(readers, row, strict=True))
+                for row in self._on_driver(conn, self._params(values), many=False)[1]]
+
+    @functools.cached_property
+    def _readers(self) -> list[Any]:
+        # (taken when ``rows`` first runs: only a SELECT has them)
+        dialect = self._compiled.dialect
+        return [column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in self._compiled.statement.selected_columns]
+
+    def _on_driver(self, conn: Connection, params: Any, *,
+                   many: bool) -> tuple[int, list[Any], tuple[str, ...]]:
+        """The row count, the rows and their column names."""
+        driver = conn.connection.dbapi_connection
+        if driver is None:
+            raise ResourceClosedError("the statement's connection is closed")
+        error = conn.dialect.loaded_dbapi.Error
+        cursor = driver.cursor()
+        try:
+            conn.dispatch.before_cursor_execute(conn, cursor, self.sql, params, None, many)
+            if many:
+                cursor.executemany(self.sql, params)
+            else:
+                cursor.execute(self.sql, params)
+            conn.dispatch.after_cursor_execute(conn, cursor, self.sql, params, None, many)
+            if cursor.description is None:
+                return cursor.rowcount, [], ()
+            return cursor.rowcount, list(cursor.fetchall()), tuple(column[0] for column in cursor.description)
+        except error as exc:
+            lost = conn.dialect.is_disconnect(exc, driver, cursor)
+            if lost:
+                conn.invalidate(exc)
+            raise DBAPIError.instance(self.sql, params, exc, error, connection_invalidated=lost) from exc
+        finally:
+            cursor.close()
+
+    def _params(self, values: Mapping[str, Any]) -> Any:
+        params = self._compiled.construct_params(values)  # also checks that every parameter is given
+        for name, process in self._processors:
+            params[name] = process(params[name])
+        if self._order is not None:  # a positional paramstyle (SQLite's qmark): the values in the SQL's order
+            return tuple(params[name] for name in self._order)
+        return params
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -32,11 +32,10 @@ Guarantees:
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import weakref
-from collections import Counter, OrderedDict, namedtuple
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -64,11 +63,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ResourceClosedError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ai_trading.errors import IllegalTransition, IntentConflict, OrderValidationError, UnknownIntent
 from ai_trading.oms import models
-from ai_trading.oms.db import KeptConnection, require_head
+from ai_trading.oms.db import DriverStatement, KeptConnection, require_head
 from ai_trading.oms.models import (
     OPEN_STATES,
     EventKind,
@@ -171,90 +170,6 @@ _WORKING = union_all(
 _WORKING = _WORKING.order_by(_WORKING.selected_columns.kind, _WORKING.selected_columns.id)
 
 
-class _DriverStatement:
-    """A statement compiled once for one dialect: its SQL and the processing of its parameters, run on the
-    connection's driver cursor, so a durable step spends no client time on compiling, the compiled cache or
-    SQLAlchemy's result machinery (more client time than a short statement's own round trip).
-
-    It stays a statement of the SQLAlchemy connection in what callers see: its cursor events fire around it,
-    a driver error is raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``, ...), and a
-    connection the error shows lost is invalidated, as ``exec_driver_sql`` does."""
-
-    def __init__(self, statement: Any, dialect: Any, column_keys: Sequence[str] | None = None) -> None:
-        self._compiled = statement.compile(dialect=dialect, column_keys=list(column_keys or ()) or None)
-        self.sql = self._compiled.string
-        processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-                      for bind, name in self._compiled.bind_names.items()}
-        self._processors = [(name, process) for name, process in processors.items() if process is not None]
-        self._order = self._compiled.positiontup if self._compiled.positional else None
-        # the named-tuple maker of the columns it last returned
-        self._named: tuple[tuple[str, ...], Callable[[Iterable[Any]], Any]] | None = None
-
-    def run(self, conn: Connection, values: Mapping[str, Any]) -> tuple[int, Sequence[Any]]:
-        """The statement's row count and its rows as the driver returns them, as named tuples (in autocommit,
-        a one-statement durable step)."""
-        count, rows, names = self._on_driver(conn, self._params(values), many=False)
-        if not rows:
-            return count, rows
-        if self._named is None or self._named[0] != names:
-            self._named = (names, cast(Any, namedtuple("Row", names))._make)  # columns known only once run
-        make = self._named[1]
-        return count, [make(row) for row in rows]
-
-    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
-        """The statement once per row of parameters, in one ``executemany`` on the driver's connection; the
-        rows it changed."""
-        return self._on_driver(conn, [self._params(values) for values in rows], many=True)[0]
-
-    def rows(self, conn: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """The selected rows (run on the driver's connection), each value converted as its column's type
-        reads it (a SELECT's statement)."""
-        readers = self._readers
-        return [tuple(value if read is None else read(value) for read, value in zip(readers, row, strict=True))
-                for row in self._on_driver(conn, self._params(values), many=False)[1]]
-
-    @functools.cached_property
-    def _readers(self) -> list[Any]:
-        # (taken when ``rows`` first runs: only a SELECT has them)
-        dialect = self._compiled.dialect
-        return [column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in self._compiled.statement.selected_columns]
-
-    def _on_driver(self, conn: Connection, params: Any, *,
-                   many: bool) -> tuple[int, list[Any], tuple[str, ...]]:
-        """The row count, the rows and their column names."""
-        driver = conn.connection.dbapi_connection
-        if driver is None:
-            raise ResourceClosedError("the statement's connection is closed")
-        error = conn.dialect.loaded_dbapi.Error
-        cursor = driver.cursor()
-        try:
-            conn.dispatch.before_cursor_execute(conn, cursor, self.sql, params, None, many)
-            if many:
-                cursor.executemany(self.sql, params)
-            else:
-                cursor.execute(self.sql, params)
-            conn.dispatch.after_cursor_execute(conn, cursor, self.sql, params, None, many)
-            if cursor.description is None:
-                return cursor.rowcount, [], ()
-            return cursor.rowcount, list(cursor.fetchall()), tuple(column[0] for column in cursor.description)
-        except error as exc:
-            lost = conn.dialect.is_disconnect(exc, driver, cursor)
-            if lost:
-                conn.invalidate(exc)
-            raise DBAPIError.instance(self.sql, params, exc, error, connection_invalidated=lost) from exc
-        finally:
-            cursor.close()
-
-    def _params(self, values: Mapping[str, Any]) -> Any:
-        params = self._compiled.construct_params(values)  # also checks that every parameter is given
-        for name, process in self._processors:
-            params[name] = process(params[name])
-        if self._order is not None:  # a positional paramstyle (SQLite's qmark): the values in the SQL's order
-            return tuple(params[name] for name in self._order)
-        return params
-
-
 _KNOWN = 4096  # snapshots of the open intents this store last wrote, kept to validate their next event
 
 
@@ -327,14 +242,14 @@ class IntentStore:
         self._kept = KeptConnection(engine) if self._one_statement else None
         if self._one_statement:
             dialect = engine.dialect
-            self._create_one = _DriverStatement(_CREATE_UNLESS_STORED, dialect, _CREATED_COLUMNS_NAMES)
-            self._claim_one = _DriverStatement(_CLAIM_ONE, dialect)
-            self._move_one = _DriverStatement(_MOVE_ONE, dialect)
-            self._move_fill_one = _DriverStatement(_MOVE_FILL_ONE, dialect)
+            self._create_one = DriverStatement(_CREATE_UNLESS_STORED, dialect, _CREATED_COLUMNS_NAMES)
+            self._claim_one = DriverStatement(_CLAIM_ONE, dialect)
+            self._move_one = DriverStatement(_MOVE_ONE, dialect)
+            self._move_fill_one = DriverStatement(_MOVE_FILL_ONE, dialect)
         else:
             # the decide path's statements (working book, the bar's intents) compiled once for the driver
-            self._working = _DriverStatement(_WORKING, engine.dialect)
-            self._create_each = _DriverStatement(sqlite.insert(_I).on_conflict_do_nothing(
+            self._working = DriverStatement(_WORKING, engine.dialect)
+            self._create_each = DriverStatement(sqlite.insert(_I).on_conflict_do_nothing(
                 index_elements=["client_order_id"]), engine.dialect, _CREATED_COLUMNS_NAMES)
         # A step's connection: PostgreSQL's kept autocommit one; on SQLite one from the pool, whose writes commit
         # through SQLAlchemy (see _immediate)
@@ -704,7 +619,7 @@ def _immediate(conn: Connection) -> Iterator[Connection]:
     read on the first (the decide path's) read every page again.
     """
     if not conn.in_transaction():
-        conn.begin()  # what commits below: statements run on the driver (_DriverStatement) begin none
+        conn.begin()  # what commits below: statements run on the driver (DriverStatement) begin none
     # on the driver's connection: the driver then opens no transaction of its own, and the connection's commit
     # or rollback ends this one
     conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]

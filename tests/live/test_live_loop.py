@@ -201,6 +201,28 @@ def test_kill_switch_engaged_means_no_new_orders_through_the_loop(sqlite_overrid
     engine.dispose()
 
 
+def test_priming_decides_the_next_bar_and_stores_sends_and_counts_nothing(sqlite_overrides: list[str]) -> None:
+    cfg = live_cfg([*sqlite_overrides, "live.bars=1"])
+    register(cfg, fit_strategy(cfg))
+    engine = make_engine(cfg.oms.dsn)
+    switch = KillSwitch(engine)
+    switch.engage("test: hold all orders", who="pytest")
+    loop = open_loop(cfg)
+    cursor = loop.venue.cursor
+    assert loop.prime() == []  # engaged: nothing would go out, and nothing is counted as held back
+    assert loop.engine.blocked == 0
+    switch.release("test over", who="pytest")
+    primed = loop.prime()
+    assert primed, "the first traded bar of the replay buys"
+    assert loop.venue.cursor == cursor and loop.stats.decide_s == [] and loop.stats.features_s == []
+    assert _intents(cfg.oms.dsn) == [] and _venue_orders(cfg.oms.paper_venue.dsn) == 0
+    stats = loop.run()  # primes again, then trades the bar: the orders the preview named
+    assert stats.bars == 1 and len(stats.decide_s) == 1
+    assert sorted(cid for _s, _y, cid in _intents(cfg.oms.dsn)) == sorted(i.client_order_id for i in primed)
+    assert _venue_orders(cfg.oms.paper_venue.dsn) == len(primed)
+    engine.dispose()
+
+
 @pytest.mark.slow
 def test_live_loop_stops_on_sigterm_and_survives_sigkill_without_duplicate_orders(tmp_path: Path,
                                                                                   mlflow_uri: str) -> None:
