@@ -308,11 +308,11 @@ class LiveLoop:
         return intents
 
     def prime(self) -> list[OrderIntent] | None:
-        """Decide once at the venue's clock without storing, sending or timing anything, before the next bar's
-        decision: the first run of the decide path pays what is paid once per process (modules imported on first
-        use, statements compiled, caches of the model and the libraries filled), which would otherwise land on
-        that bar's latency. Returns the intents that decision would commit now (None: warming up or no bar
-        left)."""
+        """Decide once at the venue's clock without storing, sending or timing an order, before the next bar's
+        decision (fills already committed are taken into the books, as any read of them does): the first run of
+        the decide path pays what is paid once per process (modules imported on first use, statements
+        compiled, caches of the model and the libraries filled), which would otherwise land on that bar's
+        latency. Returns the intents that decision would commit now (None: warming up or no bar left)."""
         t = self.venue.cursor
         if t + 1 >= len(self.venue.market.timestamps):
             return None
@@ -328,11 +328,13 @@ class LiveLoop:
         ts = market.timestamps[t].to_pydatetime()
         # No collection between the bar's arrival and its orders' commit: one that falls due waits until the
         # commit, and the send that follows, the venue and the bookkeeping take it.
+        collecting = gc.isenabled()
         gc.disable()
         try:
             intents = self._decide(t, ts)
         finally:
-            gc.enable()
+            if collecting:
+                gc.enable()
         if intents is not None:
             sent = time.perf_counter()
             self.stats.orders += len(self.engine.send(intents, ts))
@@ -405,14 +407,14 @@ class LiveLoop:
         the stats count over the loop's life."""
         stop = StopFlag() if stop is None else stop
         every, limit, done = self.config.live.progress_every, self.config.live.bars, 0
+        stop.check("opening the live loop")  # asked while the loop opened: no bar is traded, nothing decided
+        self.prime()  # the first decision's one-off costs paid now, not on the first bar's latency
         # What start-up built (modules, the model, the bars) lives as long as the loop: frozen out of the
         # collector's generations, a full collection during a bar scans only what the bars allocate.
         # Thawed when the loop ends, so a process that goes on (a test run, a notebook) collects them again.
-        self.prime()
         gc.collect()
         gc.freeze()
         try:
-            stop.check("opening the live loop")  # asked while the loop opened: no bar is traded
             while (limit is None or done < limit) and self.step():
                 done += 1
                 if every and self.stats.bars % every == 0:

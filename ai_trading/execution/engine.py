@@ -268,7 +268,8 @@ class ExecutionEngine:
 
     def preview(self, targets: Mapping[str, float], prices: Mapping[str, float], at: datetime) -> list[OrderIntent]:
         """The intents :meth:`commit` would create now, decided the same way in the same kind of transaction,
-        which is rolled back: nothing is stored, sent or counted as held back."""
+        which is rolled back: nothing is stored or sent, no order is counted as held back (fills already
+        committed are taken into the engine's book, as any read of the working positions does)."""
         try:
             with self.manager.store.transaction() as conn:
                 current = self.working_positions(conn)

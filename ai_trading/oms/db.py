@@ -66,8 +66,11 @@ def make_engine(dsn: str, **kwargs: Any) -> Engine:
     if backend == "sqlite":
         # LIFO: the connection used last is used next, so one thread's steps share one connection. SQLite drops a
         # connection's page cache whenever another connection writes: connections taken in turn read every page
-        # again after each other's writes.
-        engine = create_engine(url, connect_args={"timeout": 30}, pool_use_lifo=True, **kwargs)
+        # again after each other's writes. (A file's queue pool only: an in-memory database has one connection
+        # per thread, and a caller's own pool class takes its own options.)
+        if url.database not in (None, "", ":memory:") and "poolclass" not in kwargs:
+            kwargs = {"pool_use_lifo": True, **kwargs}
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     raise ConfigError(f"oms dsn backend {backend!r}: use sqlite:///path or postgresql+psycopg://...")

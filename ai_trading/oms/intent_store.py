@@ -63,7 +63,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from ai_trading.errors import IllegalTransition, IntentConflict, OrderValidationError, UnknownIntent
 from ai_trading.oms import models
@@ -441,10 +441,6 @@ class IntentStore:
                 if owner != client_order_id:
                     raise IllegalTransition(f"order {client_order_id}: fill {fill.trade_id} is already recorded "
                                             f"for order {owner}") from None
-            except OperationalError as exc:
-                # SQLite refuses to upgrade a read snapshot another writer has moved past; read again.
-                if self.engine.dialect.name != "sqlite" or "locked" not in str(exc.orig):
-                    raise
         raise IllegalTransition(f"order {client_order_id}: event {event.kind} lost the compare-and-set "
                                 f"{_RETRIES} times in a row to other writers")
 
@@ -620,9 +616,9 @@ def _immediate(conn: Connection) -> Iterator[Connection]:
     """
     if not conn.in_transaction():
         conn.begin()  # what commits below: statements run on the driver (DriverStatement) begin none
-    # on the driver's connection: the driver then opens no transaction of its own, and the connection's commit
-    # or rollback ends this one
-    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+    # issued by hand, the driver then opens no transaction of its own, and the connection's commit or rollback
+    # ends this one; a write lock still held by another writer when the busy timeout ends raises OperationalError
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
     try:
         yield conn
     except BaseException:

@@ -4,6 +4,7 @@ switch, a SIGKILL in the middle and auto-rollback."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -176,9 +177,12 @@ def test_a_stop_asked_while_the_loop_opens_trades_no_bar(sqlite_overrides: list[
     loop = open_loop(cfg)
     stop = StopFlag()
     stop.signal = signal.SIGTERM  # as the handler sets it when SIGTERM arrives during open_loop
+    primed: list[bool] = []
+    loop.prime = lambda: primed.append(True)  # type: ignore[method-assign]  # a spy: asked or not
     with pytest.raises(Interrupted):
         loop.run(stop)
     assert loop.stats.bars == 0 and _intents(cfg.oms.dsn) == []
+    assert primed == []  # nothing decided either
 
 
 def test_kill_switch_engaged_means_no_new_orders_through_the_loop(sqlite_overrides: list[str]) -> None:
@@ -221,6 +225,20 @@ def test_priming_decides_the_next_bar_and_stores_sends_and_counts_nothing(sqlite
     assert sorted(cid for _s, _y, cid in _intents(cfg.oms.dsn)) == sorted(i.client_order_id for i in primed)
     assert _venue_orders(cfg.oms.paper_venue.dsn) == len(primed)
     engine.dispose()
+
+
+def test_a_bar_leaves_the_collector_as_the_caller_had_it(sqlite_overrides: list[str]) -> None:
+    cfg = live_cfg([*sqlite_overrides, "live.bars=2"])
+    register(cfg, fit_strategy(cfg))
+    loop = open_loop(cfg)
+    gc.disable()
+    try:
+        assert loop.step()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert loop.step()
+    assert gc.isenabled()
 
 
 @pytest.mark.slow

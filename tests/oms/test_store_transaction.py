@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.exc import OperationalError
 
 from ai_trading.errors import ConfigError
 from ai_trading.monitoring.killswitch import KillSwitch, KillSwitchMode
@@ -85,6 +86,42 @@ def test_on_sqlite_the_write_lock_is_held_from_the_start(tmp_path: object) -> No
         other.execute("ROLLBACK")
     finally:
         other.close()
+        engine.dispose()
+
+
+def test_on_sqlite_a_write_lock_held_past_the_busy_timeout_is_sqlalchemys_error_and_writes_nothing(
+        tmp_path: object) -> None:
+    path = f"{tmp_path}/held.db"
+    engine = make_engine(f"sqlite:///{path}")
+    event.listen(engine, "connect", lambda dbapi, _record: dbapi.execute("PRAGMA busy_timeout=100"))
+    upgrade_to_head(engine)
+    store = IntentStore(engine)
+    intent = store.create(make_intent(1))
+    assert store.claim_for_submit(intent.client_order_id)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="locked"):
+            store.record(intent.client_order_id, OrderEvent.acked("B-1"))
+        with pytest.raises(OperationalError, match="locked"), store.transaction() as conn:
+            store.create_many([make_intent(2)], conn)
+        other.execute("ROLLBACK")
+        assert store.get(intent.client_order_id).state.value == "SUBMITTED"  # nothing of the ack went in
+        assert _stored(engine) == 1
+        assert store.record(intent.client_order_id, OrderEvent.acked("B-1")).state.value == "ACKED"
+    finally:
+        other.close()
+        engine.dispose()
+
+
+def test_an_in_memory_sqlite_database_opens_and_stores(tmp_path: object) -> None:
+    engine = make_engine("sqlite://")
+    try:
+        upgrade_to_head(engine)
+        store = IntentStore(engine)
+        store.create(make_intent(1))
+        assert _stored(engine) == 1
+    finally:
         engine.dispose()
 
 
