@@ -39,6 +39,29 @@ log = logging.getLogger(__name__)
 STATE_FORMAT_VERSION = 2
 
 
+def write_text_durably(target: Path, text: str) -> None:
+    """Replace ``target`` with ``text``, whole or not at all, and on disk when this returns: written to a
+    scratch file beside it and flushed, renamed over it, and the rename flushed. A reader sees the old file or
+    the new one; a crash or a power loss after the return keeps the new one (a rename not flushed can come back
+    after a power loss as an empty file). The live loop writes these between bars: their flush lands here, not
+    in the next bar's durable commit."""
+    scratch = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        with open(scratch, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(scratch, target)
+    except BaseException:
+        scratch.unlink(missing_ok=True)
+        raise
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
 @dataclass(frozen=True)
 class EwmaCostModelConfig:
     """Half-life of the learning (fill reports) and the learned state file (None: nothing learned yet,
@@ -203,10 +226,7 @@ class EwmaCostModel:
         state = self.state_dict()
         digest = self.hash_state(state)
         payload = {"format_version": STATE_FORMAT_VERSION, "sha256": digest, "state": state}
-        target = Path(path)
-        scratch = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        scratch.write_text(json.dumps(payload, sort_keys=True, indent=1), encoding="utf-8")
-        os.replace(scratch, target)
+        write_text_durably(Path(path), json.dumps(payload, sort_keys=True, indent=1))
         log.info("saved cost model path=%s symbols=%d sha256=%s", path, len(self._state), digest[:12])
         return digest
 

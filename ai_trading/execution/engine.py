@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,7 +46,7 @@ from ai_trading.execution.cost_feedback import (
     fill_observations,
     learn_from_observations,
 )
-from ai_trading.execution.cost_model import EwmaCostModel, EwmaCostModelConfig
+from ai_trading.execution.cost_model import EwmaCostModel, EwmaCostModelConfig, write_text_durably
 from ai_trading.execution.market import MarketArrays
 from ai_trading.oms.intent_store import BookFill, OrderRecord, StoredFill
 from ai_trading.oms.models import OrderIntent, OrderType, Side, to_decimal
@@ -344,10 +343,8 @@ class ExecutionEngine:
         saved = learn_from_observations(self.cost_model, observations, self.cost_state_path)
         self.last_fill_costs = costs
         through = new[-1].id
-        scratch = self._cursor_path.with_name(f".{self._cursor_path.name}.tmp{os.getpid()}")
-        scratch.write_text(json.dumps({"path": str(saved.path), "sha256": saved.sha256, "version": saved.version,
-                                       "fill_id": through}), encoding="utf-8")
-        os.replace(scratch, self._cursor_path)
+        write_text_durably(self._cursor_path, json.dumps({"path": str(saved.path), "sha256": saved.sha256,
+                                                          "version": saved.version, "fill_id": through}))
         self.learned_through, self.last_saved = through, saved
         log.info("cost model learned fills=%d through_fill=%d path=%s sha256=%s", len(taker), through, saved.path,
                  saved.sha256[:12])
