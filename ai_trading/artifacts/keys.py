@@ -40,6 +40,7 @@ from ai_trading.artifacts.signing import (
     Signer,
     key_id,
 )
+from ai_trading.durable_files import replace_durably, sync_directory
 from ai_trading.errors import ConfigError, DevKeyRefused, UntrustedKey
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def _write_private(path: Path, text: str) -> None:
         os.link(tmp, path)
     finally:
         os.unlink(tmp)
+    sync_directory(path.parent)
 
 
 @contextmanager
@@ -173,10 +175,7 @@ class Keyring:
             self.keys = {**current, kid: entry}
             payload = {"keys": {k: {"public_key": public_key_b64(e.public_key), "label": e.label, "dev": e.dev}
                                 for k, e in sorted(self.keys.items())}}
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keyring.")
-            with os.fdopen(fd, "w") as handle:
-                json.dump(payload, handle, indent=2, sort_keys=True)
-            os.replace(tmp, self.path)
+            replace_durably(self.path, json.dumps(payload, indent=2, sort_keys=True))
         return entry
 
     def get(self, kid: str, where: str | None = None) -> TrustedKey:

@@ -46,6 +46,7 @@ from ai_trading.artifacts.manifest import (
     parse_time,
 )
 from ai_trading.artifacts.signing import ED25519, HMAC_SHA256, key_id, verify_ed25519, verify_hmac
+from ai_trading.durable_files import replace_durably
 from ai_trading.errors import (
     AlgorithmMismatch,
     ConfigError,
@@ -131,10 +132,7 @@ class VersionStore:
             if last == version:
                 return
             data[name] = version
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".accepted_versions.")
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle, indent=2, sort_keys=True)
-            os.replace(tmp, self.path)
+            replace_durably(self.path, json.dumps(data, indent=2, sort_keys=True))
 
 
 MAX_MANIFEST_BYTES = 1 << 20

@@ -32,6 +32,7 @@ from typing import Protocol
 
 import pandas as pd
 
+from ai_trading.durable_files import sync_directory
 from ai_trading.errors import ConfigError, DataValidationError, UnknownSymbolError
 from ai_trading.execution.cost_model import CostObservation, EwmaCostModel
 from ai_trading.execution.market import MarketArrays
@@ -142,6 +143,7 @@ def save_new_version(model: EwmaCostModel, state_path: str | Path) -> SavedCostS
                 number += 1
     finally:
         scratch.unlink(missing_ok=True)
+    sync_directory(path.parent)  # the version's name on disk too, not only its data
     log.info("cost model version saved path=%s version=%d sha256=%s", target, number, digest[:12])
     return SavedCostState(target, digest, number)
 

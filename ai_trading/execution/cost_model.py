@@ -25,41 +25,18 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ai_trading.durable_files import replace_durably
 from ai_trading.errors import ConfigError, ManifestVerificationError, OrderValidationError
 from ai_trading.execution.config import SimulatorConfig
 
 log = logging.getLogger(__name__)
 
 STATE_FORMAT_VERSION = 2
-
-
-def write_text_durably(target: Path, text: str) -> None:
-    """Replace ``target`` with ``text``, whole or not at all, and on disk when this returns: written to a
-    scratch file beside it and flushed, renamed over it, and the rename flushed. A reader sees the old file or
-    the new one; a crash or a power loss after the return keeps the new one (a rename not flushed can come back
-    after a power loss as an empty file). The live loop writes these between bars: their flush lands here, not
-    in the next bar's durable commit."""
-    scratch = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    try:
-        with open(scratch, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(scratch, target)
-    except BaseException:
-        scratch.unlink(missing_ok=True)
-        raise
-    folder = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 @dataclass(frozen=True)
@@ -221,12 +198,13 @@ class EwmaCostModel:
         return self.hash_state({"preset": asdict(self.preset), "learned": self.state_dict()})
 
     def save(self, path: str | Path) -> str:
-        """Write the learned state, its format version and hash as JSON, atomically (a reader never sees a
-        half-written file); returns the hash."""
+        """Write the learned state, its format version and hash as JSON, atomically and durably (a reader never
+        sees a half-written file; the live loop pays the flush between bars, not in the next bar's durable
+        commit); returns the hash."""
         state = self.state_dict()
         digest = self.hash_state(state)
         payload = {"format_version": STATE_FORMAT_VERSION, "sha256": digest, "state": state}
-        write_text_durably(Path(path), json.dumps(payload, sort_keys=True, indent=1))
+        replace_durably(Path(path), json.dumps(payload, sort_keys=True, indent=1))
         log.info("saved cost model path=%s symbols=%d sha256=%s", path, len(self._state), digest[:12])
         return digest
 

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 
+from ai_trading.durable_files import replace_durably
 from ai_trading.errors import ConfigError, OrderValidationError, ReconciliationError
 from ai_trading.execution.config import SimulatorConfig
 from ai_trading.execution.cost_feedback import (
@@ -46,7 +47,7 @@ from ai_trading.execution.cost_feedback import (
     fill_observations,
     learn_from_observations,
 )
-from ai_trading.execution.cost_model import EwmaCostModel, EwmaCostModelConfig, write_text_durably
+from ai_trading.execution.cost_model import EwmaCostModel, EwmaCostModelConfig
 from ai_trading.execution.market import MarketArrays
 from ai_trading.oms.intent_store import BookFill, OrderRecord, StoredFill
 from ai_trading.oms.models import OrderIntent, OrderType, Side, to_decimal
@@ -343,7 +344,7 @@ class ExecutionEngine:
         saved = learn_from_observations(self.cost_model, observations, self.cost_state_path)
         self.last_fill_costs = costs
         through = new[-1].id
-        write_text_durably(self._cursor_path, json.dumps({"path": str(saved.path), "sha256": saved.sha256,
+        replace_durably(self._cursor_path, json.dumps({"path": str(saved.path), "sha256": saved.sha256,
                                                           "version": saved.version, "fill_id": through}))
         self.learned_through, self.last_saved = through, saved
         log.info("cost model learned fills=%d through_fill=%d path=%s sha256=%s", len(taker), through, saved.path,

@@ -24,7 +24,6 @@ from ai_trading.execution import (
     SimulatorConfig,
     TimeInForce,
 )
-from ai_trading.execution.cost_model import write_text_durably
 from tests.execution.conftest import BARE, random_walk_frame
 
 # Slippage formula of this preset: 1.0 + 0.5 * sigma_bps * sqrt(q / V) bps.
@@ -157,13 +156,3 @@ def test_simulator_with_learned_model_realizes_the_models_prediction() -> None:
     assert model.n_observations("AAA") == before + 1
     assert np.isfinite(model.spread_scale("AAA"))
 
-
-def test_a_state_file_is_replaced_whole_and_a_failed_write_keeps_the_old_one(tmp_path: Path) -> None:
-    target = tmp_path / "cost_state.json"
-    write_text_durably(target, '{"v": 1}')
-    write_text_durably(target, '{"v": 2}')
-    assert json.loads(target.read_text(encoding="utf-8")) == {"v": 2}
-    with pytest.raises(UnicodeEncodeError):
-        write_text_durably(target, '{"v": "\ud800"}')  # fails half-way through the write
-    assert json.loads(target.read_text(encoding="utf-8")) == {"v": 2}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cost_state.json"]  # no scratch file left
