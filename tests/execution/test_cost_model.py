@@ -155,4 +155,3 @@ def test_simulator_with_learned_model_realizes_the_models_prediction() -> None:
     model.update(obs)
     assert model.n_observations("AAA") == before + 1
     assert np.isfinite(model.spread_scale("AAA"))
-

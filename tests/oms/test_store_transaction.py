@@ -114,7 +114,7 @@ def test_on_sqlite_a_write_lock_held_past_the_busy_timeout_is_sqlalchemys_error_
         engine.dispose()
 
 
-def test_an_in_memory_sqlite_database_opens_and_stores(tmp_path: object) -> None:
+def test_an_in_memory_sqlite_database_opens_and_stores() -> None:
     engine = make_engine("sqlite://")
     try:
         upgrade_to_head(engine)
