@@ -210,7 +210,7 @@ class DriverStatement:
         if driver is None:
             raise ResourceClosedError("the statement's connection is closed")
         error = conn.dialect.loaded_dbapi.Error
-        cursor = driver.cursor()
+        cursor = _kept_cursor(conn, driver)
         try:
             conn.dispatch.before_cursor_execute(conn, cursor, self.sql, params, None, many)
             if many:
@@ -226,8 +226,6 @@ class DriverStatement:
             if lost:
                 conn.invalidate(exc)
             raise DBAPIError.instance(self.sql, params, exc, error, connection_invalidated=lost) from exc
-        finally:
-            cursor.close()
 
     def _params(self, values: Mapping[str, Any]) -> Any:
         params = self._compiled.construct_params(values)  # also checks that every parameter is given
@@ -236,6 +234,21 @@ class DriverStatement:
         if self._order is not None:  # a positional paramstyle (SQLite's qmark): the values in the SQL's order
             return tuple(params[name] for name in self._order)
         return params
+
+
+_CURSOR = "ai_trading.driver_cursor"
+
+
+def _kept_cursor(conn: Connection, driver: Any) -> Any:
+    """The driver cursor kept with ``driver`` for the statements run on it: a new psycopg cursor costs more
+    client time than a one-row durable step's own statement. Every run reads all it returns before the
+    next, so one cursor serves them in turn. (``info`` lives exactly as long as the driver's connection:
+    the pool clears it when it closes or replaces that connection.)"""
+    info = conn.info
+    cursor = info.get(_CURSOR)
+    if cursor is None:
+        cursor = info[_CURSOR] = driver.cursor()
+    return cursor
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

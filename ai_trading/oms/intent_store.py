@@ -92,8 +92,10 @@ _R = cast(Table, ReconciliationRow.__table__)
 _CREATE = insert(_I)
 # PostgreSQL: an intent already stored under the CID is left as it is (no row inserted, read back), so the
 # usual repeated create (each submit creates the intent a micro-batch already stored) raises no error; a
-# taken broker-safe id still does
-_CREATE_UNLESS_STORED = postgresql.insert(_I).on_conflict_do_nothing(index_elements=["client_order_id"])
+# taken broker-safe id still does. Inline: the row count tells whether it went in, so no RETURNING of the new
+# row's id (SQLAlchemy's implicit one) costs the server a projection and the client a result to read.
+_CREATE_UNLESS_STORED = (postgresql.insert(_I).inline()
+                         .on_conflict_do_nothing(index_elements=["client_order_id"]))
 # (returns what the claimed intent's snapshot needs: a CREATED intent has no fills, so no trade ids)
 _CLAIM = (update(_I).where(_I.c.client_order_id == bindparam("cid"), _I.c.state == bindparam("from_state"))
           .values(state=bindparam("to_state"), last_sequence=_I.c.last_sequence + 1,

@@ -293,7 +293,10 @@ def test_postgres_durable_steps_run_on_one_kept_connection(postgres_engine: Engi
     store = IntentStore(engine)
     first = store.create(make_intent(60)).client_order_id
     checkouts: list[object] = []
+    writers: list[object] = []  # the cursors the writes ran on (held, so no cursor's id is reused by a later one)
     event.listen(engine, "checkout", lambda *_: checkouts.append(1))
+    event.listen(engine, "before_cursor_execute", lambda _conn, cursor, statement, *_:
+                 None if statement.startswith("SELECT") else writers.append(cursor))
     for n in range(5):
         cid = store.create(make_intent(61 + n)).client_order_id
         assert store.create(make_intent(61 + n)).client_order_id == cid  # as each submit does: read back
@@ -302,6 +305,8 @@ def test_postgres_durable_steps_run_on_one_kept_connection(postgres_engine: Engi
         store.record(cid, OrderEvent.filled(_fill(f"T6{n}", 10)))
     assert store.claim_for_submit(first)
     assert checkouts == []
+    # ... and on one driver cursor: a new psycopg cursor per step costs more client time than its statement
+    assert len(writers) == 26 and len({id(cursor) for cursor in writers}) == 1
     assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]  # the kept one
     store.close()
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
