@@ -223,9 +223,13 @@ class DriverStatement:
             return cursor.rowcount, list(cursor.fetchall()), tuple(column[0] for column in cursor.description)
         except error as exc:
             lost = conn.dialect.is_disconnect(exc, driver, cursor)
+            _drop_cursor(conn, cursor)
             if lost:
                 conn.invalidate(exc)
             raise DBAPIError.instance(self.sql, params, exc, error, connection_invalidated=lost) from exc
+        except BaseException:
+            _drop_cursor(conn, cursor)
+            raise
 
     def _params(self, values: Mapping[str, Any]) -> Any:
         params = self._compiled.construct_params(values)  # also checks that every parameter is given
@@ -240,15 +244,26 @@ _CURSOR = "ai_trading.driver_cursor"
 
 
 def _kept_cursor(conn: Connection, driver: Any) -> Any:
-    """The driver cursor kept with ``driver`` for the statements run on it: a new psycopg cursor costs more
-    client time than a one-row durable step's own statement. Every run reads all it returns before the
-    next, so one cursor serves them in turn. (``info`` lives exactly as long as the driver's connection:
-    the pool clears it when it closes or replaces that connection.)"""
-    info = conn.info
-    cursor = info.get(_CURSOR)
-    if cursor is None:
-        cursor = info[_CURSOR] = driver.cursor()
+    """The driver cursor kept with ``driver`` for this thread's statements: a new psycopg cursor costs more
+    client time than a one-row durable step's own statement. A run reads all its statement returns before
+    the next run, and one that fails drops its cursor (it may hold an unfinished SELECT, which on SQLite
+    would keep a read snapshot open and block writers and checkpoints). The owner thread is checked because
+    a pool may share one connection between threads (StaticPool); the connection because ``info`` outlives
+    a closed driver connection until the pool reconnects."""
+    kept = conn.info.get(_CURSOR)
+    thread = threading.get_ident()
+    if kept is not None and kept[0] == thread and kept[1].connection is driver:
+        return kept[1]
+    cursor = driver.cursor()
+    conn.info[_CURSOR] = (thread, cursor)
     return cursor
+
+
+def _drop_cursor(conn: Connection, cursor: Any) -> None:
+    kept = conn.info.get(_CURSOR)
+    if kept is not None and kept[1] is cursor:
+        del conn.info[_CURSOR]
+    cursor.close()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
