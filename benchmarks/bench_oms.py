@@ -28,8 +28,7 @@ intents are built before the clock starts.)
 
 The server's ``fsync`` setting is printed: with fsync off (the test cluster of ``.ci/start_postgres``) a
 commit is a round trip and no disk flush, so the figures compare round trips and client overhead, not disks.
-To compare
-commits on this machine's disk, as the goals mean, run it on a durable cluster::
+To compare commits on this machine's disk, as the goals mean, run it on a durable cluster::
 
     eval "$(.ci/start_postgres --durable)"; python benchmarks/bench_oms.py --seconds 2; $AI_TRADING_PG_STOP
 """
@@ -54,7 +53,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, func, insert, text
 from sqlalchemy.dialects import postgresql
@@ -204,15 +203,17 @@ def c_client_rounds(engine: Engine, raw_table: str, create: Callable[[OrderInten
                     rounds: int) -> list[Round]:
     """``rounds`` pairs of runs, pgbench first in even rounds and the store first in odd ones; empty without
     pgbench."""
+    if _pgbench() is None:
+        return []
+    script = f"INSERT INTO {raw_table} (v) VALUES (1);\n"
     measured = []
     for n in range(rounds):
-        store = _timed(1.0, create, _intent)[0] if n % 2 else float("nan")
-        c_client = _raw_pgbench(engine, f"INSERT INTO {raw_table} (v) VALUES (1);\n", 1.0)
-        if c_client is None:
-            return []
+        if n % 2:
+            store = _timed(1.0, create, _intent)[0]
+        c_client = cast(tuple[float, float], _raw_pgbench(engine, script, 1.0))  # (pgbench is installed)
         if not n % 2:
             store = _timed(1.0, create, _intent)[0]
-        measured.append(Round(c_client[0], c_client[1], store))
+        measured.append(Round(*c_client, store))
     return measured
 
 

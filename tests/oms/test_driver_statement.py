@@ -32,7 +32,8 @@ def test_a_statement_interrupted_after_it_ran_leaves_no_open_read_behind(oms_eng
         with pytest.raises(KeyboardInterrupt):
             read.rows(conn, {})
         event.remove(oms_engine, "after_cursor_execute", interrupt)
-        # the connection (back in the pool, then reused) neither holds a read open nor reads an old snapshot
+        # the same connection neither holds a read open (a writer and a checkpoint get through) nor reads an
+        # old snapshot
         store.create(make_intent(2))
         if oms_engine.dialect.name == "sqlite":
             assert conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()[0] == 0  # 0: not blocked
